@@ -1,0 +1,95 @@
+"""API keys with roles. A request carries ``X-API-Key``; the key's role bounds what it may see.
+
+Roles: ``home_affairs`` (every summary, no personal data), ``agency`` (its own agency only),
+``verifier`` (personal data for re-verification, every access audited), ``operator`` (campaigns),
+``admin`` (everything).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callcenter.core.models import ApiKey
+
+
+class Role(enum.StrEnum):
+    HOME_AFFAIRS = "home_affairs"
+    AGENCY = "agency"
+    VERIFIER = "verifier"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: int
+    name: str
+    role: Role
+    agency_id: int | None
+
+    def may_read_agency(self, agency_id: int) -> bool:
+        return self.role != Role.AGENCY or self.agency_id == agency_id
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def issue_key(
+    session: Session, *, name: str, role: Role, now: datetime, agency_id: int | None = None
+) -> tuple[str, ApiKey]:
+    """Create a key; the clear key is returned once and never stored."""
+    if role == Role.AGENCY and agency_id is None:
+        raise ValueError("an agency key needs agency_id")
+    raw = "cc_" + secrets.token_urlsafe(24)
+    row = ApiKey(key_hash=hash_key(raw), name=name, role=role.value, agency_id=agency_id, created_at=now)
+    session.add(row)
+    session.flush()
+    return raw, row
+
+
+def get_session(request: Request):  # type: ignore[no-untyped-def]
+    """One session per request; the request boundary commits (see ``callcenter.core.db.session_scope``)."""
+    factory = request.app.state.runtime.sessions
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def current_principal(request: Request, session: Session = Depends(get_session)) -> Principal:
+    raw = request.headers.get("X-API-Key")
+    if not raw:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header")
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(raw), ApiKey.revoked_at.is_(None)))
+    if row is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key")
+    return Principal(key_id=row.id, name=row.name, role=Role(row.role), agency_id=row.agency_id)
+
+
+def require_roles(*roles: Role) -> Callable[..., Principal]:
+    """A dependency that admits only the given roles (admin is always admitted)."""
+    allowed = {*roles, Role.ADMIN}
+
+    def _check(principal: Principal = Depends(current_principal)) -> Principal:
+        if principal.role not in allowed:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"role '{principal.role}' may not use this endpoint"
+            )
+        return principal
+
+    return _check

@@ -1,0 +1,1 @@
+"""Shared building blocks: settings, database, personal-data protection, phones, clocks."""

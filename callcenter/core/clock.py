@@ -1,0 +1,57 @@
+"""Clocks: the system clock in production, a controllable one in tests. All times are aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant, timezone-aware."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class ManualClock:
+    """A clock that only moves when told to; for tests and compressed-time simulation."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("ManualClock needs a timezone-aware start time")
+        self._now = start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> datetime:
+        self._now = self._now + delta
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        if when.tzinfo is None:
+            raise ValueError("ManualClock.set needs a timezone-aware time")
+        self._now = when
+
+
+def ensure_aware(value: datetime, default_tz: ZoneInfo = VN_TZ) -> datetime:
+    """Attach the province's zone to a naive local time; leave aware times alone."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=default_tz)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_local(value: datetime) -> datetime:
+    return value.astimezone(VN_TZ)
+
+
+__all__ = ["VN_TZ", "Clock", "ManualClock", "SystemClock", "ensure_aware", "timedelta", "to_local", "utcnow"]

@@ -1,0 +1,99 @@
+"""Personal data protection: AES-GCM encryption at rest, keyed phone hashes, masking for logs.
+
+Names, phone numbers, national ID numbers and free-text comments are stored encrypted. Lookups,
+deduplication and the opt-out list use a keyed hash (HMAC-SHA256) of the E.164 phone, so the
+clear number is never needed to find a citizen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_NONCE = 12
+_VERSION = b"\x01"
+
+
+class PiiCipher:
+    """Encrypts and decrypts personal data; one instance per process, built from settings."""
+
+    def __init__(self, key: bytes, hash_key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("PII key must be 32 bytes")
+        self._aead = AESGCM(key)
+        self._hash_key = hash_key
+
+    def encrypt(self, plaintext: str) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return _VERSION + nonce + self._aead.encrypt(nonce, plaintext.encode("utf-8"), None)
+
+    def encrypt_optional(self, plaintext: str | None) -> bytes | None:
+        return None if plaintext is None or plaintext == "" else self.encrypt(plaintext)
+
+    def decrypt(self, token: bytes) -> str:
+        if not token or token[:1] != _VERSION:
+            raise ValueError("unknown ciphertext version")
+        nonce, body = token[1 : 1 + _NONCE], token[1 + _NONCE :]
+        return self._aead.decrypt(nonce, bytes(body), None).decode("utf-8")
+
+    def decrypt_optional(self, token: bytes | None) -> str | None:
+        return None if token is None else self.decrypt(token)
+
+    def phone_hash(self, e164: str) -> str:
+        """The keyed hash of a normalised phone number: the key for lookups and opt-outs."""
+        return hmac.new(self._hash_key, e164.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def cipher_from_settings(settings: object) -> PiiCipher:
+    key = settings.pii_key_bytes  # type: ignore[attr-defined]
+    hash_key = settings.phone_hash_key.get_secret_value().encode()  # type: ignore[attr-defined]
+    return PiiCipher(key, hash_key)
+
+
+def mask_phone(phone: str | None) -> str:
+    """Keep only the country/prefix and the last three digits: ``+84905***456``."""
+    if not phone:
+        return ""
+    digits = re.sub(r"\D", "", phone)
+    if len(digits) <= 4:
+        return "***"
+    head = ("+" if phone.strip().startswith("+") else "") + digits[: min(5, len(digits) - 3)]
+    return f"{head}***{digits[-3:]}"
+
+
+def mask_name(name: str | None) -> str:
+    """Initials only: ``Nguyễn Văn An`` → ``N. V. A.``."""
+    if not name:
+        return ""
+    return " ".join(part[0] + "." for part in name.split() if part)
+
+
+# Runs of 7+ digits (phones, CCCD/CMND numbers), allowing spaces, dots and dashes inside.
+_DIGIT_RUN = re.compile(r"(?<!\w)\+?\d(?:[\s.\-]?\d){6,}(?!\w)")
+
+
+def mask_digit_runs(text: str) -> str:
+    """Mask phone numbers and ID-like digit runs in free text, keeping the last three digits."""
+
+    def _mask(match: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", match.group(0))
+        return "*" * (len(digits) - 3) + digits[-3:]
+
+    return _DIGIT_RUN.sub(_mask, text)
+
+
+class PiiMaskingFilter(logging.Filter):
+    """A logging filter that masks phone numbers and ID numbers in every formatted message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_digit_runs(message)
+        if masked != message:
+            record.msg = masked
+            record.args = None
+        return True

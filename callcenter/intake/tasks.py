@@ -1,0 +1,1 @@
+"""Intake Celery tasks (filled in by the intake work)."""

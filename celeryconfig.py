@@ -1,0 +1,39 @@
+"""Celery configuration (loaded by ``callcenter.celery_app``). Values come from the environment.
+
+Named queues: ``intake`` (one-stop sync), ``dialer`` (placing calls), ``events`` (call outcomes),
+``asr`` (transcribing comments), ``analysis`` (alerts, reports). Tasks take ids, re-read their rows and
+are idempotent, so ``acks_late`` is safe.
+"""
+
+import os
+
+broker_url = os.environ.get("CALLCENTER_BROKER_URL") or os.environ.get(
+    "CALLCENTER_REDIS_URL", "redis://127.0.0.1:6379/0"
+)
+result_backend = None
+task_ignore_result = True
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_serializer = "json"
+accept_content = ["json"]
+timezone = "Asia/Ho_Chi_Minh"
+enable_utc = True
+broker_connection_retry_on_startup = True
+# Redis redelivers an unacknowledged task after the visibility timeout; no task of ours runs longer,
+# and no retry is ever scheduled with a countdown near it (due times live in the database).
+broker_transport_options = {"visibility_timeout": 3600}
+
+include = [
+    "callcenter.intake.tasks",
+]
+
+task_routes = {
+    "intake.*": {"queue": "intake"},
+    "dialer.*": {"queue": "dialer"},
+    "events.*": {"queue": "events"},
+    "asr.*": {"queue": "asr"},
+    "analysis.*": {"queue": "analysis"},
+}
+
+beat_schedule: dict[str, dict[str, object]] = {}

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from callcenter.core.phones import PhoneError, normalise_phone
+from callcenter.core.pii import PiiCipher, PiiMaskingFilter, mask_digit_runs, mask_phone
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164", "kind"),
+    [
+        ("0905 123 456", "+84905123456", "mobile"),
+        ("+84905123456", "+84905123456", "mobile"),
+        ("84-905-123-456", "+84905123456", "mobile"),
+        ("0905.123.456", "+84905123456", "mobile"),
+        ("(090) 512-3456", "+84905123456", "mobile"),
+        ("0084 905 123 456", "+84905123456", "mobile"),
+        ("905123456", "+84905123456", "mobile"),  # leading zero eaten by a spreadsheet
+        ("01223456789", "+84773456789", "mobile"),  # old 11-digit MobiFone 0122 -> 077
+        ("0169 123 4567", "+84391234567", "mobile"),  # old Viettel 0169 -> 039
+        ("0236 3821 234", "+842363821234", "landline"),  # Da Nang landline
+        ("024 3825 3536", "+842438253536", "landline"),  # Ha Noi landline
+    ],
+)
+def test_phone_shapes_normalise_to_e164(raw: str, e164: str, kind: str) -> None:
+    result = normalise_phone(raw)
+    assert (result.e164, result.kind) == (e164, kind)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty"),
+        ("abc", "characters other than digits"),
+        ("+1 202 555 0100", "not a Vietnamese number"),
+        ("0905 12", "not a valid"),
+        ("1900 1234", "not a number a survey can call"),
+        (None, "missing"),
+    ],
+)
+def test_bad_phones_say_why(raw: str | None, reason: str) -> None:
+    with pytest.raises(PhoneError, match=reason):
+        normalise_phone(raw)
+
+
+def test_encryption_round_trip_and_hash(cipher: PiiCipher) -> None:
+    token = cipher.encrypt("Nguyễn Thị Hoa")
+    assert b"Hoa" not in token
+    assert cipher.decrypt(token) == "Nguyễn Thị Hoa"
+    assert cipher.encrypt("x") != cipher.encrypt("x")  # random nonce
+    assert cipher.phone_hash("+84905123456") == cipher.phone_hash("+84905123456")
+    assert cipher.phone_hash("+84905123456") != cipher.phone_hash("+84905123457")
+
+
+def test_masking() -> None:
+    assert mask_phone("+84905123456") == "+84905***456"
+    assert mask_digit_runs("gọi 0905 123 456, CCCD 048090001234") == "gọi *******456, CCCD *********234"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "calling %s", ("+84905123456",), None)
+    PiiMaskingFilter().filter(record)
+    assert "905123" not in record.getMessage()
