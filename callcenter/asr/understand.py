@@ -1,0 +1,520 @@
+"""Map a spoken (transcribed) answer to the choices of the current question. Pure: no I/O.
+
+The IVR gives the expected choices of one question as ``{choice: [phrases…]}`` and a transcript;
+:func:`match_answer` says which choice was meant, how sure it is, and which words decided.
+
+How it reads Vietnamese:
+
+* **Diacritics-tolerant.** Text is NFC-normalised and lower-cased. When the transcript carries no
+  Vietnamese marks at all (an engine or a typist that drops them), "hai long" matches "hài lòng" at
+  a small discount. When it does carry marks, a word whose marks differ from the phrase's ("hai" for
+  "hài") is taken as a likely tone confusion at a larger discount, so it stays below the confirmation
+  threshold on its own.
+* **Negation-safe.** Negators ("không", "chưa", "chẳng", "chả", southern "hông"/"hổng", "đâu có") and
+  the adverbs that may follow them ("được", "có", "thấy", "phải", "hề", …) collapse into one ``NEG``
+  token, in the transcript and in the phrases alike. "chẳng hài lòng", "không được hài lòng lắm" and
+  "chưa hài lòng" then all read ``NEG hài lòng``: a phrase that does not itself start with a negation
+  never matches right after one. A negated phrase of one of exactly two choices counts for the other
+  ("không đúng" → no, "không sai" → yes); a double negation ("không phải là không hài lòng") is kept
+  but heavily discounted so the IVR confirms.
+* **Politeness is not an answer.** "dạ", "vâng", "ừ" open almost every Vietnamese reply: a choice
+  matched only by such a particle loses to any other choice matched by a content word ("dạ không").
+* **Numbers.** :func:`reason_choices` builds phrases for reason codes ("hai", "số hai", "thứ hai",
+  "lý do hai", "2"); a number word followed by a unit noun ("một lần", "năm nay") is a quantity,
+  not a choice. Several choices in one utterance ("hai và bốn") come back in ``choices``.
+
+The confidence is the engine's confidence times the match quality (how exactly the words matched)
+times a coverage factor (how much of the utterance the match explains).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+# Below this the IVR asks once to confirm (or to press the key instead).
+DEFAULT_CONFIRM_THRESHOLD = 0.6
+
+NEG = "<neg>"
+_BOUNDARY = "<|>"
+
+# Quality of one word's match.
+_EXACT = 1.0
+_UNMARKED_TEXT = 0.85  # the transcript carries no marks at all: "hai long" for "hài lòng"
+_TONE_MISMATCH = 0.55  # marks present but different: a probable tone confusion by the engine
+_NEAR_MISS = 0.5  # one letter off (final consonant dropped…), only in very short answers
+_BINARY_FLIP = 0.85  # "không đúng" read as the other of two choices
+_DOUBLE_NEGATION = 0.5
+
+# Words that negate what follows.
+_NEGATORS = {"không", "chưa", "chẳng", "chả", "hông", "hổng", "hem", "chửa"}
+# Two-word negators ("đâu có hài lòng").
+_NEGATOR_PAIRS = {("đâu", "có")}
+# Adverbs that may sit between a negator and what it negates; swallowed into NEG.
+_NEG_FILLERS = {
+    "được",
+    "có",
+    "thấy",
+    "cảm",
+    "hề",
+    "mấy",
+    "thật",
+    "sự",
+    "phải",
+    "là",
+    "hoàn",
+    "toàn",
+    "hẳn",
+    "lấy",
+    "quá",
+    "cho",
+}
+# Spelling variants, dialect and texting forms, mapped before matching.
+_VARIANTS = {
+    "ko": "không",
+    "k": "không",
+    "kg": "không",
+    "khg": "không",
+    "hông": "không",
+    "hổng": "không",
+    "hem": "không",
+    "chửa": "chưa",
+    "chả": "chẳng",
+    "dzạ": "dạ",
+    "zạ": "dạ",
+    "dạaa": "dạ",
+    "ừm": "ừ",
+    "ờ": "ừ",
+    "ừa": "ừ",
+    "uh": "ừ",
+    "um": "ừ",
+    "dồi": "rồi",
+    "gồi": "rồi",
+    "bẩy": "bảy",
+    "ô": "ô",
+    "okay": "ok",
+    "oke": "ok",
+    "okê": "ok",
+}
+# Particles that open or close a reply whatever it says: weak evidence, never explained-away words.
+_PARTICLES = {"dạ", "vâng", "ạ", "ừ", "à", "ơi", "nhé", "nha", "nhá", "ha"}
+# Words that carry no answer: not counted against coverage.
+_IGNORABLE = _PARTICLES | {
+    "tôi",
+    "em",
+    "anh",
+    "chị",
+    "cháu",
+    "con",
+    "mình",
+    "tui",
+    "ông",
+    "bà",
+    "cô",
+    "chú",
+    "bác",
+    "thì",
+    "là",
+    "rồi",
+    "thấy",
+    "cảm",
+    "rất",
+    "cũng",
+    "thưa",
+    "xin",
+    "và",
+    "với",
+    "lắm",
+    "quá",
+    "ạ",
+    "chọn",
+    "số",
+    "lý",
+    "do",
+    "thứ",
+    "cái",
+    "nữa",
+    "luôn",
+    _BOUNDARY,
+}
+# Nouns that make a preceding number a quantity ("một lần", "năm nay" — "year"), not a choice.
+_UNIT_NOUNS = {
+    "lần",
+    "ngày",
+    "tháng",
+    "năm",
+    "nay",
+    "ngoái",
+    "tuần",
+    "giờ",
+    "phút",
+    "chút",
+    "người",
+    "cái",
+    "buổi",
+    "lượt",
+    "trăm",
+    "nghìn",
+    "ngàn",
+    "triệu",
+    "tiếng",
+    "bộ",
+    "tờ",
+}
+
+_NUMBER_WORDS: dict[int, tuple[str, ...]] = {
+    1: ("một", "mốt"),
+    2: ("hai",),
+    3: ("ba",),
+    4: ("bốn", "tư"),
+    5: ("năm", "lăm"),
+    6: ("sáu",),
+    7: ("bảy", "bẩy"),
+    8: ("tám",),
+    9: ("chín",),
+}
+_ORDINALS = {1: "nhất", 4: "tư"}
+_NUMBER_TOKENS = {w for words in _NUMBER_WORDS.values() for w in words} | {str(d) for d in range(10)}
+
+_WORD_RE = re.compile(r"[^\W_]+|[.,;:!?…\-–—/]+", re.UNICODE)
+_PUNCT_RE = re.compile(r"^[.,;:!?…\-–—/]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerMatch:
+    """What a transcript answered.
+
+    ``choice`` is set when exactly one choice was recognised; ``choices`` lists every choice found,
+    in the order spoken (for questions that take several, such as the reasons). ``confidence``
+    (0..1) is the confidence in ``choices`` as a whole; ``matched`` the words that decided.
+    """
+
+    choice: str | None
+    confidence: float
+    matched: str | None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def is_ambiguous(self) -> bool:
+        return len(self.choices) > 1
+
+    def is_confident(self, threshold: float = DEFAULT_CONFIRM_THRESHOLD) -> bool:
+        return bool(self.choices) and self.confidence >= threshold
+
+
+NO_MATCH = AnswerMatch(choice=None, confidence=0.0, matched=None, choices=())
+
+# Ready-made phrase lists the IVR may use for its standard questions.
+YES_NO_CHOICES: Mapping[str, Sequence[str]] = {
+    "yes": (
+        "đúng",
+        "đúng rồi",
+        "đúng vậy",
+        "đúng thế",
+        "dạ đúng",
+        "vâng",
+        "dạ vâng",
+        "dạ",
+        "có",
+        "dạ có",
+        "ừ",
+        "phải",
+        "phải rồi",
+        "chính xác",
+        "đồng ý",
+        "ok",
+    ),
+    "no": ("không", "không phải", "không đúng", "sai", "sai rồi", "nhầm", "nhầm số", "chưa"),
+}
+SATISFACTION_CHOICES: Mapping[str, Sequence[str]] = {
+    "satisfied": ("hài lòng", "rất hài lòng", "tạm hài lòng", "tốt", "ổn", "rất tốt"),
+    "not_satisfied": ("chưa hài lòng", "không hài lòng", "bất mãn", "tệ", "kém"),
+}
+
+
+def fold(text: str) -> str:
+    """Strip Vietnamese marks: "Hài lòng, ĐÚNG" → "hai long, dung" (lower-cased)."""
+    decomposed = unicodedata.normalize("NFD", text.lower())
+    stripped = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    return stripped.replace("đ", "d")
+
+
+def _has_marks(token: str) -> bool:
+    return fold(token) != token
+
+
+def tokenize(text: str) -> list[str]:
+    """NFC, lower-case words; punctuation becomes a boundary; digit runs split into digits."""
+    text = unicodedata.normalize("NFC", text).lower()
+    tokens: list[str] = []
+    for raw in _WORD_RE.findall(text):
+        if _PUNCT_RE.match(raw):
+            if tokens and tokens[-1] != _BOUNDARY:
+                tokens.append(_BOUNDARY)
+            continue
+        if raw.isdigit() and len(raw) <= 9:
+            tokens.extend(raw)  # "24" said as keys: two digits
+            continue
+        tokens.append(_VARIANTS.get(raw, raw))
+    while tokens and tokens[-1] == _BOUNDARY:
+        tokens.pop()
+    return tokens
+
+
+def _same_word(token: str, word: str) -> bool:
+    """Function-word identity, tolerant of missing marks on the transcript side."""
+    return token == word or (not _has_marks(token) and fold(token) == fold(word))
+
+
+def _is_negator(token: str) -> bool:
+    return any(_same_word(token, n) for n in _NEGATORS)
+
+
+def _is_neg_filler(token: str) -> bool:
+    return any(_same_word(token, f) for f in _NEG_FILLERS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Canon:
+    tokens: tuple[str, ...]
+    spans: tuple[tuple[int, int], ...]  # each canonical token's span in the raw token list
+    double_negation: bool
+
+
+def _canonical(raw: Sequence[str]) -> _Canon:
+    """Collapse negators (and the adverbs after them) into NEG; an even run cancels out."""
+    out: list[str] = []
+    spans: list[tuple[int, int]] = []
+    double = False
+    i = 0
+    while i < len(raw):
+        token = raw[i]
+        pair = i + 1 < len(raw) and any(
+            _same_word(token, a) and _same_word(raw[i + 1], b) for a, b in _NEGATOR_PAIRS
+        )
+        if _is_negator(token) or pair:
+            start = i
+            count = 0
+            while i < len(raw):
+                if i + 1 < len(raw) and any(
+                    _same_word(raw[i], a) and _same_word(raw[i + 1], b) for a, b in _NEGATOR_PAIRS
+                ):
+                    count += 1
+                    i += 2
+                elif _is_negator(raw[i]):
+                    count += 1
+                    i += 1
+                elif _is_neg_filler(raw[i]):
+                    i += 1
+                else:
+                    break
+            if count % 2 == 1:
+                out.append(NEG)
+                spans.append((start, i))
+            if count >= 2:
+                double = True
+            continue
+        out.append(token)
+        spans.append((i, i + 1))
+        i += 1
+    return _Canon(tuple(out), tuple(spans), double)
+
+
+def _edit_distance_at_most_one(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = j = 0
+    edits = 0
+    while i < len(a) and j < len(b):
+        if a[i] == b[j]:
+            i += 1
+            j += 1
+            continue
+        edits += 1
+        if edits > 1:
+            return False
+        if len(a) == len(b):
+            i += 1
+        j += 1
+    return edits + (len(b) - j) + (len(a) - i) <= 1
+
+
+def _word_quality(token: str, word: str, *, text_marked: bool, short: bool) -> float:
+    if token == word:
+        return _EXACT
+    if word == NEG and short and token not in (NEG, _BOUNDARY):
+        # A clipped "không" ("khôn", "hôn") heard in a one-word answer.
+        return _NEAR_MISS if _edit_distance_at_most_one(fold(token), "khong") else 0.0
+    if NEG in (token, word) or _BOUNDARY in (token, word):
+        return 0.0
+    if fold(token) == fold(word):
+        return _TONE_MISMATCH if text_marked else _UNMARKED_TEXT
+    if short and len(fold(word)) >= 4 and _edit_distance_at_most_one(fold(token), fold(word)):
+        return _NEAR_MISS
+    return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    choice: str
+    start: int  # canonical token index
+    end: int
+    quality: float
+    weak: bool  # matched by politeness particles only
+    negated: bool  # a negation right before it
+
+
+def _find_hits(
+    canon: _Canon, choice: str, phrases: Iterable[str], *, text_marked: bool, short: bool
+) -> list[_Hit]:
+    hits: list[_Hit] = []
+    text = canon.tokens
+    for phrase in phrases:
+        p = _canonical(tokenize(phrase)).tokens
+        if not p or len(p) > len(text):
+            continue
+        weak = all(t in _PARTICLES for t in p)
+        for start in range(len(text) - len(p) + 1):
+            qualities = [
+                _word_quality(text[start + k], p[k], text_marked=text_marked, short=short)
+                for k in range(len(p))
+            ]
+            if min(qualities) <= 0.0:
+                continue
+            # A pronoun or particle heard with other marks ("bà" for "ba") is that word, not a choice.
+            if any(q < _EXACT and text[start + k] in _IGNORABLE for k, q in enumerate(qualities)):
+                continue
+            end = start + len(p)
+            # "một lần", "năm nay": a number before a unit noun is a quantity, not a choice.
+            if p[-1] in _NUMBER_TOKENS and end < len(text) and text[end] in _UNIT_NOUNS:
+                continue
+            negated = p[0] != NEG and start > 0 and text[start - 1] == NEG
+            quality = sum(qualities) / len(qualities)
+            hits.append(_Hit(choice, start - 1 if negated else start, end, quality, weak, negated))
+    return hits
+
+
+def _select(hits: list[_Hit]) -> list[_Hit]:
+    """Keep the longest, best non-overlapping hits (a longer phrase explains more)."""
+    ordered = sorted(hits, key=lambda h: (-(h.end - h.start), h.negated, -h.quality, h.start))
+    taken: list[_Hit] = []
+    for hit in ordered:
+        if all(hit.end <= t.start or hit.start >= t.end for t in taken):
+            taken.append(hit)
+    return sorted(taken, key=lambda h: h.start)
+
+
+def match_answer(
+    text: str,
+    choices: Mapping[str, Sequence[str]],
+    *,
+    engine_confidence: float = 1.0,
+) -> AnswerMatch:
+    """Say which of ``choices`` (choice → phrases) a transcript meant, with a confidence in 0..1.
+
+    ``engine_confidence`` is the recogniser's own confidence in ``text`` (1.0 for typed text).
+    Returns :data:`NO_MATCH` (``choice`` None, no ``choices``) when nothing matched.
+    """
+    raw = tokenize(text)
+    if not raw or not choices:
+        return NO_MATCH
+    canon = _canonical(raw)
+    text_marked = any(_has_marks(t) for t in raw if t != _BOUNDARY)
+    content = [t for t in canon.tokens if t not in _IGNORABLE]
+    short = len(content) <= 3
+
+    hits: list[_Hit] = []
+    for choice, phrases in choices.items():
+        hits.extend(_find_hits(canon, choice, phrases, text_marked=text_marked, short=short))
+
+    names = list(choices)
+    resolved: list[_Hit] = []
+    for hit in _select(hits):
+        if not hit.negated:
+            resolved.append(hit)
+        elif len(names) == 2:
+            other = names[1] if hit.choice == names[0] else names[0]
+            resolved.append(
+                _Hit(other, hit.start, hit.end, hit.quality * _BINARY_FLIP, weak=False, negated=False)
+            )
+        # A negated phrase with no opposite choice answers nothing, and it blocked the wrong one.
+
+    # Doubtful words (tone confusions, near misses) count only when nothing was clearly heard.
+    if any(h.quality >= _UNMARKED_TEXT for h in resolved):
+        resolved = [h for h in resolved if h.quality >= _TONE_MISMATCH + 0.01]
+    strong_choices = {h.choice for h in resolved if not h.weak}
+    resolved = [h for h in resolved if not h.weak or not strong_choices]
+    if not resolved:
+        return NO_MATCH
+
+    found: list[str] = []
+    for hit in resolved:
+        if hit.choice not in found:
+            found.append(hit.choice)
+
+    # Quality: the weakest of the best hits per choice (each chosen answer must be well heard).
+    best = {c: max(h.quality for h in resolved if h.choice == c) for c in found}
+    quality = min(best.values())
+    if canon.double_negation:
+        quality *= _DOUBLE_NEGATION
+
+    explained: set[int] = set()
+    for hit in resolved:
+        explained.update(range(hit.start, hit.end))
+    countable = [i for i, t in enumerate(canon.tokens) if t not in _IGNORABLE or i in explained]
+    coverage = sum(1 for i in countable if i in explained) / len(countable) if countable else 1.0
+    coverage_factor = 0.75 + 0.25 * coverage
+
+    confidence = max(0.0, min(1.0, engine_confidence)) * quality * coverage_factor
+    matched = ", ".join(_surface(raw, canon, h) for h in resolved)
+    return AnswerMatch(
+        choice=found[0] if len(found) == 1 else None,
+        confidence=round(confidence, 4),
+        matched=matched,
+        choices=tuple(found),
+    )
+
+
+def _surface(raw: Sequence[str], canon: _Canon, hit: _Hit) -> str:
+    start = canon.spans[hit.start][0]
+    end = canon.spans[hit.end - 1][1]
+    return " ".join(t for t in raw[start:end] if t != _BOUNDARY)
+
+
+def number_phrases(n: int) -> list[str]:
+    """How a caller may say choice number ``n`` (1..9): "hai", "số hai", "thứ hai", "2"…"""
+    if n not in _NUMBER_WORDS:
+        raise ValueError(f"number_phrases: {n} is outside 1..9 (the keypad's choices)")
+    phrases: list[str] = [str(n), f"số {n}", f"lý do {n}", f"lý do số {n}"]
+    for word in _NUMBER_WORDS[n]:
+        if word == "tư":  # bare "tư" is too often "tư vấn", "tư pháp": only "số tư", "thứ tư"
+            phrases.extend(["số tư", "thứ tư"])
+            continue
+        if word == "lăm":  # only after "mười"/"hai mươi"; never a choice on its own
+            continue
+        phrases.extend([word, f"số {word}", f"lý do {word}", f"lý do số {word}", f"thứ {word}"])
+    if n in _ORDINALS:
+        phrases.append(f"thứ {_ORDINALS[n]}")
+    if n == 1:
+        phrases.remove("thứ một")
+        phrases.remove("thứ mốt")
+    return list(dict.fromkeys(phrases))
+
+
+def reason_choices(codes: Iterable[int] = range(1, 10)) -> dict[str, list[str]]:
+    """Choices for "which reason?": ``{"1": ["1", "một", "số một", …], …}``."""
+    return {str(code): number_phrases(code) for code in codes}
+
+
+def match_reasons(
+    text: str, *, codes: Iterable[int] = range(1, 10), engine_confidence: float = 1.0
+) -> tuple[tuple[int, ...], AnswerMatch]:
+    """The reason codes spoken in ``text`` ("hai và bốn" → (2, 4)), in the order said, and the match."""
+    match = match_answer(text, reason_choices(codes), engine_confidence=engine_confidence)
+    return tuple(int(c) for c in match.choices), match
