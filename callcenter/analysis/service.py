@@ -1,0 +1,667 @@
+"""Survey figures per agency, field, period and channel, aggregated in the database.
+
+Every count comes from a SQL ``GROUP BY`` (SQLAlchemy Core); Python only rolls the few resulting
+cells up into rows and applies :mod:`callcenter.analysis.stats`. What is counted, and when:
+
+* **eligible** — dossiers returned to the submitter in the period (``dossiers.returned_at``), split
+  into the on-time and the late/overdue stratum by ``dossiers.timeliness``;
+* **called** / **reached** — distinct dossiers with a finished call attempt created in the period /
+  one that a person picked up (outcome ``answered`` or ``dropped``); the call channel only;
+* **completed** — survey responses with status ``completed`` answered in the period
+  (``survey_responses.answered_at``); **rated** — responses with a satisfaction answer (completed or
+  partial), the denominator of the satisfied rate;
+* **reasons** — among unsatisfied answers, how many named each reason (several may be named, so the
+  shares add up to more than 100 %).
+
+Rates: response = completed (call) / called; contact = reached / called; completion = completed
+(call) / reached. Periods are calendar months, quarters and years in Asia/Ho_Chi_Minh.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, case, distinct, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
+
+from callcenter.analysis import stats
+from callcenter.analysis.periods import Period, PeriodKind, month_key_to_period
+from callcenter.analysis.sqlfuncs import month_bucket
+from callcenter.core.errors import ValidationError
+from callcenter.core.outcomes import CallOutcome
+from callcenter.dialer.models import AttemptStatus, CallAttempt
+from callcenter.intake.models import Agency, Dossier, DossierStatus, Field, Timeliness
+from callcenter.ivr.models import ResponseChannel, ResponseReason, ResponseStatus, SurveyResponse
+
+DIMENSIONS = ("agency", "field", "channel")
+LATE_OVERDUE = "late_overdue"
+ON_TIME = "on_time"
+UNKNOWN = "unknown"  # a response with no dossier (web, paper): no stratum, left out of the weighting
+REACHED_OUTCOMES = (CallOutcome.ANSWERED.value, CallOutcome.DROPPED.value)
+RATED_STATUSES = (ResponseStatus.COMPLETED.value, ResponseStatus.PARTIAL.value)
+
+
+# --- results -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    agency_id: int | None = None
+    field_id: int | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class ReasonFigure:
+    code: int
+    count: int
+    share: float | None  # of the unsatisfied answers
+
+
+@dataclass(frozen=True)
+class Comparison:
+    period: Period
+    rated: int
+    satisfied_rate: float | None
+    change: float | None  # current rate minus this one (percentage points as a fraction)
+
+
+@dataclass(frozen=True)
+class Figures:
+    eligible: int
+    eligible_late_overdue: int
+    called: int
+    reached: int
+    attempts: int
+    completed: int
+    completed_call: int
+    rated: int
+    satisfied: int
+    satisfied_rate: float | None
+    satisfied_interval: stats.Interval | None
+    response_rate: float | None
+    contact_rate: float | None
+    completion_rate: float | None
+    on_time_rate: float | None
+    late_overdue_rate: float | None
+    rated_on_time: int
+    rated_late_overdue: int
+    weighted: stats.WeightedEstimate | None
+    reasons: tuple[ReasonFigure, ...]
+    required_minimum: int | None
+    attainment: float | None
+    previous: Comparison | None = None
+    last_year: Comparison | None = None
+
+    @property
+    def unsatisfied(self) -> int:
+        return self.rated - self.satisfied
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    key: GroupKey
+    agency_code: str | None
+    agency_name: str | None
+    field_code: str | None
+    field_name: str | None
+    figures: Figures
+
+
+@dataclass(frozen=True)
+class Summary:
+    period: Period
+    group_by: tuple[str, ...]
+    agency_id: int | None
+    field_id: int | None
+    channel: str | None
+    policy: str
+    rows: tuple[SummaryRow, ...]
+    total: Figures
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    month: Period
+    agency_id: int | None
+    rated: int
+    satisfied: int
+    satisfied_rate: float | None
+
+
+# --- raw cells from SQL ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Counts:
+    """Counters of one roll-up bucket."""
+
+    eligible: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
+    called: int = 0
+    reached: int = 0
+    attempts: int = 0
+    completed: int = 0
+    completed_call: int = 0
+    # (agency_id, stratum) → [rated, satisfied]
+    answers: dict[tuple[int, str], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    reasons: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+    @property
+    def rated(self) -> int:
+        return sum(v[0] for v in self.answers.values())
+
+    @property
+    def satisfied(self) -> int:
+        return sum(v[1] for v in self.answers.values())
+
+
+def _stratum_of(timeliness: Any) -> ColumnElement[str]:
+    return case(
+        (timeliness.in_((Timeliness.LATE.value, Timeliness.OVERDUE.value)), LATE_OVERDUE),
+        (timeliness.is_(None), UNKNOWN),
+        else_=ON_TIME,
+    )
+
+
+def _in_period(column: Any, period: Period) -> ColumnElement[bool]:
+    return and_(column >= period.start, column < period.end)
+
+
+def _key(group_by: Sequence[str], agency_id: int, field_id: int | None, channel: str | None) -> GroupKey:
+    return GroupKey(
+        agency_id=agency_id if "agency" in group_by else None,
+        field_id=field_id if "field" in group_by else None,
+        channel=channel if "channel" in group_by else None,
+    )
+
+
+def _eligible_cells(
+    session: Session, *, period: Period, by_field: bool, agency_id: int | None, field_id: int | None
+) -> list[tuple[int, int | None, str, int]]:
+    stratum = _stratum_of(Dossier.timeliness).label("stratum")
+    stmt = select(Dossier.agency_id, stratum, func.count().label("n")).where(
+        Dossier.status == DossierStatus.RETURNED.value, _in_period(Dossier.returned_at, period)
+    )
+    group: list[Any] = [Dossier.agency_id, stratum]
+    if by_field:
+        stmt = stmt.add_columns(Dossier.field_id)
+        group.append(Dossier.field_id)
+    if agency_id is not None:
+        stmt = stmt.where(Dossier.agency_id == agency_id)
+    if field_id is not None:
+        stmt = stmt.where(Dossier.field_id == field_id)
+    rows = session.execute(stmt.group_by(*group)).all()
+    return [(r.agency_id, r.field_id if by_field else None, r.stratum, int(r.n)) for r in rows]
+
+
+def _call_cells(
+    session: Session, *, period: Period, by_field: bool, agency_id: int | None, field_id: int | None
+) -> list[tuple[int, int | None, int, int, int]]:
+    reached = case((CallAttempt.outcome.in_(REACHED_OUTCOMES), CallAttempt.dossier_id))
+    stmt = (
+        select(
+            Dossier.agency_id,
+            func.count(distinct(CallAttempt.dossier_id)).label("called"),
+            func.count(distinct(reached)).label("reached"),
+            func.count().label("attempts"),
+        )
+        .select_from(CallAttempt)
+        .join(Dossier, Dossier.id == CallAttempt.dossier_id)
+        .where(CallAttempt.status == AttemptStatus.FINISHED.value, _in_period(CallAttempt.created_at, period))
+    )
+    group: list[Any] = [Dossier.agency_id]
+    if by_field:
+        stmt = stmt.add_columns(Dossier.field_id)
+        group.append(Dossier.field_id)
+    if agency_id is not None:
+        stmt = stmt.where(Dossier.agency_id == agency_id)
+    if field_id is not None:
+        stmt = stmt.where(Dossier.field_id == field_id)
+    rows = session.execute(stmt.group_by(*group)).all()
+    return [
+        (r.agency_id, r.field_id if by_field else None, int(r.called), int(r.reached), int(r.attempts))
+        for r in rows
+    ]
+
+
+def _response_cells(
+    session: Session,
+    *,
+    period: Period,
+    by_field: bool,
+    agency_id: int | None,
+    field_id: int | None,
+    channel: str | None,
+) -> list[tuple[int, int | None, str, str, int, int, int]]:
+    stratum = _stratum_of(Dossier.timeliness).label("stratum")
+    completed = func.sum(case((SurveyResponse.status == ResponseStatus.COMPLETED.value, 1), else_=0))
+    rated = func.sum(
+        case(
+            (and_(SurveyResponse.status.in_(RATED_STATUSES), SurveyResponse.satisfied.is_not(None)), 1),
+            else_=0,
+        )
+    )
+    satisfied = func.sum(
+        case(
+            (and_(SurveyResponse.status.in_(RATED_STATUSES), SurveyResponse.satisfied.is_(True)), 1),
+            else_=0,
+        )
+    )
+    stmt = (
+        select(
+            SurveyResponse.agency_id,
+            SurveyResponse.channel,
+            stratum,
+            completed.label("completed"),
+            rated.label("rated"),
+            satisfied.label("satisfied"),
+        )
+        .select_from(SurveyResponse)
+        .outerjoin(Dossier, Dossier.id == SurveyResponse.dossier_id)
+        .where(_in_period(SurveyResponse.answered_at, period))
+    )
+    group: list[Any] = [SurveyResponse.agency_id, SurveyResponse.channel, stratum]
+    if by_field:
+        stmt = stmt.add_columns(SurveyResponse.field_id)
+        group.append(SurveyResponse.field_id)
+    stmt = _filter_responses(stmt, agency_id=agency_id, field_id=field_id, channel=channel)
+    rows = session.execute(stmt.group_by(*group)).all()
+    return [
+        (
+            r.agency_id,
+            r.field_id if by_field else None,
+            r.channel,
+            r.stratum,
+            int(r.completed or 0),
+            int(r.rated or 0),
+            int(r.satisfied or 0),
+        )
+        for r in rows
+    ]
+
+
+def _reason_cells(
+    session: Session,
+    *,
+    period: Period,
+    by_field: bool,
+    agency_id: int | None,
+    field_id: int | None,
+    channel: str | None,
+) -> list[tuple[int, int | None, str, int, int]]:
+    stmt = (
+        select(
+            SurveyResponse.agency_id,
+            SurveyResponse.channel,
+            ResponseReason.reason_code,
+            func.count().label("n"),
+        )
+        .select_from(ResponseReason)
+        .join(SurveyResponse, SurveyResponse.id == ResponseReason.response_id)
+        .where(
+            _in_period(SurveyResponse.answered_at, period),
+            SurveyResponse.satisfied.is_(False),
+            SurveyResponse.status.in_(RATED_STATUSES),
+        )
+    )
+    group: list[Any] = [SurveyResponse.agency_id, SurveyResponse.channel, ResponseReason.reason_code]
+    if by_field:
+        stmt = stmt.add_columns(SurveyResponse.field_id)
+        group.append(SurveyResponse.field_id)
+    stmt = _filter_responses(stmt, agency_id=agency_id, field_id=field_id, channel=channel)
+    rows = session.execute(stmt.group_by(*group)).all()
+    return [
+        (r.agency_id, r.field_id if by_field else None, r.channel, int(r.reason_code), int(r.n)) for r in rows
+    ]
+
+
+def _filter_responses(stmt: Any, *, agency_id: int | None, field_id: int | None, channel: str | None) -> Any:
+    if agency_id is not None:
+        stmt = stmt.where(SurveyResponse.agency_id == agency_id)
+    if field_id is not None:
+        stmt = stmt.where(SurveyResponse.field_id == field_id)
+    if channel is not None:
+        stmt = stmt.where(SurveyResponse.channel == channel)
+    return stmt
+
+
+# --- roll-up -----------------------------------------------------------------------------------------
+
+
+def _collect(
+    session: Session,
+    *,
+    period: Period,
+    group_by: Sequence[str],
+    agency_id: int | None,
+    field_id: int | None,
+    channel: str | None,
+    with_calls: bool = True,
+) -> tuple[dict[GroupKey, _Counts], _Counts]:
+    by_field = "field" in group_by
+    buckets: dict[GroupKey, _Counts] = defaultdict(_Counts)
+    total = _Counts()
+    channels_of_rows = [channel] if channel else None
+
+    eligible = _eligible_cells(
+        session, period=period, by_field=by_field, agency_id=agency_id, field_id=field_id
+    )
+    responses = _response_cells(
+        session, period=period, by_field=by_field, agency_id=agency_id, field_id=field_id, channel=channel
+    )
+    reasons = _reason_cells(
+        session, period=period, by_field=by_field, agency_id=agency_id, field_id=field_id, channel=channel
+    )
+    calls_wanted = with_calls and channel in (None, ResponseChannel.CALL.value)
+    calls = (
+        _call_cells(session, period=period, by_field=by_field, agency_id=agency_id, field_id=field_id)
+        if calls_wanted
+        else []
+    )
+
+    # Dossier-side figures do not depend on the channel: with a channel dimension they belong to the
+    # rows of every channel seen for that agency/field (and to the call row for calls).
+    seen_channels: dict[tuple[int, int | None], set[str]] = defaultdict(set)
+    for a, f, ch, *_ in responses:
+        seen_channels[(a, f)].add(ch)
+
+    def keys_for(a: int, f: int | None, only_channel: str | None = None) -> list[GroupKey]:
+        if "channel" not in group_by:
+            return [_key(group_by, a, f, None)]
+        if only_channel is not None:
+            return [_key(group_by, a, f, only_channel)]
+        chans = channels_of_rows or sorted(seen_channels.get((a, f), set()) | {ResponseChannel.CALL.value})
+        return [_key(group_by, a, f, c) for c in chans]
+
+    for a, f, stratum, n in eligible:
+        for k in keys_for(a, f):
+            buckets[k].eligible[(a, stratum)] += n
+        total.eligible[(a, stratum)] += n
+    for a, f, called, reached, attempts in calls:
+        for k in keys_for(a, f, ResponseChannel.CALL.value):
+            b = buckets[k]
+            b.called += called
+            b.reached += reached
+            b.attempts += attempts
+        total.called += called
+        total.reached += reached
+        total.attempts += attempts
+    for a, f, ch, stratum, completed, rated, satisfied in responses:
+        for target in (buckets[_key(group_by, a, f, ch)], total):
+            target.completed += completed
+            if ch == ResponseChannel.CALL.value:
+                target.completed_call += completed
+            cell = target.answers[(a, stratum)]
+            cell[0] += rated
+            cell[1] += satisfied
+    for a, f, ch, code, n in reasons:
+        buckets[_key(group_by, a, f, ch)].reasons[code] += n
+        total.reasons[code] += n
+    return buckets, total
+
+
+def _figures(
+    counts: _Counts, *, required: int | None, previous: Comparison | None, last_year: Comparison | None
+) -> Figures:
+    rated, satisfied = counts.rated, counts.satisfied
+    by_stratum: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for (_agency, stratum), (r, s) in counts.answers.items():
+        by_stratum[stratum][0] += r
+        by_stratum[stratum][1] += s
+    strata: dict[str, stats.StratumCounts] = {}
+    for agency_stratum in set(counts.eligible) | {k for k in counts.answers if k[1] != UNKNOWN}:
+        if agency_stratum[1] == UNKNOWN:
+            continue
+        r, s = counts.answers.get(agency_stratum, [0, 0])
+        strata[f"{agency_stratum[0]}:{agency_stratum[1]}"] = stats.StratumCounts(
+            population=counts.eligible.get(agency_stratum, 0), rated=r, satisfied=s
+        )
+    unsatisfied = rated - satisfied
+    reasons = tuple(
+        ReasonFigure(code=code, count=n, share=stats.rate(n, unsatisfied))
+        for code, n in sorted(counts.reasons.items())
+    )
+    eligible_total = sum(counts.eligible.values())
+    eligible_late = sum(n for (_a, s), n in counts.eligible.items() if s == LATE_OVERDUE)
+    return Figures(
+        eligible=eligible_total,
+        eligible_late_overdue=eligible_late,
+        called=counts.called,
+        reached=counts.reached,
+        attempts=counts.attempts,
+        completed=counts.completed,
+        completed_call=counts.completed_call,
+        rated=rated,
+        satisfied=satisfied,
+        satisfied_rate=stats.rate(satisfied, rated),
+        satisfied_interval=stats.wilson_interval(satisfied, rated),
+        response_rate=stats.rate(counts.completed_call, counts.called),
+        contact_rate=stats.rate(counts.reached, counts.called),
+        completion_rate=stats.rate(counts.completed_call, counts.reached),
+        on_time_rate=stats.rate(by_stratum[ON_TIME][1], by_stratum[ON_TIME][0]),
+        late_overdue_rate=stats.rate(by_stratum[LATE_OVERDUE][1], by_stratum[LATE_OVERDUE][0]),
+        rated_on_time=by_stratum[ON_TIME][0],
+        rated_late_overdue=by_stratum[LATE_OVERDUE][0],
+        weighted=stats.weighted_estimate(strata),
+        reasons=reasons,
+        required_minimum=required,
+        attainment=stats.attainment(counts.completed, required) if required is not None else None,
+        previous=previous,
+        last_year=last_year,
+    )
+
+
+def _comparison(current_rate: float | None, period: Period, counts: _Counts | None) -> Comparison:
+    rated = counts.rated if counts else 0
+    rate = stats.rate(counts.satisfied, rated) if counts else None
+    return Comparison(period=period, rated=rated, satisfied_rate=rate, change=stats.delta(current_rate, rate))
+
+
+def _yearly_minimums(
+    session: Session,
+    *,
+    period: Period,
+    agency_ids: Iterable[int],
+    policy: str,
+    policy_params: Mapping[str, Any] | None,
+    period_eligible: Mapping[int, int],
+) -> dict[int, int]:
+    """Each agency's minimum for the period: the year's minimum, pro-rated by dossiers for a month/quarter."""
+    ids = set(agency_ids)
+    if period.kind == PeriodKind.YEAR:
+        year_eligible = dict(period_eligible)
+    else:
+        year = period.year_period()
+        year_eligible = defaultdict(int)
+        year_cells = _eligible_cells(session, period=year, by_field=False, agency_id=None, field_id=None)
+        for a, _f, _s, n in year_cells:
+            year_eligible[a] += n
+    params = dict(policy_params or {})
+    if policy == "fixed_total" and "city_population" not in params:
+        params["city_population"] = sum(year_eligible.values())
+    result: dict[int, int] = {}
+    for a in ids:
+        yearly = stats.minimum_sample(policy, year_eligible.get(a, 0), params)
+        if period.kind == PeriodKind.YEAR:
+            result[a] = yearly
+        else:
+            result[a] = stats.prorated_minimum(yearly, period_eligible.get(a, 0), year_eligible.get(a, 0))
+    return result
+
+
+def summarise(
+    session: Session,
+    *,
+    period: Period,
+    group_by: Sequence[str] = ("agency",),
+    agency_id: int | None = None,
+    field_id: int | None = None,
+    channel: str | None = None,
+    policy: str = "danang_2223",
+    policy_params: Mapping[str, Any] | None = None,
+    compare: bool = True,
+) -> Summary:
+    """The figures of one period, one row per combination of ``group_by`` (agency, field, channel).
+
+    ``channel=None`` combines every channel; pass ``"call"``, ``"web"``, ``"paper"`` or
+    ``"independent"`` for one. The total row covers everything the filters admit. The minimum sample
+    applies to an agency as a whole, so it is given on rows not split by field.
+    """
+    dims = tuple(d for d in DIMENSIONS if d in group_by)
+    unknown = set(group_by) - set(DIMENSIONS)
+    if unknown:
+        raise ValidationError(
+            f"unknown dimension(s) {sorted(unknown)}; use {', '.join(DIMENSIONS)}", field="group_by"
+        )
+    if channel is not None and channel not in {c.value for c in ResponseChannel}:
+        raise ValidationError(f"unknown channel '{channel}'", field="channel")
+    stats.minimum_sample(policy, 0, policy_params)  # fail early on an unknown policy
+
+    buckets, total = _collect(
+        session, period=period, group_by=dims, agency_id=agency_id, field_id=field_id, channel=channel
+    )
+    prev_buckets: dict[GroupKey, _Counts] = {}
+    year_buckets: dict[GroupKey, _Counts] = {}
+    prev_total = year_total = None
+    if compare:
+        prev_buckets, prev_total = _collect(
+            session, period=period.previous(), group_by=dims, agency_id=agency_id, field_id=field_id,
+            channel=channel, with_calls=False,
+        )  # fmt: skip
+        year_buckets, year_total = _collect(
+            session, period=period.same_last_year(), group_by=dims, agency_id=agency_id, field_id=field_id,
+            channel=channel, with_calls=False,
+        )  # fmt: skip
+
+    agency_eligible: dict[int, int] = defaultdict(int)
+    for (a, _s), n in total.eligible.items():
+        agency_eligible[a] += n
+    agencies_in_play = {a for (a, _s) in total.eligible} | {a for (a, _s) in total.answers}
+    minimums = _yearly_minimums(
+        session, period=period, agency_ids=agencies_in_play, policy=policy,
+        policy_params=policy_params, period_eligible=agency_eligible,
+    )  # fmt: skip
+
+    names = _names(session, buckets.keys())
+    rows: list[SummaryRow] = []
+    for key in sorted(buckets, key=lambda k: _sort_key(k, names)):
+        counts = buckets[key]
+        required = None
+        if "field" not in dims and key.agency_id is not None:
+            required = minimums.get(key.agency_id, 0)
+        current_rate = stats.rate(counts.satisfied, counts.rated)
+        figures = _figures(
+            counts,
+            required=required,
+            previous=_comparison(current_rate, period.previous(), prev_buckets.get(key)) if compare else None,
+            last_year=_comparison(current_rate, period.same_last_year(), year_buckets.get(key))
+            if compare
+            else None,
+        )
+        a_code, a_name = names["agency"].get(key.agency_id, (None, None)) if key.agency_id else (None, None)
+        f_code, f_name = names["field"].get(key.field_id, (None, None)) if key.field_id else (None, None)
+        rows.append(SummaryRow(key, a_code, a_name, f_code, f_name, figures))
+
+    total_rate = stats.rate(total.satisfied, total.rated)
+    total_required = (
+        minimums.get(agency_id, 0) if agency_id is not None and field_id is None else sum(minimums.values())
+    )
+    total_figures = _figures(
+        total,
+        required=total_required if field_id is None else None,
+        previous=_comparison(total_rate, period.previous(), prev_total) if compare else None,
+        last_year=_comparison(total_rate, period.same_last_year(), year_total) if compare else None,
+    )
+    return Summary(
+        period=period,
+        group_by=dims,
+        agency_id=agency_id,
+        field_id=field_id,
+        channel=channel,
+        policy=policy,
+        rows=tuple(rows),
+        total=total_figures,
+    )
+
+
+def _names(session: Session, keys: Iterable[GroupKey]) -> dict[str, dict[int, tuple[str, str]]]:
+    keys = list(keys)
+    agency_ids = {k.agency_id for k in keys if k.agency_id is not None}
+    field_ids = {k.field_id for k in keys if k.field_id is not None}
+    agencies: dict[int, tuple[str, str]] = {}
+    fields: dict[int, tuple[str, str]] = {}
+    if agency_ids:
+        for r in session.execute(
+            select(Agency.id, Agency.code, Agency.name).where(Agency.id.in_(agency_ids))
+        ):
+            agencies[r.id] = (r.code, r.name)
+    if field_ids:
+        for r in session.execute(select(Field.id, Field.code, Field.name).where(Field.id.in_(field_ids))):
+            fields[r.id] = (r.code, r.name)
+    return {"agency": agencies, "field": fields}
+
+
+def _sort_key(key: GroupKey, names: Mapping[str, Mapping[int, tuple[str, str]]]) -> tuple[str, str, str]:
+    a = names["agency"].get(key.agency_id, ("", ""))[0] if key.agency_id else ""
+    f = names["field"].get(key.field_id, ("", ""))[0] if key.field_id else ""
+    return (a, f, key.channel or "")
+
+
+def monthly_trend(
+    session: Session,
+    *,
+    months: Sequence[Period],
+    agency_id: int | None = None,
+    by_agency: bool = False,
+    channel: str | None = None,
+) -> list[TrendPoint]:
+    """Satisfied rate per local calendar month (bucketed in SQL in Asia/Ho_Chi_Minh)."""
+    if not months:
+        return []
+    start, end = min(m.start for m in months), max(m.end for m in months)
+    bucket = month_bucket(SurveyResponse.answered_at).label("month")
+    rated = func.sum(case((SurveyResponse.satisfied.is_not(None), 1), else_=0)).label("rated")
+    satisfied = func.sum(case((SurveyResponse.satisfied.is_(True), 1), else_=0)).label("satisfied")
+    stmt = select(bucket, rated, satisfied).where(
+        SurveyResponse.answered_at >= start,
+        SurveyResponse.answered_at < end,
+        SurveyResponse.status.in_(RATED_STATUSES),
+    )
+    group: list[Any] = [bucket]
+    if by_agency:
+        stmt = stmt.add_columns(SurveyResponse.agency_id)
+        group.append(SurveyResponse.agency_id)
+    stmt = _filter_responses(stmt, agency_id=agency_id, field_id=None, channel=channel)
+    found: dict[tuple[str, int | None], tuple[int, int]] = {}
+    for row in session.execute(stmt.group_by(*group)):
+        found[(row.month, row.agency_id if by_agency else agency_id)] = (
+            int(row.rated or 0),
+            int(row.satisfied or 0),
+        )
+    wanted = {m.key for m in months}
+    agencies = sorted({a for (_m, a) in found if a is not None}) if by_agency else [agency_id]
+    points = []
+    for a in agencies:
+        for m in sorted(wanted):
+            r, s = found.get((m, a), (0, 0))
+            points.append(TrendPoint(month_key_to_period(m), a, r, s, stats.rate(s, r)))
+    return points
+
+
+def agency_by_code(session: Session, code: str) -> Agency:
+    """The agency with this code, or a :class:`ValidationError` naming the unknown code."""
+    agency = session.scalar(select(Agency).where(Agency.code == code))
+    if agency is None:
+        raise ValidationError(f"no agency with code '{code}'", field="agency")
+    return agency
+
+
+def field_by_code(session: Session, code: str) -> Field:
+    row = session.scalar(select(Field).where(Field.code == code))
+    if row is None:
+        raise ValidationError(f"no field with code '{code}'", field="field")
+    return row

@@ -1,0 +1,261 @@
+"""Figures aggregated in SQL, identical on SQLite and PostgreSQL, against hand counts and a brute force."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.orm import Session
+
+from callcenter.analysis import service, stats
+from callcenter.analysis.periods import Period, trailing_months
+from callcenter.core.errors import ValidationError
+
+from .conftest import Builder
+
+MARCH = Period.parse("2026-03")
+
+
+def _at(day: int, hour: int = 9, month: int = 3, year: int = 2026) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
+
+
+@pytest.fixture
+def small_city(build: Builder) -> dict[str, object]:
+    """Agency A in March 2026: 80 on-time and 20 late dossiers, the late ones over-sampled."""
+    a = build.agency("A", "Sở Xây dựng")
+    b = build.agency("B", "Sở Tư pháp")
+    f1, f2 = build.field("F1", "Đất đai"), build.field("F2", "Hộ tịch")
+    on_time = [build.dossier(a, f1, returned_at=_at(2 + i % 20), timeliness="on_time") for i in range(80)]
+    late = [build.dossier(a, f2, returned_at=_at(3 + i % 20), timeliness="late") for i in range(20)]
+    # 100 more dossiers of A returned in January: the year so far has N = 200.
+    for i in range(100):
+        build.dossier(a, f1, returned_at=_at(5 + i % 20, month=1), timeliness="on_time")
+
+    # On-time stratum: 4 answers, 3 satisfied. Late stratum: 6 answers, 2 satisfied.
+    for d, ok in zip(on_time[:4], (True, True, True, False), strict=True):
+        build.called_response(d, a, f1, at=_at(10), satisfied=ok, reasons=() if ok else (2,))
+    late_reasons = [(2, 4), (2, 9), (4,), (), ()]
+    for d, ok in zip(late[:6], (True, True, False, False, False, False), strict=True):
+        build.called_response(d, a, f2, at=_at(11), satisfied=ok, reasons=() if ok else late_reasons.pop(0))
+    # Two more dossiers called without reaching anyone (one twice), one reached but no answer.
+    build.attempt(on_time[10], at=_at(12), outcome="no_answer")
+    build.attempt(on_time[10], at=_at(13), outcome="busy")
+    build.attempt(on_time[11], at=_at(12), outcome="busy")
+    build.attempt(on_time[12], at=_at(12), outcome="answered")
+    # A cancelled attempt is never "called".
+    build.attempt(on_time[13], at=_at(12), outcome="failed", status="cancelled")
+    # Web answer in March for A (no dossier): counted in the combined view, no stratum.
+    build.response(agency=a, fld=f1, answered_at=_at(15), satisfied=True, channel="web")
+    # Local-time edges: 31 March 17:30 UTC is 1 April in Da Nang; 28 Feb 17:00 UTC is 1 March.
+    build.response(agency=a, fld=f1, answered_at=datetime(2026, 3, 31, 17, 30, tzinfo=UTC), satisfied=False,
+                   channel="web", reasons=(1,))  # fmt: skip
+    build.response(agency=a, fld=f1, answered_at=datetime(2026, 2, 28, 17, 0, tzinfo=UTC), satisfied=True,
+                   channel="paper")  # fmt: skip
+    # February (previous month): 2 answers, both satisfied. March 2025: 4 answers, 1 satisfied.
+    for _ in range(2):
+        build.response(agency=a, fld=f1, answered_at=_at(10, month=2), satisfied=True, channel="web")
+    for ok in (True, False, False, False):
+        build.response(agency=a, fld=f1, answered_at=_at(10, year=2025), satisfied=ok, channel="web")
+    # Agency B: one answer in March; an opted-out call has no satisfaction answer.
+    db = build.dossier(b, f1, returned_at=_at(1), timeliness="on_time")
+    build.called_response(db, b, f1, at=_at(20), satisfied=False, reasons=(6,))
+    build.response(agency=b, fld=f1, answered_at=_at(21), satisfied=None, status="opted_out")
+    return {"a": a, "b": b, "f1": f1, "f2": f2}
+
+
+def test_agency_figures_by_hand(db_session: Session, small_city: dict[str, object]) -> None:
+    summary = service.summarise(db_session, period=MARCH, group_by=("agency",))
+    rows = {r.agency_code: r for r in summary.rows}
+    fa = rows["A"].figures
+    assert rows["A"].agency_name == "Sở Xây dựng"
+    assert (fa.eligible, fa.eligible_late_overdue) == (100, 20)
+    # Called: 10 surveyed + 3 more dossiers; reached: 10 + 1.
+    assert (fa.called, fa.reached, fa.attempts) == (13, 11, 14)
+    # Completed: 10 calls + 1 web + 1 paper (1 March local).
+    assert (fa.completed, fa.completed_call) == (12, 10)
+    assert (fa.rated, fa.satisfied, fa.unsatisfied) == (12, 7, 5)
+    assert fa.satisfied_rate == pytest.approx(7 / 12)
+    ci = stats.wilson_interval(7, 12)
+    assert fa.satisfied_interval == ci
+    assert fa.response_rate == pytest.approx(10 / 13)
+    assert fa.contact_rate == pytest.approx(11 / 13)
+    assert fa.completion_rate == pytest.approx(10 / 11)
+    assert (fa.rated_on_time, fa.rated_late_overdue) == (4, 6)
+    assert fa.on_time_rate == pytest.approx(3 / 4)
+    assert fa.late_overdue_rate == pytest.approx(2 / 6)
+    assert fa.weighted is not None
+    assert fa.weighted.estimate == pytest.approx(0.8 * 3 / 4 + 0.2 * 2 / 6)
+    reasons = {r.code: (r.count, r.share) for r in fa.reasons}
+    assert reasons == {
+        2: (3, pytest.approx(3 / 5)),
+        4: (2, pytest.approx(2 / 5)),
+        9: (1, pytest.approx(1 / 5)),
+    }
+    # Year N = 200 → n = floor(200 / 1.98) = 101; March holds 100 of the 200 → ceil(50.5) = 51.
+    assert fa.required_minimum == 51
+    assert fa.attainment == pytest.approx(12 / 51)
+    assert fa.previous is not None and fa.last_year is not None
+    assert fa.previous.period.key == "2026-02"
+    assert (fa.previous.rated, fa.previous.satisfied_rate) == (2, 1.0)
+    assert fa.previous.change == pytest.approx(7 / 12 - 1.0)
+    assert (fa.last_year.rated, fa.last_year.satisfied_rate) == (4, 0.25)
+    assert fa.last_year.change == pytest.approx(7 / 12 - 0.25)
+
+    fb = rows["B"].figures
+    assert (fb.rated, fb.satisfied, fb.completed) == (1, 0, 1)
+    assert [(r.code, r.count) for r in fb.reasons] == [(6, 1)]
+
+    total = summary.total
+    assert (total.rated, total.satisfied, total.called) == (13, 7, 14)
+    assert total.eligible == 101
+    assert total.required_minimum == 51 + 1
+
+
+def test_channel_split_and_combined(db_session: Session, small_city: dict[str, object]) -> None:
+    a = small_city["a"]
+    summary = service.summarise(db_session, period=MARCH, group_by=("agency", "channel"), agency_id=a.id)  # type: ignore[attr-defined]
+    by_channel = {r.key.channel: r.figures for r in summary.rows}
+    assert set(by_channel) == {"call", "web", "paper"}
+    assert (by_channel["call"].rated, by_channel["call"].satisfied, by_channel["call"].called) == (10, 5, 13)
+    assert (by_channel["web"].rated, by_channel["web"].called) == (1, 0)
+    assert by_channel["paper"].rated == 1
+    assert by_channel["web"].eligible == 100  # dossier-side figures belong to every channel row
+    assert summary.total.rated == 12
+    only_web = service.summarise(db_session, period=MARCH, channel="web", agency_id=a.id)  # type: ignore[attr-defined]
+    assert (only_web.total.rated, only_web.total.called) == (1, 0)
+    april = service.summarise(db_session, period=Period.parse("2026-04"), channel="web")
+    assert (april.total.rated, april.total.satisfied) == (1, 0)
+    assert [(r.code, r.count) for r in april.total.reasons] == [(1, 1)]
+
+
+def test_field_dimension(db_session: Session, small_city: dict[str, object]) -> None:
+    summary = service.summarise(db_session, period=MARCH, group_by=("agency", "field"))
+    cells = {(r.agency_code, r.field_code): r.figures for r in summary.rows}
+    assert cells[("A", "F1")].rated == 4 + 1 + 1
+    assert cells[("A", "F2")].rated == 6
+    assert cells[("A", "F2")].eligible == 20
+    assert cells[("A", "F1")].required_minimum is None  # the minimum applies to a whole agency
+    assert cells[("B", "F1")].satisfied == 0
+
+
+def test_quarter_and_year(db_session: Session, small_city: dict[str, object]) -> None:
+    q1 = service.summarise(db_session, period=Period.parse("2026-Q1"))
+    year = service.summarise(db_session, period=Period.parse("2026"))
+    a_q1 = next(r for r in q1.rows if r.agency_code == "A").figures
+    a_year = next(r for r in year.rows if r.agency_code == "A").figures
+    assert a_q1.rated == 12 + 2  # March + February
+    assert a_year.rated == 12 + 2 + 1  # + the April web answer
+    assert a_year.eligible == 200
+    assert a_year.required_minimum == 101
+
+
+def test_monthly_trend_in_local_time(db_session: Session, small_city: dict[str, object]) -> None:
+    points = service.monthly_trend(db_session, months=trailing_months(Period.parse("2026-04"), 3))
+    assert [(p.month.key, p.rated, p.satisfied) for p in points] == [
+        ("2026-02", 2, 2),
+        ("2026-03", 13, 7),
+        ("2026-04", 1, 0),
+    ]
+    by_agency = service.monthly_trend(db_session, months=[MARCH], by_agency=True)
+    assert sorted((p.rated, p.satisfied) for p in by_agency) == [(1, 0), (12, 7)]
+
+
+def test_bad_arguments_are_named(db_session: Session) -> None:
+    with pytest.raises(ValidationError, match="group_by"):
+        service.summarise(db_session, period=MARCH, group_by=("agency", "colour"))
+    with pytest.raises(ValidationError, match="channel"):
+        service.summarise(db_session, period=MARCH, channel="fax")
+    with pytest.raises(ValidationError, match="agency"):
+        service.agency_by_code(db_session, "NOPE")
+
+
+def test_against_brute_force_recomputation(db_session: Session, build: Builder) -> None:
+    """Random data; every figure recomputed in plain Python from the generated records."""
+    rnd = random.Random(2026)
+    agencies = [build.agency(f"R{i}") for i in range(3)]
+    fields = [build.field(f"RF{i}") for i in range(3)]
+    dossiers: list[tuple[int, int, str, datetime]] = []  # agency id, field id, stratum, returned_at
+    answers: list[tuple[int, int | None, str, str, bool | None, tuple[int, ...], datetime, str]] = []
+    calls: list[tuple[int, int, int, str, datetime]] = []  # dossier id, agency, field, outcome, at
+    start = datetime(2026, 5, 25, tzinfo=UTC)
+    for _ in range(160):
+        ag, fl = rnd.choice(agencies), rnd.choice(fields)
+        tl = rnd.choice(["on_time", "on_time", "late", "overdue"])
+        returned = start + timedelta(hours=rnd.randint(0, 24 * 40))
+        d = build.dossier(ag, fl, returned_at=returned, timeliness=tl)
+        stratum = "on_time" if tl == "on_time" else "late_overdue"
+        dossiers.append((ag.id, fl.id, stratum, returned))
+        for _k in range(rnd.randint(0, 2)):
+            at = returned + timedelta(hours=rnd.randint(1, 24 * 10))
+            outcome = rnd.choice(["answered", "busy", "no_answer", "dropped"])
+            att = build.attempt(d, at=at, outcome=outcome)
+            calls.append((d.id, ag.id, fl.id, outcome, at))
+            if outcome == "answered" and rnd.random() < 0.8:
+                ok = rnd.random() < 0.6
+                reasons = () if ok else tuple(sorted(rnd.sample(range(1, 10), rnd.randint(0, 2))))
+                status = rnd.choice(["completed", "completed", "partial"])
+                ans_at = at + timedelta(seconds=50)
+                build.response(agency=ag, fld=fl, answered_at=ans_at, satisfied=ok, reasons=reasons,
+                               dossier=d, attempt=att, status=status)  # fmt: skip
+                answers.append((ag.id, fl.id, "call", stratum, ok, reasons, ans_at, status))
+                break
+    for _ in range(40):
+        ag, fl = rnd.choice(agencies), rnd.choice(fields)
+        ch = rnd.choice(["web", "paper", "independent"])
+        ans_at = start + timedelta(hours=rnd.randint(0, 24 * 40))
+        ok = rnd.random() < 0.7
+        reasons = () if ok else (rnd.randint(1, 9),)
+        build.response(agency=ag, fld=fl, answered_at=ans_at, satisfied=ok, reasons=reasons, channel=ch)
+        answers.append((ag.id, fl.id, ch, "unknown", ok, reasons, ans_at, "completed"))
+
+    period = Period.parse("2026-06")
+
+    def inside(t: datetime) -> bool:
+        return period.start <= t < period.end
+
+    summary = service.summarise(db_session, period=period, group_by=("agency", "field", "channel"))
+    expected: dict[tuple[int, int | None, str], dict[str, object]] = defaultdict(
+        lambda: {"rated": 0, "satisfied": 0, "completed": 0, "reasons": defaultdict(int)}
+    )
+    for ag_id, fl_id, ch, _s, ok, reasons, t, status in answers:
+        if not inside(t):
+            continue
+        e = expected[(ag_id, fl_id, ch)]
+        e["completed"] += status == "completed"  # type: ignore[operator]
+        e["rated"] += 1  # type: ignore[operator]
+        e["satisfied"] += bool(ok)  # type: ignore[operator]
+        if not ok:
+            for c in reasons:
+                e["reasons"][c] += 1  # type: ignore[index]
+    got = {(r.key.agency_id, r.key.field_id, r.key.channel): r.figures for r in summary.rows}
+    for key, e in expected.items():
+        f = got[key]
+        assert (f.rated, f.satisfied, f.completed) == (e["rated"], e["satisfied"], e["completed"]), key
+        assert {r.code: r.count for r in f.reasons} == dict(e["reasons"])  # type: ignore[call-overload]
+    assert sum(f.rated for f in got.values()) == sum(e["rated"] for e in expected.values())  # type: ignore[misc]
+
+    # Per agency: called / reached distinct dossiers, and the stratified estimate from raw rows.
+    by_agency = {r.key.agency_id: r.figures for r in service.summarise(db_session, period=period).rows}
+    for ag in agencies:
+        called = {d for d, a, _f, _o, t in calls if a == ag.id and inside(t)}
+        reached = {d for d, a, _f, o, t in calls if a == ag.id and inside(t) and o in ("answered", "dropped")}
+        f = by_agency[ag.id]
+        assert (f.called, f.reached) == (len(called), len(reached))
+        pop = defaultdict(int)
+        for a, _f, s, t in dossiers:
+            if a == ag.id and inside(t):
+                pop[s] += 1
+        assert f.eligible == sum(pop.values())
+        cell: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for a, _fl, _ch, s, ok, _r, t, _st in answers:
+            if a == ag.id and inside(t) and s != "unknown":
+                cell[s][0] += 1
+                cell[s][1] += bool(ok)
+        covered = {s: pop[s] for s in cell if pop[s] > 0}
+        if covered:
+            brute = sum(pop[s] / sum(covered.values()) * cell[s][1] / cell[s][0] for s in covered)
+            assert f.weighted is not None
+            assert f.weighted.estimate == pytest.approx(brute)
