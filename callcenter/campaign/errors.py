@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError as PydanticValidationError
 
 from callcenter.core.errors import ConflictError, NotFound, ValidationError
@@ -15,6 +17,9 @@ class InvalidTransition(ConflictError):
     """A lifecycle change that the campaign's current status does not allow."""
 
 
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
+
+
 def field_error(exc: PydanticValidationError, prefix: str) -> ValidationError:
     """The first pydantic error as a :class:`ValidationError` naming ``prefix.<field path>``.
 
@@ -23,9 +28,12 @@ def field_error(exc: PydanticValidationError, prefix: str) -> ValidationError:
     """
     err = exc.errors()[0]
     message = str(err["msg"]).removeprefix("Value error, ")
-    loc = ".".join(str(part) for part in err["loc"])
-    if not loc and ": " in message:
-        loc, message = message.split(": ", 1)
+    parts = [str(part) for part in err["loc"]]
+    located = _FIELD_PREFIX.match(message)
+    if err.get("type") == "value_error" and located:
+        parts.append(located.group(1))
+        message = message[located.end() :]
+    loc = ".".join(parts)
     if err.get("type") == "extra_forbidden":
         message = "unknown setting"
     return ValidationError(message, field=f"{prefix}.{loc}" if loc else prefix)
