@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from callcenter.asr.understand import match_answer, number_phrases
 from callcenter.core.outcomes import SurveyOutcome
 from callcenter.ivr.messages import (
     Action,
@@ -40,7 +41,6 @@ from callcenter.ivr.messages import (
     HangUpCall,
     Keys,
     MatchLike,
-    PhraseMatch,
     Play,
     Prompt,
     Record,
@@ -48,7 +48,6 @@ from callcenter.ivr.messages import (
     Speech,
     Timeout,
     Utterance,
-    phrase_matcher,
 )
 from callcenter.ivr.questionnaire import Questionnaire, Reason
 from callcenter.ivr.speech_text import date_words
@@ -66,7 +65,6 @@ __all__ = [
     "HangUpCall",
     "Keys",
     "MatchLike",
-    "PhraseMatch",
     "Play",
     "Prompt",
     "Record",
@@ -76,7 +74,6 @@ __all__ = [
     "SurveyResult",
     "Timeout",
     "Utterance",
-    "phrase_matcher",
 ]
 
 # ---------------------------------------------------------------------------------------------------
@@ -152,7 +149,7 @@ class SurveyFlow:
         self.q = questionnaire
         self.context = context
         self.speech_enabled = speech_enabled
-        self.matcher: AnswerMatcher = matcher or phrase_matcher
+        self.matcher: AnswerMatcher = matcher or match_answer
         self.state = FlowState.NEW
         self.result = SurveyResult(questionnaire_version=questionnaire.version)
         self.errors = 0  # timeouts and invalid answers at the current question
@@ -184,7 +181,7 @@ class SurveyFlow:
                 return self._ask(FlowState.SATISFACTION, lead=self._greeting())
             return []
         if isinstance(event, Answered):
-            return []
+            return self._ask(self.state, fresh=False)  # a transport restating the obvious: ask again
         if isinstance(event, RecordingDone):
             return self._on_recording(event)
         if isinstance(event, Keys) and event.digits == "":
@@ -249,7 +246,7 @@ class SurveyFlow:
             prompt = (self._say("ask_reasons_intro"), *self._reason_options())
             if speech:
                 prompt += (self._say("ask_reasons_speech"),)
-            phrases = tuple(p for r in self.q.reasons for p in (r.label, *r.phrases)) + self.q.speech.finish
+            phrases = tuple(p for forms in self._reason_choices().values() for p in forms)
             return CollectKeys(
                 prompt,
                 max(1, len(self.q.keyed_reasons)),
@@ -435,14 +432,17 @@ class SurveyFlow:
                 return self._retry("invalid_key")
             return self._set_reasons(codes, "dtmf")
         if isinstance(event, Speech) and self._speech_on():
-            choices = {str(r.code): (r.label, *r.phrases) for r in self.q.reasons}
-            choice, confidence = self._match(event.transcript, choices, event.confidence)
-            if choice is None:
+            match = self.matcher(event.transcript, self._reason_choices())
+            # Several reasons may be said at once ("hai và bốn"); a matcher that knows only one
+            # choice at a time still works.
+            said = tuple(getattr(match, "choices", ()) or ((match.choice,) if match.choice else ()))
+            codes = tuple(dict.fromkeys(int(c) for c in said))
+            if not codes:
                 return self._retry("not_understood")
-            if self._low(confidence):
-                self.pending_reasons = (int(choice),)
+            if self._low(min(event.confidence, match.confidence)):
+                self.pending_reasons = codes
                 return self._ask(FlowState.CONFIRM_REASONS)
-            return self._set_reasons((int(choice),), "speech")
+            return self._set_reasons(codes, "speech")
         return self._retry("invalid_key")
 
     def _set_reasons(self, codes: tuple[int, ...], source: str) -> list[Action]:
@@ -453,6 +453,13 @@ class SurveyFlow:
         if any(self._reason(code).records_comment for code in codes):
             return self._ask(FlowState.RECORD_COMMENT)
         return self._ask(FlowState.OFFER_COMMENT)
+
+    def _reason_choices(self) -> dict[str, tuple[str, ...]]:
+        """Spoken forms of each reason: its label, its phrases, and its key as a number ("số hai")."""
+        return {
+            str(r.code): (r.label, *r.phrases, *(number_phrases(int(r.key)) if r.key else ()))
+            for r in self.q.reasons
+        }
 
     def _on_confirm_reasons(self, event: Event) -> list[Action]:
         if isinstance(event, Keys) and event.digits.startswith(self.q.keys.repeat):
@@ -490,7 +497,7 @@ class SurveyFlow:
 
     def _on_recording(self, event: RecordingDone) -> list[Action]:
         if self.state is not FlowState.RECORD_COMMENT:
-            return []
+            return self._ask(self.state, fresh=False)  # no recording was asked for: ask again
         if event.ref and event.duration_seconds > 0:
             self.result.recording_ref = event.ref
             self.result.recording_seconds = event.duration_seconds

@@ -7,8 +7,6 @@ Naming: the caller's hang-up is the *event* :class:`HangUp`; our own hang-up is 
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -136,7 +134,7 @@ class HangUpCall:
 Action = Play | CollectKeys | Record | HangUpCall
 
 # ---------------------------------------------------------------------------------------------------
-# Speech matching (injected: the ASR package provides the negation-safe matcher)
+# Speech matching: the ASR package's ``match_answer`` by default, injectable for tests
 
 
 class MatchLike(Protocol):
@@ -148,34 +146,3 @@ class MatchLike(Protocol):
 
 
 AnswerMatcher = Callable[[str, Mapping[str, Sequence[str]]], MatchLike]
-
-
-@dataclass(frozen=True, slots=True)
-class PhraseMatch:
-    choice: str | None
-    confidence: float
-    matched: str | None = None
-
-
-def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFC", text.lower())
-    return " " + re.sub(r"[^\w]+", " ", text).strip() + " "
-
-
-def phrase_matcher(text: str, choices: Mapping[str, Sequence[str]]) -> PhraseMatch:
-    """A minimal matcher: the choice whose phrase occurs in ``text`` as whole words, longest first.
-
-    Longest first makes "không hài lòng" win over "hài lòng". The ASR package's ``match_answer``
-    (diacritics-tolerant, negation-aware) replaces it in production; this one keeps the engine
-    usable and testable without it.
-    """
-    folded = _fold(text)
-    candidates = sorted(
-        ((phrase, choice) for choice, phrases in choices.items() for phrase in phrases),
-        key=lambda item: len(item[0]),
-        reverse=True,
-    )
-    for phrase, choice in candidates:
-        if _fold(phrase) in folded:
-            return PhraseMatch(choice, 1.0, phrase)
-    return PhraseMatch(None, 0.0, None)

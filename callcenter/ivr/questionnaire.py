@@ -169,7 +169,7 @@ def parse_questionnaire(data: object, *, source: str = "<questionnaire>") -> Que
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise QuestionnaireError(f"{source}: {first['msg']}", field=where) from exc
+        raise QuestionnaireError(f"{first['msg']} (in {source})", field=where) from exc
 
 
 def load_questionnaire(path: Path | None = None) -> Questionnaire:
