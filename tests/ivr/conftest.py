@@ -1,0 +1,59 @@
+"""IVR test fixtures: a dossier with its agency and field, on whichever database the test runs."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.orm import Session
+
+from callcenter.core.pii import PiiCipher
+from callcenter.intake.models import Agency, Dossier, Field
+
+_seq = itertools.count(1)
+
+
+def make_dossier(
+    session: Session,
+    cipher: PiiCipher,
+    *,
+    phone: str = "+84905123456",
+    agency_name: str = "Sở Tư pháp thành phố Đà Nẵng",
+    field_name: str = "Hộ tịch",
+    returned_at: datetime | None = datetime(2025, 10, 21, 3, 0, tzinfo=UTC),
+) -> Dossier:
+    """Insert one returned dossier (and its agency and field) and return it, flushed."""
+    n = next(_seq)
+    agency = Agency(code=f"ivr-test-agency-{n}", name=agency_name)
+    field = Field(code=f"ivr-test-field-{n}", name=field_name)
+    session.add_all([agency, field])
+    session.flush()
+    now = datetime(2025, 10, 1, tzinfo=UTC)
+    dossier = Dossier(
+        source="ivr-test",
+        code=f"HS-{n:06d}",
+        agency_id=agency.id,
+        field_id=field.id,
+        submitter_name_enc=cipher.encrypt("Nguyễn Văn An"),
+        phone_enc=cipher.encrypt(phone),
+        phone_hash=cipher.phone_hash(phone),
+        phone_kind="mobile",
+        received_at=now,
+        due_at=now,
+        returned_at=returned_at,
+        status="returned",
+        timeliness="late",
+        content_hash="0" * 64,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(dossier)
+    session.flush()
+    return dossier
+
+
+@pytest.fixture
+def dossier_factory(db_session: Session, cipher: PiiCipher) -> Callable[..., Dossier]:
+    return lambda **kw: make_dossier(db_session, cipher, **kw)
