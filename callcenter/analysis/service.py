@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, distinct, func, select
@@ -31,8 +32,10 @@ from sqlalchemy.sql.expression import ColumnElement
 from callcenter.analysis import stats
 from callcenter.analysis.periods import Period, PeriodKind, month_key_to_period
 from callcenter.analysis.sqlfuncs import month_bucket
+from callcenter.campaign import policies
 from callcenter.core.errors import ValidationError
 from callcenter.core.outcomes import CallOutcome
+from callcenter.core.pii import PiiCipher, mask_digit_runs
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.intake.models import Agency, Dossier, DossierStatus, Field, Timeliness
 from callcenter.ivr.models import ResponseChannel, ResponseReason, ResponseStatus, SurveyResponse
@@ -469,28 +472,81 @@ def _yearly_minimums(
     policy: str,
     policy_params: Mapping[str, Any] | None,
     period_eligible: Mapping[int, int],
-) -> dict[int, int]:
-    """Each agency's minimum for the period: the year's minimum, pro-rated by dossiers for a month/quarter."""
+) -> dict[int, int | None]:
+    """Each agency's minimum for the period: the year's minimum, pro-rated by dossiers for a month/quarter.
+
+    The yearly minimum is the campaign policy's (``callcenter.campaign.policies``) applied to the
+    dossiers returned in the calendar year; ``None`` where the policy defines none for the unit.
+    """
+    kind, params = policies.parse_policy(policy, policy_params)
     ids = set(agency_ids)
+    year = period.year_period()
+    year_eligible: dict[int, int] = defaultdict(int)
     if period.kind == PeriodKind.YEAR:
-        year_eligible = dict(period_eligible)
+        year_eligible.update(period_eligible)
     else:
-        year = period.year_period()
-        year_eligible = defaultdict(int)
-        year_cells = _eligible_cells(session, period=year, by_field=False, agency_id=None, field_id=None)
-        for a, _f, _s, n in year_cells:
+        for a, _f, _s, n in _eligible_cells(
+            session, period=year, by_field=False, agency_id=None, field_id=None
+        ):
             year_eligible[a] += n
-    params = dict(policy_params or {})
-    if policy == "fixed_total" and "city_population" not in params:
-        params["city_population"] = sum(year_eligible.values())
-    result: dict[int, int] = {}
-    for a in ids:
-        yearly = stats.minimum_sample(policy, year_eligible.get(a, 0), params)
-        if period.kind == PeriodKind.YEAR:
-            result[a] = yearly
-        else:
-            result[a] = stats.prorated_minimum(yearly, period_eligible.get(a, 0), year_eligible.get(a, 0))
-    return result
+    organisations_only = (
+        _organisations_only(session, ids) if kind == policies.PolicyKind.DANANG_2223 else set()
+    )
+    needs_submitters = kind == policies.PolicyKind.REPEATED_SUBMITTER or bool(organisations_only)
+    per_half_year = getattr(params, "surveys_per_half_year", 1)
+    submitter_counts = (
+        _repeated_submitter_counts(session, year=year, per_half_year=per_half_year)
+        if needs_submitters
+        else {}
+    )
+    yearly: dict[int, int | None] = {}
+    if kind == policies.PolicyKind.FIXED_TOTAL:
+        # The total is split over every unit of the city, not only those in this summary.
+        parts = policies.compute_targets(
+            kind, params, {a: policies.UnitPopulation(n) for a, n in year_eligible.items()}
+        )
+        yearly = {a: parts[a].n if a in parts else 0 for a in ids}
+    else:
+        for a in ids:
+            if kind == policies.PolicyKind.REPEATED_SUBMITTER or a in organisations_only:
+                yearly[a] = submitter_counts.get(a, 0)
+                continue
+            try:
+                unit = policies.UnitPopulation(year_eligible.get(a, 0))
+                yearly[a] = policies.compute_targets(kind, params, {a: unit})[a].n
+            except policies.PolicyNotApplicable:
+                yearly[a] = None
+    if period.kind == PeriodKind.YEAR:
+        return yearly
+    return {
+        a: None
+        if n is None
+        else stats.prorated_minimum(n, period_eligible.get(a, 0), year_eligible.get(a, 0))
+        for a, n in yearly.items()
+    }
+
+
+def _organisations_only(session: Session, agency_ids: Iterable[int]) -> set[int]:
+    ids = list(agency_ids)
+    if not ids:
+        return set()
+    stmt = select(Agency.id).where(Agency.id.in_(ids), Agency.organisations_only.is_(True))
+    return set(session.scalars(stmt))
+
+
+def _repeated_submitter_counts(session: Session, *, year: Period, per_half_year: int) -> dict[int, int]:
+    """Per agency: surveys the repeated-submitter rule asks for (per submitter and half-year, capped)."""
+    month = month_bucket(Dossier.returned_at)
+    half = case((func.substr(month, 6, 2) <= "06", 1), else_=2).label("half")
+    pairs = (
+        select(Dossier.agency_id, Dossier.phone_hash, half, func.count().label("n"))
+        .where(Dossier.status == DossierStatus.RETURNED.value, _in_period(Dossier.returned_at, year))
+        .group_by(Dossier.agency_id, Dossier.phone_hash, half)
+        .subquery()
+    )
+    capped = case((pairs.c.n > per_half_year, per_half_year), else_=pairs.c.n)
+    stmt = select(pairs.c.agency_id, func.sum(capped)).group_by(pairs.c.agency_id)
+    return {int(a): int(n or 0) for a, n in session.execute(stmt)}
 
 
 def summarise(
@@ -519,7 +575,7 @@ def summarise(
         )
     if channel is not None and channel not in {c.value for c in ResponseChannel}:
         raise ValidationError(f"unknown channel '{channel}'", field="channel")
-    stats.minimum_sample(policy, 0, policy_params)  # fail early on an unknown policy
+    policies.parse_policy(policy, policy_params)  # fail early on an unknown policy or bad parameters
 
     buckets, total = _collect(
         session, period=period, group_by=dims, agency_id=agency_id, field_id=field_id, channel=channel
@@ -552,7 +608,7 @@ def summarise(
         counts = buckets[key]
         required = None
         if "field" not in dims and key.agency_id is not None:
-            required = minimums.get(key.agency_id, 0)
+            required = minimums.get(key.agency_id)
         current_rate = stats.rate(counts.satisfied, counts.rated)
         figures = _figures(
             counts,
@@ -567,8 +623,9 @@ def summarise(
         rows.append(SummaryRow(key, a_code, a_name, f_code, f_name, figures))
 
     total_rate = stats.rate(total.satisfied, total.rated)
-    total_required = (
-        minimums.get(agency_id, 0) if agency_id is not None and field_id is None else sum(minimums.values())
+    known = [n for n in minimums.values() if n is not None]
+    total_required: int | None = (
+        minimums.get(agency_id) if agency_id is not None else (sum(known) if known else None)
     )
     total_figures = _figures(
         total,
@@ -665,3 +722,54 @@ def field_by_code(session: Session, code: str) -> Field:
     if row is None:
         raise ValidationError(f"no field with code '{code}'", field="field")
     return row
+
+
+@dataclass(frozen=True)
+class Comment:
+    agency_id: int
+    field_id: int | None
+    answered_at: datetime
+    satisfied: bool | None
+    text: str  # decrypted, with phone numbers and ID-like digit runs masked
+
+
+def recent_comments(
+    session: Session,
+    *,
+    period: Period,
+    cipher: PiiCipher,
+    agency_id: int | None = None,
+    limit: int = 30,
+) -> list[Comment]:
+    """The latest free-text comments of the period, masked for a report (no phone, no ID number)."""
+    stmt = (
+        select(
+            SurveyResponse.agency_id,
+            SurveyResponse.field_id,
+            SurveyResponse.answered_at,
+            SurveyResponse.satisfied,
+            SurveyResponse.comment_enc,
+        )
+        .where(SurveyResponse.comment_enc.is_not(None), _in_period(SurveyResponse.answered_at, period))
+        .order_by(SurveyResponse.answered_at.desc(), SurveyResponse.id.desc())
+        .limit(limit)
+    )
+    if agency_id is not None:
+        stmt = stmt.where(SurveyResponse.agency_id == agency_id)
+    return [
+        Comment(
+            agency_id=r.agency_id,
+            field_id=r.field_id,
+            answered_at=r.answered_at,
+            satisfied=r.satisfied,
+            text=mask_digit_runs(cipher.decrypt(r.comment_enc)),
+        )
+        for r in session.execute(stmt)
+    ]
+
+
+def agency_name(session: Session, agency_id: int) -> str:
+    name = session.scalar(select(Agency.name).where(Agency.id == agency_id))
+    if name is None:
+        raise ValidationError(f"no agency with id {agency_id}", field="agency")
+    return name

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 # Two-sided 95 %: the 0.975 quantile of the standard normal distribution.
 Z95 = 1.959963984540054
@@ -103,70 +102,9 @@ def weighted_estimate(strata: Mapping[str, StratumCounts], z: float = Z95) -> We
     )
 
 
-# --- minimum sample policies (seed 000 III.2.c, seed 003, seed 002) ---------------------------------
-
-
-def danang_margin(population: int) -> float:
-    """The allowed margin of error e for a yearly population N (Decision 2223/QĐ-UBND)."""
-    if population <= 2000:
-        return 0.07
-    if population <= 4000:
-        return 0.06
-    if population <= 6000:
-        return 0.05
-    if population <= 10000:
-        return 0.04
-    return 0.03
-
-
-def danang_minimum(population: int) -> int:
-    """n = N / (1 + N e^2), as the decision's worked example counts it (4,000 → 259.74 → "at least 259").
-
-    The decision truncates; a unit with any dossier still needs at least one survey, and never more
-    than it has dossiers.
-    """
-    if population <= 0:
-        return 0
-    e = danang_margin(population)
-    n = math.floor(population / (1 + population * e * e) + 1e-9)
-    return min(population, max(1, n))
-
-
-def seed003_minimum(population: int, *, floor_count: int = 200, share: float = 0.30) -> int:
-    """The older rule: at least ``floor_count`` and ``share`` of the dossiers, capped by the population."""
-    if population <= 0:
-        return 0
-    return min(population, max(floor_count, math.ceil(population * share - 1e-9)))
-
-
-def fixed_total_minimum(population: int, *, city_population: int, total: int) -> int:
-    """A fixed yearly total split in proportion to each unit's dossiers (seed 002)."""
-    if population <= 0 or city_population <= 0:
-        return 0
-    return min(population, math.ceil(total * population / city_population - 1e-9))
-
-
-POLICIES = ("danang_2223", "seed003", "fixed_total")
-
-
-def minimum_sample(policy: str, population: int, params: Mapping[str, Any] | None = None) -> int:
-    """The yearly minimum number of completed surveys for a unit with ``population`` dossiers."""
-    params = dict(params or {})
-    if policy == "danang_2223":
-        return danang_minimum(population)
-    if policy == "seed003":
-        return seed003_minimum(
-            population,
-            floor_count=int(params.get("floor_count", 200)),
-            share=float(params.get("share", 0.30)),
-        )
-    if policy == "fixed_total":
-        if "total" not in params or "city_population" not in params:
-            raise ValueError("policy fixed_total needs params 'total' and 'city_population'")
-        return fixed_total_minimum(
-            population, city_population=int(params["city_population"]), total=int(params["total"])
-        )
-    raise ValueError(f"unknown minimum-sample policy {policy!r}; expected one of {', '.join(POLICIES)}")
+# --- minimum samples ------------------------------------------------------------------------------
+# The yearly minimum itself comes from the campaign domain's policies (callcenter.campaign.policies),
+# the same rules the campaigns draw their samples by.
 
 
 def prorated_minimum(yearly_minimum: int, period_population: int, year_population: int) -> int:

@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -18,6 +19,8 @@ from callcenter.intake.models import Agency, Dossier, Field
 from callcenter.ivr.models import ResponseReason, SurveyResponse
 
 _counter = itertools.count(1)
+# A citizen's comment with a phone number and an ID number in it: reports must mask both.
+COMMENT = "Tôi phải nộp thêm tiền, gọi số 0905 123 456 không ai nghe; CCCD của tôi là 048090001234."
 
 
 @dataclass
@@ -208,3 +211,55 @@ class Builder:
 @pytest.fixture
 def build(db_session: Session, cipher: PiiCipher) -> Iterator[Builder]:
     yield Builder(db_session, cipher)
+
+
+def _at(day: int, hour: int = 9, month: int = 3, year: int = 2026) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
+
+
+@pytest.fixture
+def small_city(build: Builder) -> dict[str, Any]:
+    return populate_small_city(build)
+
+
+def populate_small_city(build: Builder) -> dict[str, Any]:
+    """Agency A in March 2026: 80 on-time and 20 late dossiers, the late ones over-sampled."""
+    a = build.agency("A", "Sở Xây dựng")
+    b = build.agency("B", "Sở Tư pháp")
+    f1, f2 = build.field("F1", "Đất đai"), build.field("F2", "Hộ tịch")
+    on_time = [build.dossier(a, f1, returned_at=_at(2 + i % 20), timeliness="on_time") for i in range(80)]
+    late = [build.dossier(a, f2, returned_at=_at(3 + i % 20), timeliness="late") for i in range(20)]
+    # 100 more dossiers of A returned in January: the year so far has N = 200.
+    for i in range(100):
+        build.dossier(a, f1, returned_at=_at(5 + i % 20, month=1), timeliness="on_time")
+
+    # On-time stratum: 4 answers, 3 satisfied. Late stratum: 6 answers, 2 satisfied.
+    for d, ok in zip(on_time[:4], (True, True, True, False), strict=True):
+        build.called_response(d, a, f1, at=_at(10), satisfied=ok, reasons=() if ok else (2,))
+    late_reasons = [(2, 4), (2, 9), (4,), (), ()]
+    for d, ok in zip(late[:6], (True, True, False, False, False, False), strict=True):
+        build.called_response(d, a, f2, at=_at(11), satisfied=ok, reasons=() if ok else late_reasons.pop(0))
+    # Two more dossiers called without reaching anyone (one twice), one reached but no answer.
+    build.attempt(on_time[10], at=_at(12), outcome="no_answer")
+    build.attempt(on_time[10], at=_at(13), outcome="busy")
+    build.attempt(on_time[11], at=_at(12), outcome="busy")
+    build.attempt(on_time[12], at=_at(12), outcome="answered")
+    # A cancelled attempt is never "called".
+    build.attempt(on_time[13], at=_at(12), outcome="failed", status="cancelled")
+    # Web answer in March for A (no dossier): counted in the combined view, no stratum.
+    build.response(agency=a, fld=f1, answered_at=_at(15), satisfied=True, channel="web")
+    # Local-time edges: 31 March 17:30 UTC is 1 April in Da Nang; 28 Feb 17:00 UTC is 1 March.
+    build.response(agency=a, fld=f1, answered_at=datetime(2026, 3, 31, 17, 30, tzinfo=UTC), satisfied=False,
+                   channel="web", reasons=(1,))  # fmt: skip
+    build.response(agency=a, fld=f1, answered_at=datetime(2026, 2, 28, 17, 0, tzinfo=UTC), satisfied=True,
+                   channel="paper")  # fmt: skip
+    # February (previous month): 2 answers, both satisfied. March 2025: 4 answers, 1 satisfied.
+    for _ in range(2):
+        build.response(agency=a, fld=f1, answered_at=_at(10, month=2), satisfied=True, channel="web")
+    for ok in (True, False, False, False):
+        build.response(agency=a, fld=f1, answered_at=_at(10, year=2025), satisfied=ok, channel="web")
+    # Agency B: one answer in March; an opted-out call has no satisfaction answer.
+    db = build.dossier(b, f1, returned_at=_at(1), timeliness="on_time")
+    build.called_response(db, b, f1, at=_at(20), satisfied=False, reasons=(6,), comment=COMMENT)
+    build.response(agency=b, fld=f1, answered_at=_at(21), satisfied=None, status="opted_out")
+    return {"a": a, "b": b, "f1": f1, "f2": f2}

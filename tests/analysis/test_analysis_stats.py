@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -113,35 +112,14 @@ def test_weighted_estimate_against_brute_force_reweighting() -> None:
         assert est.estimate == pytest.approx(brute)
 
 
-def test_danang_minimum_worked_example() -> None:
-    # Decision 2223: N = 4,000, e = 6 % → 259.74, and the decision says "at least 259".
-    assert stats.danang_minimum(4000) == 259
-
-
-def test_danang_minimum_bands() -> None:
-    assert stats.danang_margin(2000) == 0.07
-    assert stats.danang_margin(2001) == 0.06
-    assert stats.danang_margin(6000) == 0.05
-    assert stats.danang_margin(10000) == 0.04
-    assert stats.danang_margin(10001) == 0.03
-    assert stats.danang_minimum(2000) == math.floor(2000 / (1 + 2000 * 0.0049))  # 185
-    assert stats.danang_minimum(20000) == math.floor(20000 / (1 + 20000 * 0.0009))  # 1052
-    assert stats.danang_minimum(0) == 0
-    assert stats.danang_minimum(1) == 1
-
-
-def test_other_policies() -> None:
-    assert stats.minimum_sample("seed003", 500) == 200
-    assert stats.minimum_sample("seed003", 900) == 270
-    assert stats.minimum_sample("seed003", 150) == 150
-    assert stats.minimum_sample("fixed_total", 250, {"total": 10000, "city_population": 100000}) == 25
-    with pytest.raises(ValueError, match="fixed_total needs"):
-        stats.minimum_sample("fixed_total", 10)
-    with pytest.raises(ValueError, match="unknown minimum-sample policy"):
-        stats.minimum_sample("nope", 10)
+def test_prorated_minimum_and_attainment() -> None:
+    # A year's minimum of 101 with half of the year's dossiers in the period: ceil(50.5) = 51.
     assert stats.prorated_minimum(101, 100, 200) == 51
+    assert stats.prorated_minimum(101, 0, 200) == 0
     assert stats.attainment(11, 51) == pytest.approx(11 / 51)
     assert stats.attainment(3, 0) is None
+    assert stats.delta(0.5, None) is None
+    assert stats.delta(0.75, 0.5) == pytest.approx(0.25)
 
 
 def test_periods_in_local_time() -> None:
