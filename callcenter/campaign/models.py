@@ -97,6 +97,8 @@ class CallTarget(Base):
         UniqueConstraint("campaign_id", "dossier_id"),
         Index("ix_call_targets_due", "state", "next_attempt_at"),
         Index("ix_call_targets_campaign_agency", "campaign_id", "agency_id", "state"),
+        # "one completed survey per dossier ever" is checked across campaigns by dossier
+        Index("ix_call_targets_dossier_state", "dossier_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -114,6 +116,22 @@ class CallTarget(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
     updated_at: Mapped[datetime] = mapped_column(AwareDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(AwareDateTime)
+
+
+class PhoneCallGuard(Base):
+    """Per phone, across campaigns: the call in progress (one at a time) and today's attempt count.
+
+    Both caps are enforced by one compare-and-set ``UPDATE`` on this row, so two dialer workers can
+    never both call the same number, nor exceed the daily cap between them.
+    """
+
+    __tablename__ = "phone_call_guards"
+
+    phone_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    active_target_id: Mapped[int | None] = mapped_column(BigId)  # call_targets.id now IN_CALL
+    day: Mapped[date | None] = mapped_column(Date)  # local (Asia/Ho_Chi_Minh) day of attempts_today
+    attempts_today: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(AwareDateTime)
 
 
 class Holiday(Base):

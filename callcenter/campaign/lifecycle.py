@@ -1,0 +1,216 @@
+"""The campaign lifecycle: draft → scheduled → running ⇄ paused → completed / cancelled.
+
+Each change is a compare-and-set ``UPDATE`` of ``campaigns.status`` plus a ``campaign_events`` row
+saying who made it and when. Services take a session and never commit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from callcenter.campaign.calendar_store import holiday_days
+from callcenter.campaign.errors import CampaignNotFound, InvalidTransition
+from callcenter.campaign.models import CallTarget, Campaign, CampaignEvent, CampaignStatus, TargetState
+from callcenter.campaign.rules import CallingRules, parse_rules
+from callcenter.campaign.windows import CallingCalendar
+
+SYSTEM_ACTOR = "system"
+
+# The campaign lifecycle, in one place.
+TRANSITIONS: dict[CampaignStatus, frozenset[CampaignStatus]] = {
+    CampaignStatus.DRAFT: frozenset({CampaignStatus.SCHEDULED, CampaignStatus.CANCELLED}),
+    CampaignStatus.SCHEDULED: frozenset({CampaignStatus.RUNNING, CampaignStatus.CANCELLED}),
+    CampaignStatus.RUNNING: frozenset(
+        {CampaignStatus.PAUSED, CampaignStatus.COMPLETED, CampaignStatus.CANCELLED}
+    ),
+    CampaignStatus.PAUSED: frozenset(
+        {CampaignStatus.RUNNING, CampaignStatus.COMPLETED, CampaignStatus.CANCELLED}
+    ),
+    CampaignStatus.COMPLETED: frozenset(),
+    CampaignStatus.CANCELLED: frozenset(),
+}
+FINAL_STATUSES = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED})
+ACTIVE_STATES = (TargetState.QUEUED.value, TargetState.IN_CALL.value)
+
+
+def get_campaign(session: Session, *, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignNotFound(f"campaign {campaign_id} does not exist")
+    return campaign
+
+
+def campaign_calendar(
+    session: Session, campaign: Campaign, rules: CallingRules | None = None
+) -> CallingCalendar:
+    """The campaign's windows with the holiday calendar of its calling period."""
+    rules = rules or parse_rules(campaign.calling_rules)
+    return rules.calendar(holiday_days(session, start=campaign.starts_at, end=campaign.ends_at))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Lifecycle
+# ---------------------------------------------------------------------------------------------------
+
+
+def transition(
+    session: Session,
+    *,
+    campaign_id: int,
+    to: CampaignStatus,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+) -> Campaign:
+    """Move a campaign along its lifecycle by compare-and-set, recording who did it and when."""
+    campaign = get_campaign(session, campaign_id=campaign_id)
+    current = CampaignStatus(campaign.status)
+    if to not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none: it is final"
+        raise InvalidTransition(
+            f"campaign {campaign_id} is {current.value}; it cannot become {to.value} (allowed: {allowed})"
+        )
+    result = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == current.value)
+        .values(status=to.value, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise InvalidTransition(f"campaign {campaign_id} changed status meanwhile; try again")
+    session.add(
+        CampaignEvent(
+            campaign_id=campaign_id,
+            from_status=current.value,
+            to_status=to.value,
+            actor=actor,
+            at=now,
+            note=note,
+        )
+    )
+    if to in FINAL_STATUSES:
+        # Nothing more will be called; calls in progress still report their result.
+        session.execute(
+            update(CallTarget)
+            .where(CallTarget.campaign_id == campaign_id, CallTarget.state == TargetState.QUEUED.value)
+            .values(state=TargetState.SKIPPED.value, next_attempt_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    session.flush()
+    session.refresh(campaign)
+    return campaign
+
+
+def start_campaign(session: Session, *, campaign_id: int, actor: str, now: datetime) -> Campaign:
+    """DRAFT → SCHEDULED, and on to RUNNING at once if the start time has come."""
+    campaign = transition(session, campaign_id=campaign_id, to=CampaignStatus.SCHEDULED, actor=actor, now=now)
+    if campaign.starts_at <= now:
+        campaign = transition(
+            session,
+            campaign_id=campaign_id,
+            to=CampaignStatus.RUNNING,
+            actor=actor,
+            now=now,
+            note="start time reached",
+        )
+    return campaign
+
+
+def pause_campaign(
+    session: Session, *, campaign_id: int, actor: str, now: datetime, note: str | None = None
+) -> Campaign:
+    return transition(
+        session, campaign_id=campaign_id, to=CampaignStatus.PAUSED, actor=actor, now=now, note=note
+    )
+
+
+def resume_campaign(
+    session: Session, *, campaign_id: int, actor: str, now: datetime, note: str | None = None
+) -> Campaign:
+    return transition(
+        session, campaign_id=campaign_id, to=CampaignStatus.RUNNING, actor=actor, now=now, note=note
+    )
+
+
+def stop_campaign(
+    session: Session, *, campaign_id: int, actor: str, now: datetime, note: str | None = None
+) -> Campaign:
+    """Cancel a campaign: queued calls are dropped, calls in progress finish."""
+    return transition(
+        session, campaign_id=campaign_id, to=CampaignStatus.CANCELLED, actor=actor, now=now, note=note
+    )
+
+
+def tick(session: Session, *, now: datetime) -> dict[str, int]:
+    """Periodic housekeeping: start scheduled campaigns whose time came, complete those past their end."""
+    started = completed = 0
+    due = session.scalars(
+        select(Campaign.id).where(
+            Campaign.status == CampaignStatus.SCHEDULED.value, Campaign.starts_at <= now
+        )
+    ).all()
+    for campaign_id in due:
+        transition(
+            session,
+            campaign_id=campaign_id,
+            to=CampaignStatus.RUNNING,
+            actor=SYSTEM_ACTOR,
+            now=now,
+            note="start time reached",
+        )
+        started += 1
+    ended = session.scalars(
+        select(Campaign.id).where(
+            Campaign.status.in_((CampaignStatus.RUNNING.value, CampaignStatus.PAUSED.value)),
+            Campaign.ends_at <= now,
+        )
+    ).all()
+    for campaign_id in ended:
+        transition(
+            session,
+            campaign_id=campaign_id,
+            to=CampaignStatus.COMPLETED,
+            actor=SYSTEM_ACTOR,
+            now=now,
+            note="end time reached",
+        )
+        completed += 1
+    return {"started": started, "completed": completed}
+
+
+def list_campaigns(session: Session, *, status: CampaignStatus | None = None) -> list[Campaign]:
+    query = select(Campaign).order_by(Campaign.id.desc())
+    if status is not None:
+        query = query.where(Campaign.status == status.value)
+    return list(session.scalars(query))
+
+
+def campaign_events(session: Session, *, campaign_id: int) -> list[CampaignEvent]:
+    get_campaign(session, campaign_id=campaign_id)
+    return list(
+        session.scalars(
+            select(CampaignEvent).where(CampaignEvent.campaign_id == campaign_id).order_by(CampaignEvent.id)
+        )
+    )
+
+
+def complete_if_done(session: Session, *, campaign_id: int, now: datetime) -> None:
+    """A running campaign with nothing left to call is complete (targets met or eligible exhausted)."""
+    campaign = get_campaign(session, campaign_id=campaign_id)
+    if campaign.status != CampaignStatus.RUNNING.value:
+        return
+    live = session.scalar(
+        select(func.count()).where(CallTarget.campaign_id == campaign_id, CallTarget.state.in_(ACTIVE_STATES))
+    )
+    if not live:
+        transition(
+            session,
+            campaign_id=campaign_id,
+            to=CampaignStatus.COMPLETED,
+            actor=SYSTEM_ACTOR,
+            now=now,
+            note="every agency reached its target or ran out of eligible dossiers",
+        )

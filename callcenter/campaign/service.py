@@ -1,0 +1,408 @@
+"""Campaign services: the one entry point for the CLI, the HTTP API and the dialer.
+
+Every function takes an explicit session and keyword-only arguments and never commits: the task or
+request boundary does. State changes of call targets are compare-and-set ``UPDATE``s
+(``… WHERE id = :id AND state = :expected``), so a lost race changes nothing.
+
+The dialer's contract (see ``docs/campaigns.md``) lives here: :func:`claim_due_targets`,
+:func:`record_attempt_result`, :func:`release_target`. Creation and replacement draws are in
+:mod:`callcenter.campaign.lists`, the lifecycle in :mod:`callcenter.campaign.lifecycle`; both are
+re-exported so callers import from one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from callcenter.campaign.lifecycle import (
+    ACTIVE_STATES,
+    FINAL_STATUSES,
+    SYSTEM_ACTOR,
+    TRANSITIONS,
+    campaign_calendar,
+    campaign_events,
+    complete_if_done,
+    get_campaign,
+    list_campaigns,
+    pause_campaign,
+    resume_campaign,
+    start_campaign,
+    stop_campaign,
+    tick,
+    transition,
+)
+from callcenter.campaign.lists import create_campaign, replenish
+from callcenter.campaign.models import CallTarget, Campaign, CampaignStatus, PhoneCallGuard, TargetState
+from callcenter.campaign.retry import decide, retry_key
+from callcenter.campaign.rules import parse_rules
+from callcenter.core.clock import VN_TZ
+from callcenter.core.errors import ValidationError
+from callcenter.core.models import OptOut
+from callcenter.core.outcomes import CallOutcome, SurveyOutcome
+from callcenter.ivr.models import ResponseStatus, SurveyResponse
+
+__all__ = [
+    "ACTIVE_STATES",
+    "FINAL_STATUSES",
+    "SYSTEM_ACTOR",
+    "TRANSITIONS",
+    "DueTarget",
+    "campaign_calendar",
+    "campaign_events",
+    "claim_due_targets",
+    "complete_if_done",
+    "create_campaign",
+    "get_campaign",
+    "list_campaigns",
+    "pause_campaign",
+    "record_attempt_result",
+    "release_target",
+    "replenish",
+    "resume_campaign",
+    "start_campaign",
+    "stop_campaign",
+    "tick",
+    "transition",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DueTarget:
+    """A call target handed to the dialer: it is IN_CALL until reported back or released."""
+
+    target_id: int
+    campaign_id: int
+    dossier_id: int
+    agency_id: int
+    phone_hash: str
+
+
+# ---------------------------------------------------------------------------------------------------
+# The dialer's contract
+# ---------------------------------------------------------------------------------------------------
+
+
+def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[DueTarget]:
+    """Hand out up to ``limit`` targets that may be called right now, each moved QUEUED → IN_CALL.
+
+    Only targets of RUNNING campaigns, due, inside the campaign's calling window (local time, holidays
+    skipped) and before its end; never an opted-out phone, a phone already in a call, or one that used
+    up today's attempts. Targets that turn out no longer eligible are closed (and replaced); targets
+    that cannot be called now are moved to when they can.
+    """
+    if limit <= 0:
+        return []
+    query = (
+        select(CallTarget)
+        .join(Campaign, Campaign.id == CallTarget.campaign_id)
+        .where(
+            CallTarget.state == TargetState.QUEUED.value,
+            CallTarget.next_attempt_at <= now,
+            Campaign.status == CampaignStatus.RUNNING.value,
+            Campaign.starts_at <= now,
+            Campaign.ends_at > now,
+        )
+        .order_by(CallTarget.next_attempt_at, CallTarget.draw_rank, CallTarget.id)
+        .limit(limit * 3)
+    )
+    if _dialect(session) == "postgresql":
+        # Concurrent claimers skip each other's rows instead of queueing behind them.
+        query = query.with_for_update(of=CallTarget, skip_locked=True)
+    candidates = list(session.scalars(query))
+    if not candidates:
+        return []
+
+    campaigns = {
+        c.id: c
+        for c in session.scalars(select(Campaign).where(Campaign.id.in_({t.campaign_id for t in candidates})))
+    }
+    rules = {cid: parse_rules(c.calling_rules) for cid, c in campaigns.items()}
+    calendars = {cid: campaign_calendar(session, c, rules[cid]) for cid, c in campaigns.items()}
+    phones = {t.phone_hash for t in candidates}
+    opted_out = set(session.scalars(select(OptOut.phone_hash).where(OptOut.phone_hash.in_(phones))))
+    surveyed_dossiers = _dossiers_already_surveyed(session, [t.dossier_id for t in candidates])
+    recent_phone_surveys = _last_phone_survey(session, phones)
+
+    claimed: list[DueTarget] = []
+    to_replenish: set[tuple[int, int]] = set()
+    today = now.astimezone(VN_TZ).date()
+    _ensure_guards(session, phones, now)
+    for target in candidates:
+        if len(claimed) >= limit:
+            break
+        campaign_rules = rules[target.campaign_id]
+        calendar = calendars[target.campaign_id]
+        ends_at = campaigns[target.campaign_id].ends_at
+        if not calendar.is_open(now):
+            _postpone(session, target, calendar.next_open(now), ends_at, now)
+            continue
+        if target.phone_hash in opted_out:
+            if _close(session, target, TargetState.OPTED_OUT, now):
+                to_replenish.add((target.campaign_id, target.agency_id))
+            continue
+        last_survey = recent_phone_surveys.get(target.phone_hash)
+        cooloff = timedelta(days=campaign_rules.caps.cooloff_days)
+        if target.dossier_id in surveyed_dossiers or (
+            last_survey is not None and last_survey >= now - cooloff
+        ):
+            if _close(session, target, TargetState.SKIPPED, now):
+                to_replenish.add((target.campaign_id, target.agency_id))
+            continue
+        cap = campaign_rules.caps.max_attempts_per_phone_per_day
+        if not _acquire_phone(
+            session, phone_hash=target.phone_hash, target_id=target.id, today=today, cap=cap, now=now
+        ):
+            guard = session.get(PhoneCallGuard, target.phone_hash, populate_existing=True)
+            if guard is not None and guard.active_target_id is None:  # today's cap reached
+                _postpone(session, target, calendar.next_day_open(now), ends_at, now)
+            else:  # the phone is in another call right now
+                recheck = now + timedelta(minutes=campaign_rules.caps.phone_busy_recheck_minutes)
+                _postpone(session, target, calendar.next_open(recheck), ends_at, now)
+            continue
+        moved = session.execute(
+            update(CallTarget)
+            .where(CallTarget.id == target.id, CallTarget.state == TargetState.QUEUED.value)
+            .values(state=TargetState.IN_CALL.value, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            _release_phone(session, phone_hash=target.phone_hash, target_id=target.id, now=now, uncount=True)
+            continue
+        claimed.append(
+            DueTarget(target.id, target.campaign_id, target.dossier_id, target.agency_id, target.phone_hash)
+        )
+    for campaign_id, agency_id in sorted(to_replenish):
+        replenish(session, campaign_id=campaign_id, agency_id=agency_id, now=now)
+    session.flush()
+    session.expire_all()
+    return claimed
+
+
+def record_attempt_result(
+    session: Session, *, target_id: int, outcome: CallOutcome, survey: SurveyOutcome, now: datetime
+) -> TargetState:
+    """Record how an attempt ended: IN_CALL → COMPLETED / QUEUED (retry time set) / EXHAUSTED / OPTED_OUT
+    (or SKIPPED when no calling time is left). A target that is not IN_CALL is left alone (idempotent)."""
+    target = session.get(CallTarget, target_id, populate_existing=True)
+    if target is None:
+        raise ValidationError(f"call target {target_id} does not exist", field="target_id")
+    if target.state != TargetState.IN_CALL.value:
+        return TargetState(target.state)
+    campaign = get_campaign(session, campaign_id=target.campaign_id)
+    rules = parse_rules(campaign.calling_rules)
+    by_outcome = dict(target.attempts_by_outcome or {})
+    decision = decide(
+        outcome=outcome,
+        survey=survey,
+        attempts_by_key={**by_outcome, **_bump(by_outcome, outcome, survey)},
+        attempts_total=target.attempts + 1,
+        now=now,
+        policy=rules.retry,
+        calendar=campaign_calendar(session, campaign, rules),
+        ends_at=campaign.ends_at,
+    )
+    state, next_at = decision.state, decision.next_attempt_at
+    if state == TargetState.QUEUED and CampaignStatus(campaign.status) in FINAL_STATUSES:
+        state, next_at = TargetState.SKIPPED, None
+    by_outcome[outcome.value] = by_outcome.get(outcome.value, 0) + 1
+    if decision.key is not None and decision.key.value != outcome.value:
+        by_outcome[decision.key.value] = by_outcome.get(decision.key.value, 0) + 1
+    moved = session.execute(
+        update(CallTarget)
+        .where(CallTarget.id == target_id, CallTarget.state == TargetState.IN_CALL.value)
+        .values(
+            state=state.value,
+            attempts=CallTarget.attempts + 1,
+            attempts_by_outcome=by_outcome,
+            last_outcome=outcome.value,
+            next_attempt_at=next_at,
+            completed_at=now if state == TargetState.COMPLETED else None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(target)
+        return TargetState(target.state)
+    _release_phone(session, phone_hash=target.phone_hash, target_id=target_id, now=now, uncount=False)
+    if state == TargetState.OPTED_OUT:
+        # Never again, in any campaign: close every other queued target of this phone now.
+        session.execute(
+            update(CallTarget)
+            .where(CallTarget.phone_hash == target.phone_hash, CallTarget.state == TargetState.QUEUED.value)
+            .values(state=TargetState.OPTED_OUT.value, next_attempt_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    if state not in (TargetState.COMPLETED, TargetState.QUEUED):
+        replenish(session, campaign_id=target.campaign_id, agency_id=target.agency_id, now=now)
+    complete_if_done(session, campaign_id=target.campaign_id, now=now)
+    session.flush()
+    session.expire(target)
+    return state
+
+
+def release_target(session: Session, *, target_id: int, now: datetime, retry_at: datetime) -> TargetState:
+    """Give an IN_CALL target back without counting an attempt (pacer throttled, trunk unavailable)."""
+    target = session.get(CallTarget, target_id, populate_existing=True)
+    if target is None:
+        raise ValidationError(f"call target {target_id} does not exist", field="target_id")
+    moved = session.execute(
+        update(CallTarget)
+        .where(CallTarget.id == target_id, CallTarget.state == TargetState.IN_CALL.value)
+        .values(state=TargetState.QUEUED.value, next_attempt_at=max(retry_at, now), updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount == 1:  # type: ignore[attr-defined]
+        _release_phone(session, phone_hash=target.phone_hash, target_id=target_id, now=now, uncount=True)
+    session.flush()
+    session.refresh(target)
+    return TargetState(target.state)
+
+
+# --- helpers of the contract -----------------------------------------------------------------------
+
+
+def _bump(by_outcome: dict[str, int], outcome: CallOutcome, survey: SurveyOutcome) -> dict[str, int]:
+    """Counts as they will be after this attempt, for every rule key it falls under."""
+    key = retry_key(outcome, survey)
+    bumped = {outcome.value: by_outcome.get(outcome.value, 0) + 1}
+    if key is not None and key.value != outcome.value:
+        bumped[key.value] = by_outcome.get(key.value, 0) + 1
+    return bumped
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _ensure_guards(session: Session, phones: set[str], now: datetime) -> None:
+    if not phones:
+        return
+    rows = [
+        {"phone_hash": p, "active_target_id": None, "day": None, "attempts_today": 0, "updated_at": now}
+        for p in sorted(phones)
+    ]
+    dialect_insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
+    session.execute(
+        dialect_insert(PhoneCallGuard).on_conflict_do_nothing(index_elements=["phone_hash"]), rows
+    )
+
+
+def _acquire_phone(
+    session: Session, *, phone_hash: str, target_id: int, today: date, cap: int, now: datetime
+) -> bool:
+    """Compare-and-set on the phone's guard: free and under today's cap → held by this target, counted."""
+    guard = PhoneCallGuard
+    same_day = guard.day == today
+    result = session.execute(
+        update(guard)
+        .where(
+            guard.phone_hash == phone_hash,
+            guard.active_target_id.is_(None),
+            or_(guard.day.is_(None), guard.day != today, guard.attempts_today < cap),
+        )
+        .values(
+            active_target_id=target_id,
+            attempts_today=case((same_day, guard.attempts_today + 1), else_=1),
+            day=today,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def _release_phone(
+    session: Session, *, phone_hash: str, target_id: int, now: datetime, uncount: bool
+) -> None:
+    values: dict[str, Any] = {"active_target_id": None, "updated_at": now}
+    if uncount:
+        # The attempt never happened: give today's count back (never below zero).
+        values["attempts_today"] = case(
+            (PhoneCallGuard.attempts_today > 0, PhoneCallGuard.attempts_today - 1), else_=0
+        )
+    session.execute(
+        update(PhoneCallGuard)
+        .where(PhoneCallGuard.phone_hash == phone_hash, PhoneCallGuard.active_target_id == target_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _postpone(
+    session: Session, target: CallTarget, when: datetime | None, ends_at: datetime, now: datetime
+) -> None:
+    if when is None or when >= ends_at:
+        _close(session, target, TargetState.SKIPPED, now)
+        return
+    session.execute(
+        update(CallTarget)
+        .where(CallTarget.id == target.id, CallTarget.state == TargetState.QUEUED.value)
+        .values(next_attempt_at=when, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _close(session: Session, target: CallTarget, state: TargetState, now: datetime) -> bool:
+    result = session.execute(
+        update(CallTarget)
+        .where(CallTarget.id == target.id, CallTarget.state == TargetState.QUEUED.value)
+        .values(state=state.value, next_attempt_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def _dossiers_already_surveyed(session: Session, dossier_ids: Sequence[int]) -> set[int]:
+    """Dossiers that completed a survey: any channel (survey_responses) or any campaign (call_targets)."""
+    ids = set(dossier_ids)
+    done = set(
+        session.scalars(
+            select(SurveyResponse.dossier_id).where(
+                SurveyResponse.dossier_id.in_(ids), SurveyResponse.status == ResponseStatus.COMPLETED.value
+            )
+        )
+    )
+    done |= set(
+        session.scalars(
+            select(CallTarget.dossier_id).where(
+                CallTarget.dossier_id.in_(ids), CallTarget.state == TargetState.COMPLETED.value
+            )
+        )
+    )
+    return {d for d in done if d is not None}
+
+
+def _last_phone_survey(session: Session, phones: set[str]) -> dict[str, datetime]:
+    """The latest completed survey of each phone (any channel, any campaign)."""
+    latest: dict[str, datetime] = {}
+    queries = (
+        select(SurveyResponse.phone_hash, func.max(SurveyResponse.completed_at))
+        .where(SurveyResponse.phone_hash.in_(phones), SurveyResponse.status == ResponseStatus.COMPLETED.value)
+        .group_by(SurveyResponse.phone_hash),
+        select(CallTarget.phone_hash, func.max(CallTarget.completed_at))
+        .where(CallTarget.phone_hash.in_(phones), CallTarget.state == TargetState.COMPLETED.value)
+        .group_by(CallTarget.phone_hash),
+    )
+    for query in queries:
+        for phone, when in session.execute(query):
+            if phone is None or when is None:
+                continue
+            when = _aware(when)
+            if phone not in latest or when > latest[phone]:
+                latest[phone] = when
+    return latest
+
+
+def _aware(value: datetime | str) -> datetime:
+    # An aggregate loses the column type on SQLite, which then hands back naive UTC text.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
