@@ -1,0 +1,38 @@
+"""The one interface every intake connector implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from callcenter.intake.normalise import FieldError
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    """One record as read: where it is (``row 17``, ``id HS-1``), its values by dossier field.
+
+    ``raw`` is what the source held (cells of a file row, the API's JSON object), kept only for the
+    quarantine. ``problem`` is set when the reader could not even split the record.
+    """
+
+    ref: str
+    values: Mapping[str, Any]
+    raw: Any = None
+    problem: FieldError | None = None
+
+
+class Connector(Protocol):
+    """A source of dossier records: a file or an API sync."""
+
+    kind: str  # "file" | "api"
+    location: str  # path or URL, for the import run
+
+    def rows(self) -> Iterator[SourceRow]:
+        """Yield the records one by one; raise an ``IntakeError`` only if the whole source is unusable."""
+        ...
+
+    def raw_record(self, raw: Any) -> Any:
+        """The raw form to keep in quarantine (e.g. the file's header zipped with the row's cells)."""
+        ...

@@ -1,0 +1,176 @@
+"""Sealing: a clean dossier record → its stored form (PII encrypted, phone hash, content hash).
+
+Pure CPU work with no database, so it can run in a worker process (see ``importer``). The content
+hash is keyed — it covers the submitter's name and phone, and an unkeyed digest of personal data
+could be brute-forced — and is what makes an unchanged re-import a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from callcenter.core.pii import PiiCipher
+from callcenter.intake.normalise import DossierRecord
+
+# Bump when the hashed fields change, so that every dossier is rewritten once.
+CONTENT_HASH_VERSION = "intake-content-hash-v1"
+
+
+@dataclass(frozen=True, slots=True)
+class SealedDossier:
+    """A dossier as stored: personal data encrypted; agency and field still by code."""
+
+    code: str
+    agency_code: str
+    agency_name: str
+    field_code: str
+    field_name: str
+    procedure_name: str | None
+    submitter_name_enc: bytes
+    phone_enc: bytes
+    phone_hash: str
+    phone_kind: str
+    national_id_enc: bytes | None
+    is_organisation: bool
+    received_at: datetime
+    due_at: datetime | None
+    returned_at: datetime | None
+    status: str
+    timeliness: str
+    source_updated_at: datetime | None
+    content_hash: str
+
+
+def _stamp(value: datetime | None) -> str:
+    return "" if value is None else repr(value.timestamp())
+
+
+class Sealer:
+    """Encrypts and hashes records with one cipher; build one per import (or per worker process)."""
+
+    def __init__(self, cipher: PiiCipher) -> None:
+        self._cipher = cipher
+        # A content-hash key derived from the phone-hash key through the cipher's public HMAC.
+        self._content_key = bytes.fromhex(cipher.phone_hash(CONTENT_HASH_VERSION))
+
+    def content_hash(self, record: DossierRecord) -> str:
+        """Keyed digest of every stored field of the record (BLAKE2b, 32 bytes, hex)."""
+        payload = "\x1f".join(
+            (
+                record.code,
+                record.submitter_name,
+                record.phone_e164,
+                record.national_id or "",
+                "1" if record.is_organisation else "0",
+                record.agency_code,
+                record.agency_name,
+                record.field_code,
+                record.field_name,
+                record.procedure_name or "",
+                _stamp(record.received_at),
+                _stamp(record.due_at),
+                _stamp(record.returned_at),
+                record.status.value,
+                record.timeliness.value,
+                _stamp(record.source_updated_at),
+            )
+        )
+        return hashlib.blake2b(payload.encode(), key=self._content_key, digest_size=32).hexdigest()
+
+    def seal(self, record: DossierRecord) -> SealedDossier:
+        cipher = self._cipher
+        return SealedDossier(
+            code=record.code,
+            agency_code=record.agency_code,
+            agency_name=record.agency_name,
+            field_code=record.field_code,
+            field_name=record.field_name,
+            procedure_name=record.procedure_name,
+            submitter_name_enc=cipher.encrypt(record.submitter_name),
+            phone_enc=cipher.encrypt(record.phone_e164),
+            phone_hash=cipher.phone_hash(record.phone_e164),
+            phone_kind=record.phone_kind,
+            national_id_enc=cipher.encrypt_optional(record.national_id),
+            is_organisation=record.is_organisation,
+            received_at=record.received_at,
+            due_at=record.due_at,
+            returned_at=record.returned_at,
+            status=record.status.value,
+            timeliness=record.timeliness.value,
+            source_updated_at=record.source_updated_at,
+            content_hash=self.content_hash(record),
+        )
+
+
+# PostgreSQL COPY text format: backslash, tab, newline and carriage return are escaped; NULL is \N.
+_COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+NULL = "\\N"
+
+
+def _copy_text(value: str | None) -> str:
+    return NULL if value is None else value.translate(_COPY_ESCAPE)
+
+
+def _copy_bytes(value: bytes | None) -> str:
+    return NULL if value is None else "\\\\x" + value.hex()
+
+
+def _copy_time(value: datetime | None) -> str:
+    return NULL if value is None else value.isoformat()
+
+
+# The column order of the staging table (see ``service._PG_STAGE``).
+STAGE_COLUMNS = (
+    "code",
+    "agency_code",
+    "field_code",
+    "procedure_name",
+    "submitter_name_enc",
+    "phone_enc",
+    "phone_hash",
+    "phone_kind",
+    "national_id_enc",
+    "is_organisation",
+    "received_at",
+    "due_at",
+    "returned_at",
+    "status",
+    "timeliness",
+    "source_updated_at",
+    "content_hash",
+)
+
+
+def copy_line(sealed: SealedDossier) -> str:
+    """One line of PostgreSQL COPY text for the staging table, in :data:`STAGE_COLUMNS` order."""
+    return (
+        "\t".join(
+            (
+                _copy_text(sealed.code),
+                _copy_text(sealed.agency_code),
+                _copy_text(sealed.field_code),
+                _copy_text(sealed.procedure_name),
+                _copy_bytes(sealed.submitter_name_enc),
+                _copy_bytes(sealed.phone_enc),
+                sealed.phone_hash,
+                sealed.phone_kind,
+                _copy_bytes(sealed.national_id_enc),
+                "t" if sealed.is_organisation else "f",
+                _copy_time(sealed.received_at),
+                _copy_time(sealed.due_at),
+                _copy_time(sealed.returned_at),
+                sealed.status,
+                sealed.timeliness,
+                _copy_time(sealed.source_updated_at),
+                sealed.content_hash,
+            )
+        )
+        + "\n"
+    )
+
+
+def copy_payload(sealed: Iterable[SealedDossier]) -> bytes:
+    return "".join(copy_line(s) for s in sealed).encode("utf-8")

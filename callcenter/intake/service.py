@@ -1,0 +1,452 @@
+"""Intake service: idempotent upsert of dossiers, reference data, quarantine, import runs.
+
+Functions take keyword-only arguments and an explicit session and never commit: the task, the CLI
+command or the test decides when the unit of work ends.
+
+Upsert rules (the same on both databases; ``tests/intake/test_service.py`` runs them on both):
+- ``(source, code)`` identifies a dossier. A record whose keyed content hash equals the stored one
+  is *unchanged* and costs no write.
+- A record older than the stored one (``source_updated_at`` earlier) is stale and also counts as
+  unchanged: an API page read late must not undo a newer update.
+- Otherwise the dossier is updated; an insert, or an update that changes status, timeliness or the
+  return date, appends a row to ``dossier_status_history``.
+PostgreSQL takes a bulk path (COPY into a temporary table, one ``INSERT … ON CONFLICT … WHERE
+content_hash differs`` per batch, history written by the same statement); SQLite a plain batched one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from sqlalchemy import Connection, Table, bindparam, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from callcenter.core.pii import PiiCipher
+from callcenter.intake.models import (
+    Agency,
+    Dossier,
+    DossierStatusHistory,
+    Field,
+    ImportRun,
+    QuarantinedRecord,
+    SyncState,
+)
+from callcenter.intake.normalise import DossierRecord, FieldError
+from callcenter.intake.sealing import STAGE_COLUMNS, SealedDossier, Sealer, copy_payload
+
+# The raw record kept in quarantine is capped: a 10 MB line is evidence enough in its first 64 KB.
+MAX_QUARANTINE_RAW = 64 * 1024
+# SQLite allows 32766 bound parameters per statement; stay far below.
+_SQLITE_IN_CHUNK = 500
+
+UpsertMethod = Literal["auto", "bulk", "plain"]
+
+_DOSSIERS = cast(Table, Dossier.__table__)
+_HISTORY = cast(Table, DossierStatusHistory.__table__)
+_QUARANTINE = cast(Table, QuarantinedRecord.__table__)
+
+
+@dataclass
+class ImportCounts:
+    """What an import did, row by row."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+
+    def add(self, other: ImportCounts) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.quarantined += other.quarantined
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.unchanged + self.quarantined
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A record that goes to quarantine: where it came from, what is wrong, the raw values."""
+
+    row_ref: str
+    errors: Sequence[FieldError]
+    raw: Any = None
+
+
+@dataclass
+class StagedBatch:
+    """A batch prepared for the PostgreSQL bulk path: COPY text plus the references it uses."""
+
+    payload: bytes
+    rows: int
+    agencies: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+# --- reference data -------------------------------------------------------------------------------
+
+
+def get_or_create_agency(session: Session, *, code: str, name: str) -> Agency:
+    """The agency with this code, created with this name if new (an existing name is kept)."""
+    ids = ensure_reference_ids(session, model=Agency, items={code: name})
+    agency = session.get(Agency, ids[code])
+    assert agency is not None
+    return agency
+
+
+def get_or_create_field(session: Session, *, code: str, name: str) -> Field:
+    """The field (lĩnh vực) with this code, created with this name if new."""
+    ids = ensure_reference_ids(session, model=Field, items={code: name})
+    found = session.get(Field, ids[code])
+    assert found is not None
+    return found
+
+
+def ensure_reference_ids(
+    session: Session, *, model: type[Agency] | type[Field], items: Mapping[str, str]
+) -> dict[str, int]:
+    """Code → id for every given agency or field, inserting the missing ones (race-safe)."""
+    if not items:
+        return {}
+    table = cast(Table, model.__table__)
+    codes = list(items)
+    conn = session.connection()
+    missing = [c for c in codes if c not in _select_ids(conn, table, codes)]
+    if missing:
+        dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        rows: list[dict[str, Any]] = [{"code": c, "name": items[c][:256]} for c in missing]
+        if model is Agency:
+            rows = [{**row, "organisations_only": False} for row in rows]
+        # Another import may create the same agency concurrently: its row wins, ours is skipped.
+        conn.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=["code"]), rows)
+    return _select_ids(conn, table, codes)
+
+
+def _select_ids(conn: Connection, table: Any, codes: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(codes), _SQLITE_IN_CHUNK):
+        chunk = codes[start : start + _SQLITE_IN_CHUNK]
+        for row in conn.execute(select(table.c.code, table.c.id).where(table.c.code.in_(chunk))):
+            found[row.code] = row.id
+    return found
+
+
+# --- upsert ---------------------------------------------------------------------------------------
+
+
+def upsert_dossiers(
+    session: Session,
+    *,
+    records: Iterable[DossierRecord],
+    source: str,
+    cipher: PiiCipher,
+    now: datetime,
+    method: UpsertMethod = "auto",
+) -> ImportCounts:
+    """Insert new dossiers, update changed ones, skip unchanged ones; return the counts.
+
+    ``records`` must have distinct codes (the importer guarantees it for files and API pages).
+    """
+    sealer = Sealer(cipher)
+    return upsert_sealed(
+        session, sealed=[sealer.seal(r) for r in records], source=source, now=now, method=method
+    )
+
+
+def upsert_sealed(
+    session: Session,
+    *,
+    sealed: Sequence[SealedDossier],
+    source: str,
+    now: datetime,
+    method: UpsertMethod = "auto",
+) -> ImportCounts:
+    """Upsert already-sealed dossiers with the bulk path on PostgreSQL, the plain one elsewhere."""
+    if not sealed:
+        return ImportCounts()
+    codes = [s.code for s in sealed]
+    if len(set(codes)) != len(codes):
+        raise ValueError("a batch must not hold the same dossier code twice")
+    bulk = session.connection().dialect.name == "postgresql" and method != "plain"
+    if method == "bulk" and not bulk:
+        raise ValueError("the bulk upsert needs PostgreSQL")
+    if bulk:
+        staged = StagedBatch(
+            payload=copy_payload(sealed),
+            rows=len(sealed),
+            agencies={s.agency_code: s.agency_name for s in sealed},
+            fields={s.field_code: s.field_name for s in sealed},
+        )
+        return upsert_staged(session, batch=staged, source=source, now=now)
+    return _plain_upsert(session, sealed=sealed, source=source, now=now)
+
+
+_PG_STAGE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS intake_stage (
+    code text NOT NULL, agency_code text NOT NULL, field_code text NOT NULL, procedure_name text,
+    submitter_name_enc bytea NOT NULL, phone_enc bytea NOT NULL, phone_hash text NOT NULL,
+    phone_kind text NOT NULL, national_id_enc bytea, is_organisation boolean NOT NULL,
+    received_at timestamptz NOT NULL, due_at timestamptz, returned_at timestamptz,
+    status text NOT NULL, timeliness text NOT NULL, source_updated_at timestamptz,
+    content_hash text NOT NULL
+)
+"""
+
+# One statement per batch. All parts of a WITH see the same snapshot, so "old" holds the rows as
+# they were before the upsert; history is appended for inserts and for changes of what the survey
+# cares about (status, timeliness, return date).
+_PG_UPSERT = """
+WITH old AS (
+    SELECT d.id, d.status, d.timeliness, d.returned_at
+    FROM dossiers d JOIN intake_stage s ON d.source = :source AND d.code = s.code
+), up AS (
+    INSERT INTO dossiers (
+        source, code, agency_id, field_id, procedure_name, submitter_name_enc, phone_enc, phone_hash,
+        phone_kind, national_id_enc, is_organisation, received_at, due_at, returned_at, status,
+        timeliness, source_updated_at, content_hash, created_at, updated_at)
+    SELECT :source, s.code, a.id, f.id, s.procedure_name, s.submitter_name_enc, s.phone_enc,
+        s.phone_hash, s.phone_kind, s.national_id_enc, s.is_organisation, s.received_at, s.due_at,
+        s.returned_at, s.status, s.timeliness, s.source_updated_at, s.content_hash, :now, :now
+    FROM intake_stage s
+    JOIN agencies a ON a.code = s.agency_code
+    JOIN fields f ON f.code = s.field_code
+    ON CONFLICT (source, code) DO UPDATE SET
+        agency_id = excluded.agency_id, field_id = excluded.field_id,
+        procedure_name = excluded.procedure_name, submitter_name_enc = excluded.submitter_name_enc,
+        phone_enc = excluded.phone_enc, phone_hash = excluded.phone_hash,
+        phone_kind = excluded.phone_kind, national_id_enc = excluded.national_id_enc,
+        is_organisation = excluded.is_organisation, received_at = excluded.received_at,
+        due_at = excluded.due_at, returned_at = excluded.returned_at, status = excluded.status,
+        timeliness = excluded.timeliness, source_updated_at = excluded.source_updated_at,
+        content_hash = excluded.content_hash, updated_at = excluded.updated_at
+    WHERE dossiers.content_hash <> excluded.content_hash
+      AND (excluded.source_updated_at IS NULL OR dossiers.source_updated_at IS NULL
+           OR excluded.source_updated_at >= dossiers.source_updated_at)
+    RETURNING dossiers.id, (dossiers.xmax = 0) AS inserted, dossiers.status, dossiers.timeliness,
+        dossiers.returned_at
+), history AS (
+    INSERT INTO dossier_status_history (dossier_id, status, timeliness, returned_at, recorded_at)
+    SELECT up.id, up.status, up.timeliness, up.returned_at, :now
+    FROM up LEFT JOIN old ON old.id = up.id
+    WHERE old.id IS NULL OR old.status <> up.status OR old.timeliness <> up.timeliness
+       OR old.returned_at IS DISTINCT FROM up.returned_at
+)
+SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated
+FROM up
+"""
+
+
+def upsert_staged(session: Session, *, batch: StagedBatch, source: str, now: datetime) -> ImportCounts:
+    """The PostgreSQL bulk path: COPY the batch into a temporary table, upsert it in one statement."""
+    if batch.rows == 0:
+        return ImportCounts()
+    ensure_reference_ids(session, model=Agency, items=batch.agencies)
+    ensure_reference_ids(session, model=Field, items=batch.fields)
+    conn = session.connection()
+    conn.execute(text(_PG_STAGE))
+    conn.execute(text("TRUNCATE intake_stage"))
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    copy_sql = f"COPY intake_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
+    with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:
+        copy.write(batch.payload)
+    row = conn.execute(text(_PG_UPSERT), {"source": source, "now": now}).one()
+    inserted, updated = int(row.inserted), int(row.updated)
+    return ImportCounts(inserted=inserted, updated=updated, unchanged=batch.rows - inserted - updated)
+
+
+def _plain_upsert(
+    session: Session, *, sealed: Sequence[SealedDossier], source: str, now: datetime
+) -> ImportCounts:
+    """The portable path (SQLite): read the batch's existing rows, then insert and update in bulk."""
+    agency_ids = ensure_reference_ids(
+        session, model=Agency, items={s.agency_code: s.agency_name for s in sealed}
+    )
+    field_ids = ensure_reference_ids(session, model=Field, items={s.field_code: s.field_name for s in sealed})
+    conn = session.connection()
+    table = _DOSSIERS
+    existing: dict[str, Any] = {}
+    codes = [s.code for s in sealed]
+    for start in range(0, len(codes), _SQLITE_IN_CHUNK):
+        chunk = codes[start : start + _SQLITE_IN_CHUNK]
+        query = select(
+            table.c.id,
+            table.c.code,
+            table.c.content_hash,
+            table.c.status,
+            table.c.timeliness,
+            table.c.returned_at,
+            table.c.source_updated_at,
+        ).where(table.c.source == source, table.c.code.in_(chunk))
+        for row in conn.execute(query):
+            existing[row.code] = row
+
+    counts = ImportCounts()
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    for s in sealed:
+        values = _row_values(s, agency_ids=agency_ids, field_ids=field_ids, now=now)
+        old = existing.get(s.code)
+        if old is None:
+            inserts.append({"source": source, "code": s.code, "created_at": now, **values})
+            continue
+        stale = (
+            s.source_updated_at is not None
+            and old.source_updated_at is not None
+            and s.source_updated_at < old.source_updated_at
+        )
+        if old.content_hash == s.content_hash or stale:
+            counts.unchanged += 1
+            continue
+        updates.append({"_id": old.id, **values})
+        counts.updated += 1
+        if (old.status, old.timeliness, old.returned_at) != (s.status, s.timeliness, s.returned_at):
+            history.append(_history_row(old.id, s, now))
+    if inserts:
+        result = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), inserts)
+        new_ids = [row.id for row in result]
+        counts.inserted = len(new_ids)
+        by_code = {s.code: s for s in sealed}
+        history.extend(
+            _history_row(i, by_code[r["code"]], now) for i, r in zip(new_ids, inserts, strict=True)
+        )
+    if updates:
+        columns: dict[str, Any] = {name: bindparam(name) for name in updates[0] if name != "_id"}
+        conn.execute(update(table).where(table.c.id == bindparam("_id")).values(columns), updates)
+    if history:
+        conn.execute(insert(_HISTORY), history)
+    return counts
+
+
+def _row_values(
+    s: SealedDossier, *, agency_ids: Mapping[str, int], field_ids: Mapping[str, int], now: datetime
+) -> dict[str, Any]:
+    return {
+        "agency_id": agency_ids[s.agency_code],
+        "field_id": field_ids[s.field_code],
+        "procedure_name": s.procedure_name,
+        "submitter_name_enc": s.submitter_name_enc,
+        "phone_enc": s.phone_enc,
+        "phone_hash": s.phone_hash,
+        "phone_kind": s.phone_kind,
+        "national_id_enc": s.national_id_enc,
+        "is_organisation": s.is_organisation,
+        "received_at": s.received_at,
+        "due_at": s.due_at,
+        "returned_at": s.returned_at,
+        "status": s.status,
+        "timeliness": s.timeliness,
+        "source_updated_at": s.source_updated_at,
+        "content_hash": s.content_hash,
+        "updated_at": now,
+    }
+
+
+def _history_row(dossier_id: int, s: SealedDossier, now: datetime) -> dict[str, Any]:
+    return {
+        "dossier_id": dossier_id,
+        "status": s.status,
+        "timeliness": s.timeliness,
+        "returned_at": s.returned_at,
+        "recorded_at": now,
+    }
+
+
+# --- quarantine and runs --------------------------------------------------------------------------
+
+
+def quarantine_records(
+    session: Session,
+    *,
+    rejections: Sequence[Rejection],
+    source: str,
+    import_run_id: int | None,
+    cipher: PiiCipher,
+    now: datetime,
+) -> int:
+    """Store rejected records with their reasons; the raw record is encrypted (it holds PII)."""
+    if not rejections:
+        return 0
+    rows = [
+        {
+            "import_run_id": import_run_id,
+            "source": source,
+            "row_ref": r.row_ref[:128],
+            "field": ",".join(dict.fromkeys(e.field for e in r.errors))[:64] or None,
+            "reason": "; ".join(f"{e.field}: {e.reason}" for e in r.errors),
+            "raw_enc": cipher.encrypt_optional(_raw_text(r.raw)),
+            "created_at": now,
+        }
+        for r in rejections
+    ]
+    session.connection().execute(insert(_QUARANTINE), rows)
+    return len(rows)
+
+
+def _raw_text(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    text_ = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
+    if len(text_) > MAX_QUARANTINE_RAW:
+        return text_[:MAX_QUARANTINE_RAW] + f"…[truncated, {len(text_)} characters in all]"
+    return text_
+
+
+def start_import_run(
+    session: Session, *, source: str, kind: str, location: str | None, now: datetime
+) -> ImportRun:
+    """Record the start of an import; its counts are filled in by :func:`finish_import_run`."""
+    run = ImportRun(
+        source=source,
+        kind=kind,
+        location=location,
+        started_at=now,
+        rows_seen=0,
+        inserted=0,
+        updated=0,
+        unchanged=0,
+        quarantined=0,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish_import_run(
+    session: Session, *, run: ImportRun, counts: ImportCounts, now: datetime, error: str | None = None
+) -> ImportRun:
+    run.rows_seen = counts.total
+    run.inserted = counts.inserted
+    run.updated = counts.updated
+    run.unchanged = counts.unchanged
+    run.quarantined = counts.quarantined
+    run.finished_at = now
+    run.error = error
+    session.flush()
+    return run
+
+
+def get_watermark(session: Session, *, source: str) -> datetime | None:
+    """The ``updated_at`` of the newest record already synced from this source, if any."""
+    state = session.get(SyncState, source)
+    return state.watermark if state is not None else None
+
+
+def set_watermark(session: Session, *, source: str, watermark: datetime, now: datetime) -> None:
+    """Move the source's watermark forward (never backward)."""
+    state = session.get(SyncState, source)
+    if state is None:
+        session.add(SyncState(source=source, watermark=watermark, updated_at=now))
+    elif state.watermark is None or watermark > state.watermark:
+        state.watermark = watermark
+        state.updated_at = now
+    session.flush()
