@@ -7,7 +7,6 @@ without can still be given by voice.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from string import Formatter
 from typing import Annotated
@@ -157,6 +156,15 @@ class Questionnaire(_Strict):
     def keyed_reasons(self) -> tuple[Reason, ...]:
         return tuple(r for r in self.reasons if r.key is not None)
 
+    def static_texts(self) -> dict[str, str]:
+        """Every prompt that is the same on every call, by the name the flow plays it under."""
+        texts = {name: text for name, text in self.prompts.items() if not PROMPT_PLACEHOLDERS[name]}
+        for reason in self.keyed_reasons:
+            texts[f"reason_option_{reason.code}"] = self.text(
+                "reason_option", key=reason.key, label=reason.label
+            )
+        return texts
+
     def text(self, name: str, **values: object) -> str:
         """The text of one prompt with its placeholders filled."""
         return self.prompts[name].format(**values)
@@ -182,11 +190,3 @@ def load_questionnaire(path: Path | None = None) -> Questionnaire:
     except yaml.YAMLError as exc:
         raise QuestionnaireError(f"{path}: not valid YAML ({exc})") from exc
     return parse_questionnaire(raw, source=str(path))
-
-
-_SLUG = re.compile(r"[^a-z0-9]+")
-
-
-def slug(text: str) -> str:
-    """A file-name-safe ASCII slug (used for readable prompt file names)."""
-    return _SLUG.sub("-", text.lower()).strip("-")

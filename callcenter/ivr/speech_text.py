@@ -8,6 +8,7 @@ word, "tư" for a final 4 after a tens word above ten, "linh" for a zero tens di
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 from callcenter.core.clock import VN_TZ
@@ -97,3 +98,12 @@ def digits_words(digits: str) -> str:
     if not digits.isdigit():
         raise ValueError(f"not a string of digits: {digits!r}")
     return " ".join(_DIGITS[int(d)] for d in digits)
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def spoken_form(text: str) -> str:
+    """Text as a TTS engine should read it: "Quý ông/bà" → "Quý ông bà", "phím 1" → "phím một"."""
+    text = text.replace("/", " ")
+    return _NUMBER.sub(lambda m: number_words(int(m.group(0))), text)

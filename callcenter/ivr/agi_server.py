@@ -1,0 +1,213 @@
+"""``callcenter agi-server``: the FastAGI server that runs the survey on Asterisk calls.
+
+Built on panoramisk's ``fast_agi.Application`` (async routes only), with two extensions:
+``handler`` reads the ``agi_*`` environment with a timeout and gives up on a peer that leaves early
+(panoramisk loops forever on that), and requests are :class:`~callcenter.ivr.agi.AgiRequest`, whose
+reply reader survives bare ``HANGUP`` lines, 511, multi-line 520 and garbage. Hundreds of calls run
+concurrently in one process: the loop only waits on sockets; database writes, prompt synthesis and
+speech recognition run on threads or worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from panoramisk.fast_agi import Application
+from sqlalchemy.orm import Session, sessionmaker
+
+from callcenter.core.clock import Clock
+from callcenter.core.db import session_scope
+from callcenter.core.errors import NotFound
+from callcenter.ivr import constants as c
+from callcenter.ivr.agi import MAX_LINE, AGIError, AGIHangup, AgiRequest, read_agi_environment
+from callcenter.ivr.agi_transport import AgiTransport, AsyncTranscriber
+from callcenter.ivr.context import load_call_context
+from callcenter.ivr.driver import run_survey
+from callcenter.ivr.flow import AnswerMatcher, CallContext, SurveyFlow
+from callcenter.ivr.questionnaire import Questionnaire
+from callcenter.ivr.service import DbRecorder
+from callcenter.ivr.tts import PromptLibrary
+
+log = logging.getLogger(__name__)
+
+Route = Callable[[AgiRequest], Awaitable[None]]
+
+
+class SurveyAgiApplication(Application):  # type: ignore[misc]
+    """panoramisk's FastAGI application with the survey route and a robust connection handler."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        questionnaire: Questionnaire,
+        prompts: PromptLibrary,
+        recordings_dir: Path,
+        transcriber: AsyncTranscriber | None = None,
+        matcher: AnswerMatcher | None = None,
+        db_threads: int = 8,
+        env_timeout: float = 5.0,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(loop=loop or asyncio.get_running_loop())
+        self.sessions = sessions
+        self.clock = clock
+        self.questionnaire = questionnaire
+        self.prompts = prompts
+        self.recordings_dir = recordings_dir
+        self.transcriber = transcriber
+        self.matcher = matcher
+        self.env_timeout = env_timeout
+        self.db_executor = ThreadPoolExecutor(max_workers=db_threads, thread_name_prefix="ivr-db")
+        self.active_calls = 0
+        self.calls_served = 0
+        self.add_route(c.ROUTE_SURVEY, self.survey)
+
+    def add_route(self, path: str, endpoint: Route) -> None:
+        # panoramisk wraps plain functions with asyncio.coroutine, which Python 3.11 no longer has.
+        if not asyncio.iscoroutinefunction(endpoint):
+            raise TypeError(f"FastAGI route {path!r} must be an async function")
+        super().add_route(path, endpoint)
+
+    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One Asterisk connection: read the environment, run the route, close the socket."""
+        try:
+            headers = await asyncio.wait_for(read_agi_environment(reader), self.env_timeout)
+        except (AGIError, TimeoutError, ConnectionError) as exc:
+            log.warning("dropping a FastAGI connection without a complete environment: %s", exc or "timeout")
+            await _close(writer)
+            return
+        script = headers.get("agi_network_script", "").split("?", 1)[0]
+        route = self._route.get(script)
+        if route is None:
+            log.error("no FastAGI route %r (agi_request %s)", script, headers.get("agi_request"))
+            await _close(writer)
+            return
+        request = AgiRequest(
+            app=self, headers=headers, reader=reader, writer=writer, encoding=self.default_encoding
+        )
+        self.active_calls += 1
+        try:
+            await route(request)
+        except AGIHangup as exc:
+            log.info("call %s: caller gone (%s)", headers.get("agi_uniqueid"), exc)
+        except (AGIError, TimeoutError) as exc:
+            log.warning("call %s: AGI error: %s", headers.get("agi_uniqueid"), exc)
+        except Exception:
+            log.exception("call %s: the survey route failed", headers.get("agi_uniqueid"))
+        finally:
+            self.active_calls -= 1
+            self.calls_served += 1
+            await _close(writer)
+
+    # ----------------------------------------------------------------------------------- routes
+
+    async def _read_ids(self, request: AgiRequest) -> tuple[int, int] | None:
+        values: dict[str, int] = {}
+        for name in (c.VAR_ATTEMPT_ID, c.VAR_DOSSIER_ID):
+            raw = await request.get_variable(name)
+            try:
+                values[name] = int(raw or "")
+            except ValueError:
+                log.error(
+                    "channel %s: channel variable %s is %s; the dialer must set it on Originate",
+                    request.headers.get("agi_channel"),
+                    name,
+                    "missing" if raw is None else f"not an id ({raw[:20]!r})",
+                )
+                return None
+        return values[c.VAR_ATTEMPT_ID], values[c.VAR_DOSSIER_ID]
+
+    def _load_context(self, dossier_id: int) -> CallContext:
+        with session_scope(self.sessions) as session:
+            return load_call_context(session, dossier_id=dossier_id)
+
+    async def survey(self, request: AgiRequest) -> None:
+        """The survey: read the ids from the channel, run the flow, store each answer as it comes."""
+        await request.command("ANSWER")
+        ids = await self._read_ids(request)
+        if ids is None:
+            await request.set_variable(c.VAR_SURVEY_END, "error")
+            return
+        attempt_id, dossier_id = ids
+        loop = asyncio.get_running_loop()
+        try:
+            context = await loop.run_in_executor(self.db_executor, self._load_context, dossier_id)
+        except NotFound:
+            log.error("attempt %s: dossier %s does not exist; not surveying", attempt_id, dossier_id)
+            await request.set_variable(c.VAR_SURVEY_END, "error")
+            return
+        flow = SurveyFlow(
+            self.questionnaire, context, speech_enabled=self.transcriber is not None, matcher=self.matcher
+        )
+        recorder = DbRecorder(
+            self.sessions, attempt_id=attempt_id, context=context, clock=self.clock, executor=self.db_executor
+        )
+        transport = AgiTransport(
+            request,
+            prompts=self.prompts,
+            recording_base=str(self.recordings_dir / f"attempt-{attempt_id}"),
+            transcriber=self.transcriber,
+        )
+        result = await run_survey(transport, flow, recorder)
+        log.info(
+            "attempt %s: survey %s (%s), satisfied=%s, reasons=%s",
+            attempt_id,
+            result.outcome.value,
+            result.end_reason,
+            result.satisfied,
+            sorted(result.reasons),
+        )
+        with contextlib.suppress(AGIHangup):  # SET VARIABLE works on a dead channel too
+            await request.set_variable(c.VAR_SURVEY_OUTCOME, result.outcome.value)
+
+    def close(self) -> None:
+        self.db_executor.shutdown(wait=True)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(writer.wait_closed(), 2.0)
+
+
+async def start_agi_server(app: SurveyAgiApplication, host: str, port: int) -> asyncio.Server:
+    """Listen for Asterisk; returns the started server (port 0 picks a free port)."""
+    return await asyncio.start_server(app.handler, host, port, limit=MAX_LINE, backlog=2048)
+
+
+async def serve_forever(
+    app: SurveyAgiApplication,
+    host: str,
+    port: int,
+    *,
+    drain_seconds: float = 90.0,
+    ready: Callable[[asyncio.Server], Any] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting and let running surveys finish (up to a limit)."""
+    server = await start_agi_server(app, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    bound = ", ".join(str(s.getsockname()) for s in server.sockets)
+    log.info("FastAGI server listening on %s (route /%s)", bound, c.ROUTE_SURVEY)
+    if ready is not None:
+        ready(server)
+    async with server:
+        await stop.wait()
+        server.close()
+        log.info("stopping: %d call(s) still running; waiting up to %.0f s", app.active_calls, drain_seconds)
+        deadline = loop.time() + drain_seconds
+        while app.active_calls and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+    app.close()
+    log.info("FastAGI server stopped after %d call(s)", app.calls_served)

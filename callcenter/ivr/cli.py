@@ -1,0 +1,114 @@
+"""``callcenter ivr …`` and the top-level ``callcenter agi-server``."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from callcenter.core.runtime import build_runtime
+from callcenter.ivr import constants as c
+from callcenter.ivr.agi_server import SurveyAgiApplication, serve_forever
+from callcenter.ivr.agi_transport import AsyncTranscriber
+from callcenter.ivr.questionnaire import QuestionnaireError, load_questionnaire
+from callcenter.ivr.settings import IvrSettings
+from callcenter.ivr.tts import PromptLibrary, default_engines
+
+app = typer.Typer(help="The Vietnamese IVR: questionnaire, prompts, Asterisk dialplan.", no_args_is_help=True)
+console = Console()
+log = logging.getLogger(__name__)
+
+
+@app.command("dialplan")
+def dialplan(
+    host: str = typer.Option(None, help="Address Asterisk connects to (default: CALLCENTER_IVR_AGI_HOST)."),
+    port: int = typer.Option(None, help="FastAGI port (default: CALLCENTER_IVR_AGI_PORT)."),
+) -> None:
+    """Print the extensions.conf context the operator must add to Asterisk."""
+    settings = IvrSettings()
+    typer.echo(c.dialplan_snippet(host=host or settings.agi_host, port=port or settings.agi_port), nl=False)
+
+
+@app.command("check")
+def check() -> None:
+    """Validate the questionnaire file and show its version, reasons and prompt count."""
+    settings = IvrSettings()
+    try:
+        q = load_questionnaire(settings.questionnaire)
+    except QuestionnaireError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"questionnaire {q.version}: {len(q.reasons)} reasons, {len(q.static_texts())} static prompts"
+    )
+    for reason in q.reasons:
+        console.print(f"  {reason.key or '-'}  {reason.code:>2}  {reason.label}")
+
+
+def _load_transcriber() -> AsyncTranscriber | None:
+    """The ASR package's process pool when it is installed and an engine is configured; else keys only."""
+    try:
+        engines = importlib.import_module("callcenter.asr.engines")
+        pool = importlib.import_module("callcenter.asr.pool")
+        asr_settings = importlib.import_module("callcenter.asr.settings").AsrSettings()
+    except ModuleNotFoundError as exc:
+        log.info("speech answers off: %s is not available", exc.name)
+        return None
+    if engines.build_recognizer(asr_settings) is None:
+        log.info("speech answers off: no speech engine configured (keys only)")
+        return None
+    transcriber: Any = pool.AsyncRecognizer(
+        lambda: engines.build_recognizer(asr_settings), asr_settings.pool_workers
+    )
+    return transcriber  # type: ignore[no-any-return]
+
+
+def agi_server(
+    host: str = typer.Option(None, help="Listen address (default: CALLCENTER_IVR_AGI_HOST)."),
+    port: int = typer.Option(None, help="Listen port (default: CALLCENTER_IVR_AGI_PORT, 4573)."),
+    speech: bool = typer.Option(True, help="Offer spoken answers when a speech engine is configured."),
+) -> None:
+    """Run the FastAGI server that plays the survey on Asterisk calls."""
+    settings = IvrSettings()
+    runtime = build_runtime()
+    try:
+        questionnaire = load_questionnaire(settings.questionnaire)
+    except QuestionnaireError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    prompts = PromptLibrary(
+        runtime.settings.var_dir / "prompts", default_engines(gtts_timeout=settings.gtts_timeout_seconds)
+    )
+    recordings = settings.recordings_dir or runtime.settings.var_dir / "recordings"
+    os.makedirs(recordings, exist_ok=True)
+    transcriber = _load_transcriber() if speech else None
+
+    async def main() -> None:
+        application = SurveyAgiApplication(
+            sessions=runtime.sessions,
+            clock=runtime.clock,
+            questionnaire=questionnaire,
+            prompts=prompts,
+            recordings_dir=recordings,
+            transcriber=transcriber,
+            db_threads=settings.db_threads,
+            env_timeout=settings.env_timeout_seconds,
+        )
+        await serve_forever(
+            application,
+            host or settings.agi_host,
+            port if port is not None else settings.agi_port,
+            drain_seconds=settings.drain_seconds,
+            ready=lambda server: print(f"READY {server.sockets[0].getsockname()[1]}", flush=True),
+        )
+
+    asyncio.run(main())
+    runtime.engine.dispose()
+
+
+TOP_LEVEL_COMMANDS = (agi_server,)
