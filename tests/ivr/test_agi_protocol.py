@@ -131,9 +131,10 @@ def test_replay_full_answer(fixtures: Path) -> None:
 
 
 def test_replay_hangup_after_one_second(fixtures: Path) -> None:
-    env, answer, var, stream, get_data, *rest = asyncio.run(replay(fixtures / "agi-hangup-after-1s.jsonl"))
+    *_, get_data, wait_for_digit, get_data2, record, set_var, hangup, hung_up = asyncio.run(
+        replay(fixtures / "agi-hangup-after-1s.jsonl")
+    )
     assert get_data.result == "-1"
-    wait_for_digit, get_data2, record, set_var, hangup, hung_up = rest
     # the bare HANGUP line is skipped (not taken as a reply), and 511 is a hang-up error
     assert isinstance(wait_for_digit, AGIDeadChannel) and isinstance(wait_for_digit, AGIHangup)
     assert isinstance(get_data2, AGIDeadChannel) and isinstance(record, AGIDeadChannel)
@@ -161,8 +162,9 @@ def test_replay_silent_citizen(fixtures: Path) -> None:
 
 def test_replay_misc_commands(fixtures: Path) -> None:
     outcomes = asyncio.run(replay(fixtures / "agi-misc-commands.jsonl"))
-    (_, answer, foo, get_data, wait, stream_missing, get_data_missing, unset, attempt, full,
-     status, exec_, verbose, noop, set_var, get_var, hangup, noop2, get_var2, status2, hung_up) = outcomes  # fmt: skip
+    (_, answer, foo, get_data, wait, stream_missing, get_data_missing, unset, attempt, full, status,
+     exec_, verbose, noop, set_var, get_var, hangup, noop2, get_var2, status2, hung_up) = outcomes  # fmt: skip  # noqa: E501
+    assert [r.result for r in (answer, exec_, verbose, noop, set_var)] == ["0", "0", "1", "0", "1"]
     assert isinstance(foo, AGIInvalidCommand)
     assert isinstance(get_data, AGIUsageError) and "Proper usage follows" in get_data.usage
     assert "End of proper usage." in get_data.usage and "<replaceable>file</replaceable>" in get_data.usage
@@ -189,7 +191,7 @@ async def _with_peer(script: bytes, action: Any) -> Any:
         writer.close()
 
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
     writer.write(script)
     await writer.drain()
     writer.write_eof()
