@@ -249,9 +249,18 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("last_year", "Tỷ lệ hài lòng cùng kỳ năm trước"),
 )
 _PCT_KEYS = {
-    "satisfied_rate", "ci_low", "ci_high", "weighted", "on_time_rate", "late_overdue_rate",
-    "response_rate", "completion_rate", "attainment", "previous", "last_year",
-}  # fmt: skip
+    "satisfied_rate",
+    "ci_low",
+    "ci_high",
+    "weighted",
+    "on_time_rate",
+    "late_overdue_rate",
+    "response_rate",
+    "completion_rate",
+    "attainment",
+    "previous",
+    "last_year",
+}
 
 
 def _values(f: Figures) -> dict[str, float | int | None]:
@@ -371,8 +380,16 @@ def render_xlsx(data: ReportData) -> bytes:
         sheet = wb.create_sheet(_sheet_title(first.agency_code or str(agency_id), used))
         sheet.cell(row=1, column=1, value=first.agency_name).font = Font(bold=True, size=13)
         sheet.cell(row=2, column=1, value=f"Kỳ báo cáo: {data.period.label_vi}")
-        _header(sheet, 4, ["Mã lĩnh vực", "Lĩnh vực", *(t for _k, t in SUMMARY_COLUMNS), *(
-            f"Lý do: {data.reason_label(c)}" for c in codes)])  # fmt: skip
+        _header(
+            sheet,
+            4,
+            [
+                "Mã lĩnh vực",
+                "Lĩnh vực",
+                *(t for _k, t in SUMMARY_COLUMNS),
+                *(f"Lý do: {data.reason_label(c)}" for c in codes),
+            ],
+        )
         r_i = 5
         for fr in field_rows:
             _figure_row(sheet, r_i, [fr.field_code, fr.field_name or "Không rõ lĩnh vực"], fr.figures, codes)

@@ -585,22 +585,36 @@ def summarise(
     prev_total = year_total = None
     if compare:
         prev_buckets, prev_total = _collect(
-            session, period=period.previous(), group_by=dims, agency_id=agency_id, field_id=field_id,
-            channel=channel, with_calls=False,
-        )  # fmt: skip
+            session,
+            period=period.previous(),
+            group_by=dims,
+            agency_id=agency_id,
+            field_id=field_id,
+            channel=channel,
+            with_calls=False,
+        )
         year_buckets, year_total = _collect(
-            session, period=period.same_last_year(), group_by=dims, agency_id=agency_id, field_id=field_id,
-            channel=channel, with_calls=False,
-        )  # fmt: skip
+            session,
+            period=period.same_last_year(),
+            group_by=dims,
+            agency_id=agency_id,
+            field_id=field_id,
+            channel=channel,
+            with_calls=False,
+        )
 
     agency_eligible: dict[int, int] = defaultdict(int)
     for (a, _s), n in total.eligible.items():
         agency_eligible[a] += n
     agencies_in_play = {a for (a, _s) in total.eligible} | {a for (a, _s) in total.answers}
     minimums = _yearly_minimums(
-        session, period=period, agency_ids=agencies_in_play, policy=policy,
-        policy_params=policy_params, period_eligible=agency_eligible,
-    )  # fmt: skip
+        session,
+        period=period,
+        agency_ids=agencies_in_play,
+        policy=policy,
+        policy_params=policy_params,
+        period_eligible=agency_eligible,
+    )
 
     names = _names(session, buckets.keys())
     rows: list[SummaryRow] = []
@@ -773,3 +787,10 @@ def agency_name(session: Session, agency_id: int) -> str:
     if name is None:
         raise ValidationError(f"no agency with id {agency_id}", field="agency")
     return name
+
+
+def agency_code(session: Session, agency_id: int) -> str:
+    code = session.scalar(select(Agency.code).where(Agency.id == agency_id))
+    if code is None:
+        raise ValidationError(f"no agency with id {agency_id}", field="agency")
+    return code

@@ -249,10 +249,21 @@ def populate_small_city(build: Builder) -> dict[str, Any]:
     # Web answer in March for A (no dossier): counted in the combined view, no stratum.
     build.response(agency=a, fld=f1, answered_at=_at(15), satisfied=True, channel="web")
     # Local-time edges: 31 March 17:30 UTC is 1 April in Da Nang; 28 Feb 17:00 UTC is 1 March.
-    build.response(agency=a, fld=f1, answered_at=datetime(2026, 3, 31, 17, 30, tzinfo=UTC), satisfied=False,
-                   channel="web", reasons=(1,))  # fmt: skip
-    build.response(agency=a, fld=f1, answered_at=datetime(2026, 2, 28, 17, 0, tzinfo=UTC), satisfied=True,
-                   channel="paper")  # fmt: skip
+    build.response(
+        agency=a,
+        fld=f1,
+        answered_at=datetime(2026, 3, 31, 17, 30, tzinfo=UTC),
+        satisfied=False,
+        channel="web",
+        reasons=(1,),
+    )
+    build.response(
+        agency=a,
+        fld=f1,
+        answered_at=datetime(2026, 2, 28, 17, 0, tzinfo=UTC),
+        satisfied=True,
+        channel="paper",
+    )
     # February (previous month): 2 answers, both satisfied. March 2025: 4 answers, 1 satisfied.
     for _ in range(2):
         build.response(agency=a, fld=f1, answered_at=_at(10, month=2), satisfied=True, channel="web")

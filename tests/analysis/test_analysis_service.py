@@ -152,8 +152,16 @@ def test_against_brute_force_recomputation(db_session: Session, build: Builder) 
                 reasons = () if ok else tuple(sorted(rnd.sample(range(1, 10), rnd.randint(0, 2))))
                 status = rnd.choice(["completed", "completed", "partial"])
                 ans_at = at + timedelta(seconds=50)
-                build.response(agency=ag, fld=fl, answered_at=ans_at, satisfied=ok, reasons=reasons,
-                               dossier=d, attempt=att, status=status)  # fmt: skip
+                build.response(
+                    agency=ag,
+                    fld=fl,
+                    answered_at=ans_at,
+                    satisfied=ok,
+                    reasons=reasons,
+                    dossier=d,
+                    attempt=att,
+                    status=status,
+                )
                 answers.append((ag.id, fl.id, "call", stratum, ok, reasons, ans_at, status))
                 break
     for _ in range(40):

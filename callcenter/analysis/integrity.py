@@ -1,0 +1,239 @@
+"""Integrity checks the seed asks for: bursts of answers, one phone answering many times, staff phones.
+
+Detection runs as SQL aggregates over a period and stores each finding once in ``anomalies`` (unique
+by kind, agency and key), so running it again — by hand or from the beat schedule — adds only what is
+new. Staff phones are stored as keyed hashes only, the same hash ``dossiers.phone_hash`` uses.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from openpyxl import load_workbook
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from callcenter.analysis.models import Anomaly, AnomalyKind, StaffPhone
+from callcenter.analysis.periods import Period
+from callcenter.analysis.sqlfuncs import epoch_bucket
+from callcenter.core.errors import ValidationError
+from callcenter.core.phones import PhoneError, normalise_phone
+from callcenter.core.pii import PiiCipher
+from callcenter.intake.models import Agency
+from callcenter.ivr.models import ResponseStatus, SurveyResponse
+
+ANSWERED = (ResponseStatus.COMPLETED.value, ResponseStatus.PARTIAL.value)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    burst_window_minutes: int = 10
+    burst_min_answers: int = 30  # answers for one agency within one window
+    phone_min_answers: int = 3  # answers from one phone within the period
+
+
+def _answered_in(period: Period) -> list[object]:
+    return [
+        SurveyResponse.answered_at >= period.start,
+        SurveyResponse.answered_at < period.end,
+        SurveyResponse.status.in_(ANSWERED),
+    ]
+
+
+def _bursts(session: Session, period: Period, t: Thresholds) -> list[tuple[int, datetime, datetime, int]]:
+    width = t.burst_window_minutes * 60
+    found: list[tuple[int, datetime, datetime, int]] = []
+    # Fixed windows, and the same windows shifted by half a width, so a burst straddling a boundary
+    # is still caught; overlapping hits of one burst are reported once.
+    for offset in (0, width // 2):
+        bucket = ((epoch_bucket(SurveyResponse.answered_at) + offset) / width).label("bucket")
+        stmt = (
+            select(SurveyResponse.agency_id, bucket, func.count().label("n"))
+            .where(*_answered_in(period))  # type: ignore[arg-type]
+            .group_by(SurveyResponse.agency_id, bucket)
+            .having(func.count() >= t.burst_min_answers)
+        )
+        for agency_id, b, n in session.execute(stmt):
+            start = datetime.fromtimestamp(int(b) * width - offset, UTC)
+            end = start + timedelta(seconds=width)
+            if any(a == agency_id and s < end and start < e for a, s, e, _n in found):
+                continue
+            found.append((agency_id, start, end, int(n)))
+    return found
+
+
+def detect_anomalies(
+    session: Session, *, period: Period, now: datetime, thresholds: Thresholds | None = None
+) -> list[Anomaly]:
+    """Flag bursts, repeated phones and staff phones in a period; returns only the new flags."""
+    t = thresholds or Thresholds()
+    candidates: list[Anomaly] = []
+    for agency_id, start, end, n in _bursts(session, period, t):
+        candidates.append(
+            Anomaly(
+                kind=AnomalyKind.BURST.value,
+                agency_id=agency_id,
+                key=start.isoformat(),
+                window_start=start,
+                window_end=end,
+                count=n,
+                detail={"window_minutes": t.burst_window_minutes},
+            )
+        )
+    repeated = (
+        select(SurveyResponse.agency_id, SurveyResponse.phone_hash, func.count().label("n"))
+        .where(*_answered_in(period), SurveyResponse.phone_hash.is_not(None))  # type: ignore[arg-type]
+        .group_by(SurveyResponse.agency_id, SurveyResponse.phone_hash)
+        .having(func.count() >= t.phone_min_answers)
+    )
+    for agency_id, phone_hash, n in session.execute(repeated):
+        candidates.append(
+            Anomaly(
+                kind=AnomalyKind.REPEATED_PHONE.value,
+                agency_id=agency_id,
+                key=f"{period.key}:{phone_hash}",
+                window_start=period.start,
+                window_end=period.end,
+                count=int(n),
+                detail={"phone_hash": phone_hash, "period": period.key},
+            )
+        )
+    staff = (
+        select(
+            SurveyResponse.id, SurveyResponse.agency_id, SurveyResponse.answered_at, SurveyResponse.channel
+        )
+        .join(
+            StaffPhone,
+            and_(
+                StaffPhone.phone_hash == SurveyResponse.phone_hash,
+                StaffPhone.agency_id == SurveyResponse.agency_id,
+            ),
+        )
+        .where(*_answered_in(period))  # type: ignore[arg-type]
+    )
+    for response_id, agency_id, answered_at, channel in session.execute(staff):
+        candidates.append(
+            Anomaly(
+                kind=AnomalyKind.STAFF_PHONE.value,
+                agency_id=agency_id,
+                key=f"response:{response_id}",
+                window_start=answered_at,
+                window_end=answered_at,
+                count=1,
+                detail={"response_id": response_id, "channel": channel},
+            )
+        )
+    if not candidates:
+        return []
+    existing = set(
+        session.execute(
+            select(Anomaly.kind, Anomaly.agency_id, Anomaly.key).where(
+                Anomaly.key.in_({c.key for c in candidates})
+            )
+        ).tuples()
+    )
+    new = [c for c in candidates if (c.kind, c.agency_id, c.key) not in existing]
+    for anomaly in new:
+        anomaly.detected_at = now
+    session.add_all(new)
+    session.flush()
+    return new
+
+
+def list_anomalies(session: Session, *, period: Period, agency_id: int | None) -> list[tuple[Anomaly, str]]:
+    """Flags whose window overlaps the period, newest first, with the agency code."""
+    stmt = (
+        select(Anomaly, Agency.code)
+        .join(Agency, Agency.id == Anomaly.agency_id)
+        .where(Anomaly.window_start < period.end, Anomaly.window_end >= period.start)
+        .order_by(Anomaly.window_start.desc(), Anomaly.id.desc())
+    )
+    if agency_id is not None:
+        stmt = stmt.where(Anomaly.agency_id == agency_id)
+    return [(a, code) for a, code in session.execute(stmt).tuples()]
+
+
+# --- staff phone list --------------------------------------------------------------------------------
+
+PHONE_HEADERS = ("số điện thoại", "so dien thoai", "điện thoại", "phone", "sdt", "sđt")
+
+
+@dataclass(frozen=True)
+class StaffImport:
+    added: int
+    already_known: int
+
+
+class StaffListRejected(ValidationError):
+    """The staff list has bad rows; nothing was imported. ``errors`` lists every row at fault."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(self.errors[:20]) + (" …" if len(self.errors) > 20 else ""), field="phone")
+
+
+def read_phone_column(path: Path) -> list[tuple[int, str]]:
+    """(row number, raw phone) from a CSV or XLSX whose header row has a phone column."""
+    if path.suffix.lower() == ".xlsx":
+        book = load_workbook(path, read_only=True, data_only=True)
+        sheet = book.worksheets[0]
+        rows: list[list[object]] = [list(r) for r in sheet.iter_rows(values_only=True)]
+        book.close()
+    else:
+        text = path.read_bytes().decode("utf-8-sig")
+        rows = [list(r) for r in csv.reader(io.StringIO(text))]
+    if not rows:
+        raise ValidationError(f"{path.name}: the file is empty", field="phone")
+    header = [str(h or "").strip().lower() for h in rows[0]]
+    column = next((i for i, h in enumerate(header) if h in PHONE_HEADERS), None)
+    if column is None:
+        raise ValidationError(
+            f"{path.name}: no phone column (expected a header such as 'Số điện thoại')", field="phone"
+        )
+    out = []
+    for number, row in enumerate(rows[1:], start=2):
+        value = row[column] if column < len(row) else None
+        if value is None or str(value).strip() == "":
+            continue
+        out.append((number, str(value).strip()))
+    return out
+
+
+def import_staff_phones(
+    session: Session,
+    *,
+    agency_id: int,
+    phones: Iterable[tuple[int, str]],
+    cipher: PiiCipher,
+    source: str,
+    now: datetime,
+) -> StaffImport:
+    """Store the hashes of an agency's staff phones; any bad row rejects the whole list."""
+    errors: list[str] = []
+    hashes: dict[str, int] = {}
+    for row, raw in phones:
+        try:
+            hashes.setdefault(cipher.phone_hash(normalise_phone(raw).e164), row)
+        except PhoneError as exc:
+            errors.append(f"row {row}: field 'phone': {exc}")
+    if errors:
+        raise StaffListRejected(errors)
+    known = set(
+        session.scalars(
+            select(StaffPhone.phone_hash).where(
+                StaffPhone.agency_id == agency_id, StaffPhone.phone_hash.in_(list(hashes))
+            )
+        )
+    )
+    session.add_all(
+        StaffPhone(agency_id=agency_id, phone_hash=h, source=source, imported_at=now)
+        for h in hashes
+        if h not in known
+    )
+    session.flush()
+    return StaffImport(added=len(hashes) - len(known), already_known=len(known))
