@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from intake_helpers import HEADER, NOW
+from intake_helpers import HEADER, NOW, CsvWriter
 
 from callcenter.intake.mapping import MappingConfig, load_mapping
 from callcenter.intake.normalise import Rules
@@ -27,9 +26,6 @@ def rules(mapping: MappingConfig) -> Rules:
 @pytest.fixture
 def now() -> datetime:
     return NOW
-
-
-CsvWriter = Callable[..., Path]
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from callcenter.core.clock import VN_TZ
 
@@ -41,3 +43,7 @@ FIELD_ORDER = [
     "code", "submitter_name", "phone", "national_id", "is_organisation", "agency_name", "agency_code",
     "field_name", "procedure_name", "received_at", "due_at", "returned_at", "status", "updated_at",
 ]  # fmt: skip
+
+
+# write_csv_file fixture: (rows, *, name=, delimiter=, encoding=, header=) -> path
+CsvWriter = Callable[..., Path]
