@@ -167,6 +167,7 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
             sorted(result.reasons),
         )
         with contextlib.suppress(AGIHangup):  # SET VARIABLE works on a dead channel too
+            await request.set_variable(c.VAR_SURVEY_END, result.end_reason or "hangup")
             await request.set_variable(c.VAR_SURVEY_OUTCOME, result.outcome.value)
 
     def close(self) -> None:

@@ -179,6 +179,8 @@ class FakeAsterisk:
         if self.dead:
             if command.startswith("GET VARIABLE"):
                 lines.append(self._variable(command))
+            elif command.startswith("SET VARIABLE"):
+                lines.append(self._set_variable(command))
             elif command.startswith(DEAD_SAFE):
                 lines.append("200 result=1\n" if command.startswith(("SET", "VERBOSE")) else "200 result=0\n")
             else:
@@ -192,6 +194,11 @@ class FakeAsterisk:
         value = self.variables.get(name)
         return f"200 result=1 ({value})\n" if value is not None else "200 result=0\n"
 
+    def _set_variable(self, command: str) -> str:
+        name, _, value = command[len("SET VARIABLE ") :].partition(" ")
+        self.variables[name] = value.strip('"')
+        return "200 result=1\n"
+
     def _live_reply(self, command: str) -> str:
         verb = " ".join(command.split(" ", 2)[:2])
         if command == "ANSWER":
@@ -199,9 +206,7 @@ class FakeAsterisk:
         if command.startswith("GET VARIABLE"):
             return self._variable(command)
         if command.startswith("SET VARIABLE"):
-            name, _, value = command[len("SET VARIABLE ") :].partition(" ")
-            self.variables[name] = value.strip('"')
-            return "200 result=1\n"
+            return self._set_variable(command)
         if command == "CHANNEL STATUS":
             return "200 result=6\n"
         if command == "HANGUP":

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -196,10 +195,10 @@ class AgiTransport:
         return RecordingDone(ref, duration, ended_by)
 
     async def hangup(self, action: HangUpCall) -> None:
-        # Not "HANGUP": closing the socket lets the dialplan's Hangup() run, which gives a clean
-        # cause 16 on both halves instead of AGI's cause 0 (see the fixtures README).
-        with contextlib.suppress(AGIHangup):
-            await self.request.set_variable(c.VAR_SURVEY_END, action.reason)
+        # No AGI "HANGUP": the route returns and the server closes the socket, so the dialplan's
+        # Hangup() runs, which gives a clean cause 16 on both halves instead of AGI's cause 0
+        # (see the fixtures README). The route sets SURVEY_END/SURVEY_OUTCOME before that.
+        return None
 
 
 def _describe(utterance: Utterance) -> str:
