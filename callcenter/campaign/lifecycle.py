@@ -64,10 +64,17 @@ def transition(
     actor: str,
     now: datetime,
     note: str | None = None,
+    only_from: frozenset[CampaignStatus] | None = None,
 ) -> Campaign:
-    """Move a campaign along its lifecycle by compare-and-set, recording who did it and when."""
+    """Move a campaign along its lifecycle by compare-and-set, recording who did it and when.
+
+    ``only_from`` narrows the allowed starting states for an operator's verb (resume = from paused).
+    """
     campaign = get_campaign(session, campaign_id=campaign_id)
     current = CampaignStatus(campaign.status)
+    if only_from is not None and current not in only_from:
+        expected = " or ".join(sorted(s.value for s in only_from))
+        raise InvalidTransition(f"campaign {campaign_id} is {current.value}; this needs it to be {expected}")
     if to not in TRANSITIONS[current]:
         allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none: it is final"
         raise InvalidTransition(
@@ -131,7 +138,13 @@ def resume_campaign(
     session: Session, *, campaign_id: int, actor: str, now: datetime, note: str | None = None
 ) -> Campaign:
     return transition(
-        session, campaign_id=campaign_id, to=CampaignStatus.RUNNING, actor=actor, now=now, note=note
+        session,
+        campaign_id=campaign_id,
+        to=CampaignStatus.RUNNING,
+        actor=actor,
+        now=now,
+        note=note,
+        only_from=frozenset({CampaignStatus.PAUSED}),
     )
 
 

@@ -12,6 +12,9 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from callcenter.campaign import service
+from callcenter.campaign.models import Campaign
+from callcenter.campaign.schemas import parse_spec
 from callcenter.core.clock import VN_TZ
 from callcenter.core.pii import PiiCipher
 from callcenter.intake.models import Agency, Dossier, Field
@@ -89,3 +92,34 @@ def world(db_session: Session, cipher: PiiCipher) -> World:
     db_session.add_all([*agencies.values(), field])
     db_session.flush()
     return World(db_session, cipher, agencies, field)
+
+
+def make_campaign(
+    world: World,
+    *,
+    total: int,
+    agencies: tuple[str, ...] = ("SO-TP",),
+    start: bool = True,
+    days: int = 30,
+    **rules: Any,
+) -> Campaign:
+    spec = parse_spec(
+        {
+            "name": "test",
+            "policy": "fixed_total",
+            "policy_params": {"total": total},
+            "returned_from": "2026-10-01",
+            "returned_to": "2026-10-31",
+            "agencies": list(agencies),
+            "starts_at": MONDAY_9.isoformat(),
+            "ends_at": (MONDAY_9 + timedelta(days=days)).isoformat(),
+            "calling_rules": rules,
+            "seed": 1,
+        }
+    )
+    campaign = service.create_campaign(
+        world.session, spec=spec, actor="op", now=MONDAY_9 - timedelta(hours=1)
+    )
+    if start:
+        service.start_campaign(world.session, campaign_id=campaign.id, actor="op", now=MONDAY_9)
+    return campaign

@@ -12,51 +12,18 @@ from callcenter.campaign import service
 from callcenter.campaign.errors import InvalidTransition
 from callcenter.campaign.models import (
     CallTarget,
-    Campaign,
     CampaignAgencyTarget,
     CampaignEvent,
     PhoneCallGuard,
     TargetState,
 )
-from callcenter.campaign.schemas import parse_spec
 from callcenter.core.clock import VN_TZ, ManualClock
 from callcenter.core.models import OptOut
 from callcenter.core.outcomes import CallOutcome, SurveyOutcome
-from tests.campaign.conftest import MONDAY_9, World, phone_for
+from tests.campaign.conftest import MONDAY_9, World, make_campaign, phone_for
 
 BUSY = (CallOutcome.BUSY, SurveyOutcome.NONE)
 DONE = (CallOutcome.ANSWERED, SurveyOutcome.COMPLETED)
-
-
-def make_campaign(
-    world: World,
-    *,
-    total: int,
-    agencies: tuple[str, ...] = ("SO-TP",),
-    start: bool = True,
-    days: int = 30,
-    **rules: Any,
-) -> Campaign:
-    spec = parse_spec(
-        {
-            "name": "test",
-            "policy": "fixed_total",
-            "policy_params": {"total": total},
-            "returned_from": "2026-10-01",
-            "returned_to": "2026-10-31",
-            "agencies": list(agencies),
-            "starts_at": MONDAY_9.isoformat(),
-            "ends_at": (MONDAY_9 + timedelta(days=days)).isoformat(),
-            "calling_rules": rules,
-            "seed": 1,
-        }
-    )
-    campaign = service.create_campaign(
-        world.session, spec=spec, actor="op", now=MONDAY_9 - timedelta(hours=1)
-    )
-    if start:
-        service.start_campaign(world.session, campaign_id=campaign.id, actor="op", now=MONDAY_9)
-    return campaign
 
 
 def target(world: World, target_id: int) -> CallTarget:

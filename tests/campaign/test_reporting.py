@@ -1,0 +1,85 @@
+"""Campaign status (per agency, attempts by outcome, ETA) and the do-not-call import."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from callcenter.campaign import service
+from callcenter.campaign.models import CallTarget
+from callcenter.campaign.optouts import import_opt_outs
+from callcenter.campaign.reporting import campaign_report
+from callcenter.core.clock import VN_TZ, ManualClock
+from callcenter.core.models import OptOut
+from callcenter.core.outcomes import CallOutcome, SurveyOutcome
+from tests.campaign.conftest import MONDAY_9, World, make_campaign, phone_for
+
+
+def test_status_counts_and_eta_at_the_current_rate(world: World) -> None:
+    world.add_dossiers("SO-TP", 20)
+    campaign = make_campaign(world, total=20)
+    clock = ManualClock(MONDAY_9)
+    # Monday 09:00–10:00: 4 completed, 1 busy, 1 in progress
+    due = service.claim_due_targets(world.session, now=clock.now(), limit=6)
+    clock.set(MONDAY_9 + timedelta(hours=1))
+    for d in due[:4]:
+        service.record_attempt_result(
+            world.session,
+            target_id=d.target_id,
+            outcome=CallOutcome.ANSWERED,
+            survey=SurveyOutcome.COMPLETED,
+            now=clock.now(),
+        )
+    service.record_attempt_result(
+        world.session,
+        target_id=due[4].target_id,
+        outcome=CallOutcome.BUSY,
+        survey=SurveyOutcome.NONE,
+        now=clock.now(),
+    )
+    report = campaign_report(world.session, campaign_id=campaign.id, now=clock.now())
+    [agency] = report.agencies
+    assert (agency.target, agency.completed, agency.in_progress, agency.queued) == (20, 4, 1, 15)
+    assert agency.attempts == 5
+    assert agency.attempts_by_outcome == {"answered": 4, "busy": 1}
+    # 4 per calling hour, 16 to go → 4 more calling hours from 10:00 Monday: 11:30 + 2.5 h → 16:00
+    assert report.completion_rate_per_open_hour == 4.0
+    assert agency.eta == datetime(2026, 11, 23, 16, 0, tzinfo=VN_TZ)
+    assert report.eta == agency.eta
+
+
+def test_status_before_any_completion_has_no_eta(world: World) -> None:
+    world.add_dossiers("SO-TP", 3)
+    campaign = make_campaign(world, total=3)
+    report = campaign_report(world.session, campaign_id=campaign.id, now=MONDAY_9 + timedelta(hours=2))
+    assert report.eta is None and "no completed survey" in report.agencies[0].note
+
+
+def test_opt_out_import_reports_bad_rows_by_number(world: World) -> None:
+    world.add_dossiers("SO-TP", 3)
+    make_campaign(world, total=2)  # draws 2 of the 3
+    queued = world.session.scalars(select(CallTarget)).all()
+    victim = queued[0].phone_hash
+    number = next(phone_for(i) for i in range(3) if world.cipher.phone_hash(phone_for(i)) == victim)
+    text = f"sdt,ghi chu\n{number},khong muon nhan cuoc goi\n\n12345,sai\n0905123456,\n{number},lap lai\n"
+    result = import_opt_outs(world.session, text=text, cipher=world.cipher, now=MONDAY_9)
+    assert result.rows == 4
+    assert result.added == 2 and result.already_listed == 1
+    assert result.errors == ["row 4: not a valid Vietnamese phone number (***)"] or result.errors[
+        0
+    ].startswith("row 4:")
+    assert world.session.scalar(select(OptOut.source).where(OptOut.phone_hash == victim)) == "operator_list"
+    states = {
+        t.phone_hash: t.state
+        for t in world.session.scalars(select(CallTarget).execution_options(populate_existing=True))
+    }
+    assert states[victim] == "opted_out"
+    assert sorted(states.values()) == ["opted_out", "queued", "queued"]  # replaced by the third dossier
+
+
+def test_opt_out_import_without_a_phone_column(world: World) -> None:
+    result = import_opt_outs(
+        world.session, text="ho ten,dia chi\nAn,Da Nang\n", cipher=world.cipher, now=MONDAY_9
+    )
+    assert result.added == 0 and result.errors[0].startswith("row 1: no phone column")
