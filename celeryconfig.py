@@ -37,3 +37,10 @@ task_routes = {
 }
 
 beat_schedule: dict[str, dict[str, object]] = {}
+
+# Intake: periodic one-stop API sync (skips itself when the previous run is still going).
+beat_schedule["intake-sync-api"] = {
+    "task": "intake.sync_api",
+    "schedule": float(os.environ.get("CALLCENTER_INTAKE_SYNC_INTERVAL_SECONDS", "900")),
+    "options": {"queue": "intake", "expires": 600},
+}
