@@ -1,0 +1,161 @@
+"""``callcenter campaign …`` end to end on a migrated SQLite file, as an operator would use it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from callcenter.campaign.models import CampaignEvent
+from callcenter.core.db import make_engine, upgrade_database
+from callcenter.core.pii import PiiCipher
+from callcenter.core.settings import get_settings
+from callcenter.intake.models import Agency, Field
+from tests.campaign.conftest import World
+
+
+@pytest.fixture
+def cli_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cipher: PiiCipher) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    with Session(engine) as session:
+        agencies = {"SO-TP": Agency(code="SO-TP", name="Sở Tư pháp", organisations_only=False)}
+        field = Field(code="HO-TICH", name="Hộ tịch")
+        session.add_all([*agencies.values(), field])
+        session.flush()
+        World(session, cipher, agencies, field).add_dossiers("SO-TP", 50, late_every=4)
+        session.commit()
+    engine.dispose()
+    monkeypatch.setenv("CALLCENTER_DATABASE_URL", url)
+    monkeypatch.setenv("CALLCENTER_ENV", "test")
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+def test_operator_workflow(cli_db: str, tmp_path: Path) -> None:
+    from callcenter.cli.main import app
+
+    runner = CliRunner()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("caps:\n  max_attempts_per_phone_per_day: 1\n", encoding="utf-8")
+    created = runner.invoke(
+        app,
+        [
+            "campaign",
+            "create",
+            "--name",
+            "Thử nghiệm",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-31",
+            "--starts",
+            "2030-01-07T08:00",
+            "--ends",
+            "2030-02-28T17:00",
+            "--agency",
+            "SO-TP",
+            "--rules",
+            str(rules),
+            "--seed",
+            "5",
+            "--actor",
+            "lan",
+        ],
+    )
+    assert created.exit_code == 0, created.output
+    assert "#1" in created.output and "seed 5" in created.output
+    assert runner.invoke(app, ["campaign", "start", "1", "--actor", "lan"]).exit_code == 0
+    refused = runner.invoke(app, ["campaign", "resume", "1"])
+    assert refused.exit_code == 1 and "scheduled" in refused.output
+    status = runner.invoke(app, ["campaign", "status", "1"], env={"COLUMNS": "250"})
+    assert status.exit_code == 0, status.output
+    assert "SO-TP" in status.output and "scheduled" in status.output
+    assert runner.invoke(app, ["campaign", "stop", "1", "--note", "thử xong"]).exit_code == 0
+    listed = runner.invoke(app, ["campaign", "list"], env={"COLUMNS": "200"})
+    assert "cancelled" in listed.output
+    engine = make_engine(cli_db)
+    with Session(engine) as session:
+        events = session.scalars(select(CampaignEvent).order_by(CampaignEvent.id)).all()
+        assert [(e.to_status, e.actor) for e in events][:2] == [("draft", "lan"), ("scheduled", "lan")]
+        assert events[-1].note == "thử xong"
+    engine.dispose()
+
+
+def test_bad_input_exits_2_naming_the_field(cli_db: str) -> None:
+    from callcenter.cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "campaign",
+            "create",
+            "--name",
+            "x",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-31",
+            "--starts",
+            "2030-01-07T08:00",
+            "--ends",
+            "2030-01-01T08:00",
+            "--agency",
+            "SO-TP",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "ends_at" in result.output
+    unknown = CliRunner().invoke(
+        app,
+        [
+            "campaign",
+            "create",
+            "--name",
+            "x",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-31",
+            "--starts",
+            "2030-01-07T08:00",
+            "--ends",
+            "2030-02-01T08:00",
+            "--agency",
+            "NOPE",
+            "--params",
+            "{bad",
+        ],
+    )
+    assert unknown.exit_code == 2 and "params" in unknown.output
+
+
+def test_holidays_and_optout_commands_in_a_real_process(cli_db: str, tmp_path: Path) -> None:
+    env = {**os.environ, "COLUMNS": "200"}
+    exe = [sys.executable, "-m", "callcenter"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*exe, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    seeded = run("campaign", "holidays", "seed", "2027")
+    assert seeded.returncode == 0, seeded.stderr
+    listed = run("campaign", "holidays", "list", "--year", "2027")
+    assert "06/02/2027" in listed.stdout and "Tết Nguyên đán" in listed.stdout  # mùng 1 Tết 2027
+    assert run("campaign", "holidays", "remove", "2027-09-03").returncode == 0
+    assert run("campaign", "holidays", "remove", "2027-09-03").returncode == 1  # not there any more
+    csv_file = tmp_path / "dnc.csv"
+    csv_file.write_text("phone\n0905123456\n09x\n", encoding="utf-8")
+    imported = run("campaign", "optout", "import", str(csv_file))
+    assert imported.returncode == 0, imported.stderr
+    assert "1 số mới" in imported.stdout and "row 3:" in imported.stdout
