@@ -6,14 +6,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from callcenter.campaign.models import CampaignEvent
+from callcenter.campaign.models import Campaign, CampaignEvent
 from callcenter.core.db import make_engine, upgrade_database
 from callcenter.core.pii import PiiCipher
 from callcenter.core.settings import get_settings
@@ -137,6 +138,46 @@ def test_bad_input_exits_2_naming_the_field(cli_db: str) -> None:
         ],
     )
     assert unknown.exit_code == 2 and "params" in unknown.output
+
+
+def test_tick_task_starts_due_campaigns(cli_db: str) -> None:
+    from callcenter.campaign import tasks
+    from callcenter.cli.main import app
+
+    runner = CliRunner()
+    args = [
+        "campaign",
+        "create",
+        "--name",
+        "x",
+        "--from",
+        "2026-10-01",
+        "--to",
+        "2026-10-31",
+        "--starts",
+        "2020-01-06T08:00",
+        "--ends",
+        "2030-01-01T08:00",
+        "--agency",
+        "SO-TP",
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    engine = make_engine(cli_db)
+    with Session(engine) as session:
+        session.add(
+            CampaignEvent(
+                campaign_id=1, from_status="draft", to_status="scheduled", actor="t", at=datetime.now(UTC)
+            )
+        )
+        session.execute(update(Campaign).values(status="scheduled"))
+        session.commit()
+    tasks._runtime.cache_clear()
+    assert tasks.tick() == {"started": 1, "completed": 0}
+    assert tasks.tick() == {"started": 0, "completed": 0}  # idempotent
+    with Session(engine) as session:
+        assert session.scalar(select(Campaign.status)) == "running"
+    engine.dispose()
+    tasks._runtime.cache_clear()
 
 
 def test_holidays_and_optout_commands_in_a_real_process(cli_db: str, tmp_path: Path) -> None:
