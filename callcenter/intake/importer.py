@@ -266,17 +266,20 @@ def sync_api(
     cipher: PiiCipher,
     now: datetime,
     overlap: timedelta = timedelta(minutes=5),
+    full: bool = False,
     batch_size: int = 5000,
     progress: ProgressCallback | None = None,
 ) -> ImportResult:
     """Pull every record updated since the stored watermark, upsert it, move the watermark on.
+
+    ``full`` ignores the watermark and reads everything (an operator's repair run).
 
     The request asks from ``watermark - overlap``: a record updated while an earlier sync paged
     through the results can shift across a page boundary and be missed; the overlap fetches it
     again next time (re-reading a record is harmless, its content hash makes it a no-op). The
     watermark only moves when the whole sync succeeded, in the same transaction.
     """
-    watermark = get_watermark(session, source=source)
+    watermark = None if full else get_watermark(session, source=source)
     client.updated_since = watermark - overlap if watermark is not None else None
     result = run_import(
         session,

@@ -27,5 +27,9 @@ class IntakeSettings(BaseSettings):
     mapping_path: Path = DEFAULT_MAPPING_PATH
     # Name of the source system; (source, dossier code) is unique.
     source: str = Field(default="onestop", min_length=1, max_length=64)
+    # Each sync asks again for this much time before the watermark (see importer.sync_api).
+    sync_overlap_seconds: int = Field(default=300, ge=0)
+    # How often Celery beat runs intake.sync_api.
+    sync_interval_seconds: int = Field(default=900, ge=30)
     # Rows per database round trip.
     batch_size: int = Field(default=5000, ge=1, le=100_000)
