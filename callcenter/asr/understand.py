@@ -47,6 +47,7 @@ _TONE_MISMATCH = 0.55  # marks present but different: a probable tone confusion 
 _NEAR_MISS = 0.5  # one letter off (final consonant dropped…), only in very short answers
 _BINARY_FLIP = 0.85  # "không đúng" read as the other of two choices
 _DOUBLE_NEGATION = 0.5
+_PARTICLE_ONLY = 0.6  # only a politeness particle matched, among other unplaced words
 
 # Words that negate what follows.
 _NEGATORS = {"không", "chưa", "chẳng", "chả", "hông", "hổng", "hem", "chửa"}
@@ -137,6 +138,8 @@ _IGNORABLE = _PARTICLES | {
     "cái",
     "nữa",
     "luôn",
+    "đâu",
+    "mà",
     _BOUNDARY,
 }
 # Nouns that make a preceding number a quantity ("một lần", "năm nay" — "year"), not a choice.
@@ -394,6 +397,10 @@ def _find_hits(
             # "một lần", "năm nay": a number before a unit noun is a quantity, not a choice.
             if p[-1] in _NUMBER_TOKENS and end < len(text) and text[end] in _UNIT_NOUNS:
                 continue
+            # A bare "không" right before a word we cannot place negates that word ("không biết",
+            # "không nhớ"), it does not answer the question.
+            if p == (NEG,) and end < len(text) and text[end] not in _IGNORABLE:
+                continue
             negated = p[0] != NEG and start > 0 and text[start - 1] == NEG
             quality = sum(qualities) / len(qualities)
             hits.append(_Hit(choice, start - 1 if negated else start, end, quality, weak, negated))
@@ -469,6 +476,10 @@ def match_answer(
         explained.update(range(hit.start, hit.end))
     countable = [i for i, t in enumerate(canon.tokens) if t not in _IGNORABLE or i in explained]
     coverage = sum(1 for i in countable if i in explained) / len(countable) if countable else 1.0
+    # "dạ" alone is a yes; "dạ" before words we could not place is only a polite opening.
+    if all(h.weak for h in resolved) and coverage < 1.0:
+        quality *= _PARTICLE_ONLY
+
     coverage_factor = 0.75 + 0.25 * coverage
 
     confidence = max(0.0, min(1.0, engine_confidence)) * quality * coverage_factor

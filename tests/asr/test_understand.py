@@ -130,7 +130,8 @@ def test_politeness_particle_alone_is_yes_but_loses_to_content() -> None:
 
 
 def test_unrelated_speech_matches_nothing() -> None:
-    for text in ["cà phê", "khách sạn", "trạm ay têm", "", "   ", "...", "alô alô"]:
+    for text in ["cà phê", "khách sạn", "trạm ay têm", "", "   ", "...", "alô alô", "không biết",
+                 "tôi không nhớ", "chả ba trăm"]:  # fmt: skip
         assert match_answer(text, YES_NO_CHOICES) == NO_MATCH, text
 
 
@@ -254,3 +255,10 @@ def test_fold_and_tokenize() -> None:
     assert fold("Hài lòng, ĐÚNG") == "hai long, dung"
     assert tokenize("Dạ, KHÔNG ạ!") == ["dạ", "<|>", "không", "ạ"]
     assert tokenize("ko") == ["không"]
+
+
+def test_particle_before_unplaced_words_is_not_a_confident_yes() -> None:
+    assert match_answer("dạ vâng ạ", YES_NO_CHOICES).is_confident()
+    opening = match_answer("dạ ad atm", YES_NO_CHOICES, engine_confidence=0.9)
+    assert opening.choice == "yes"
+    assert not opening.is_confident()

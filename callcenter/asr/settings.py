@@ -1,0 +1,36 @@
+"""Speech settings (prefix ``CALLCENTER_ASR_``), read once at start-up and passed on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from callcenter.asr.understand import DEFAULT_CONFIRM_THRESHOLD
+
+EngineName = Literal["auto", "vosk", "viet-asr", "none"]
+
+
+class AsrSettings(BaseSettings):
+    """Which speech engine runs, where its model lies, and how sure an answer must be."""
+
+    model_config = SettingsConfigDict(env_prefix="CALLCENTER_ASR_", env_file=".env", extra="ignore")
+
+    # auto: Vosk if vosk_model_path is set, else viet-asr if installed, else none (keys only).
+    engine: EngineName = "auto"
+    # Directory of an unpacked Vosk model (am/, conf/, graph/), e.g. vosk-model-small-vn-0.4.
+    vosk_model_path: Path | None = None
+    # viet-asr preset: "transcribe" is plain text; the richer presets add nothing this project uses.
+    viet_asr_preset: str = "transcribe"
+    # viet-asr reports no confidence of its own; this prior stands in for it (see docs/speech.md).
+    viet_asr_confidence: float = Field(default=0.9, gt=0.0, le=1.0)
+    # Below this a spoken answer is confirmed once (or the key asked for instead).
+    confirm_threshold: float = Field(default=DEFAULT_CONFIRM_THRESHOLD, ge=0.0, le=1.0)
+    # Recognition processes per AGI server (each loads the model once).
+    pool_workers: int = Field(default=1, ge=1, le=16)
+    # Seconds one utterance may take before the call goes on without it (keys instead).
+    timeout_seconds: float = Field(default=10.0, gt=0.0)
+    # Where relative recording_ref paths of comment recordings are resolved.
+    recordings_dir: Path | None = None
