@@ -26,6 +26,8 @@ broker_transport_options = {"visibility_timeout": 3600}
 
 include = [
     "callcenter.intake.tasks",
+    "callcenter.analysis.tasks",
+    "callcenter.campaign.tasks",
 ]
 
 task_routes = {
@@ -43,4 +45,24 @@ beat_schedule["intake-sync-api"] = {
     "task": "intake.sync_api",
     "schedule": float(os.environ.get("CALLCENTER_INTAKE_SYNC_INTERVAL_SECONDS", "900")),
     "options": {"queue": "intake", "expires": 600},
+}
+
+# Analysis: the alert sweep (unalerted unsatisfied answers, due retries, due digests) and anomaly checks.
+# Overlapping runs are harmless: alerts change state by compare-and-set and anomalies are unique.
+beat_schedule["analysis-send-alerts"] = {
+    "task": "analysis.send_alerts",
+    "schedule": float(os.environ.get("CALLCENTER_ANALYSIS_SWEEP_INTERVAL_SECONDS", "10")),
+    "options": {"queue": "analysis", "expires": 60},
+}
+beat_schedule["analysis-detect-anomalies"] = {
+    "task": "analysis.detect_anomalies",
+    "schedule": 3600.0,
+    "options": {"queue": "analysis", "expires": 1800},
+}
+
+# Campaigns: start scheduled campaigns at their start time, complete them at their end (idempotent).
+beat_schedule["campaign-tick"] = {
+    "task": "campaign.tick",
+    "schedule": 60.0,
+    "options": {"queue": "events", "expires": 55},
 }

@@ -135,7 +135,7 @@ def detect_anomalies(
             select(Anomaly.kind, Anomaly.agency_id, Anomaly.key).where(
                 Anomaly.key.in_({c.key for c in candidates})
             )
-        ).tuples()
+        )
     )
     new = [c for c in candidates if (c.kind, c.agency_id, c.key) not in existing]
     for anomaly in new:
@@ -155,7 +155,7 @@ def list_anomalies(session: Session, *, period: Period, agency_id: int | None) -
     )
     if agency_id is not None:
         stmt = stmt.where(Anomaly.agency_id == agency_id)
-    return [(a, code) for a, code in session.execute(stmt).tuples()]
+    return [(a, code) for a, code in session.execute(stmt)]
 
 
 # --- staff phone list --------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Alert notifiers: the only code of the analysis domain that talks to the network."""
