@@ -1,0 +1,74 @@
+"""The call attempt's state machine: the allowed transitions in one place, changed by compare-and-set.
+
+Every status change is ``UPDATE call_attempts SET status = :new … WHERE id = :id AND status =
+:expected``. Exactly one of several racing processes (a redelivered task, the reaper, the trunk
+owner, a Twilio callback) sees one row changed; the others see zero and back off. Nothing else in
+the code base writes ``call_attempts.status``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, update
+from sqlalchemy.orm import Session
+
+from callcenter.dialer.models import AttemptStatus, CallAttempt
+
+S = AttemptStatus
+
+TRANSITIONS: dict[AttemptStatus, frozenset[AttemptStatus]] = {
+    # Released by the beat task; a place_call task is on its way.
+    S.QUEUED: frozenset({S.CLAIMED, S.CANCELLED}),
+    # A worker holds a channel lease; the trunk has not been asked yet, so cancelling is safe.
+    S.CLAIMED: frozenset({S.DIALING, S.CANCELLED}),
+    # Written *before* the originate leaves: from here on a call may exist, so it can only finish.
+    S.DIALING: frozenset({S.RINGING, S.IN_SURVEY, S.FINISHED}),
+    S.RINGING: frozenset({S.IN_SURVEY, S.FINISHED}),
+    S.IN_SURVEY: frozenset({S.FINISHED}),
+    S.FINISHED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+FINAL_STATUSES = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+# Statuses in which a physical call may exist: the reaper must ask the trunk before ending them.
+LIVE_STATUSES = frozenset({S.DIALING, S.RINGING, S.IN_SURVEY})
+ACTIVE_STATUSES = frozenset(TRANSITIONS) - FINAL_STATUSES
+
+
+class IllegalTransition(ValueError):
+    """A transition the state machine does not allow (a programming error, not a lost race)."""
+
+
+def check_transition(current: AttemptStatus, new: AttemptStatus) -> None:
+    """Raise :class:`IllegalTransition` unless ``current → new`` is in the table."""
+    if new not in TRANSITIONS[current]:
+        raise IllegalTransition(f"call attempt cannot go from {current.value} to {new.value}")
+
+
+def compare_and_set(
+    session: Session,
+    *,
+    attempt_id: int,
+    expected: AttemptStatus | frozenset[AttemptStatus],
+    new: AttemptStatus,
+    now: datetime,
+    **values: Any,
+) -> bool:
+    """Move one attempt from ``expected`` to ``new`` if nobody moved it first; True when this call won.
+
+    ``expected`` may be a set (e.g. "any live status" for a hang-up that can arrive in DIALING,
+    RINGING or IN_SURVEY). Extra column values are written in the same statement.
+    """
+    expected_set = expected if isinstance(expected, frozenset) else frozenset({expected})
+    for current in expected_set:
+        check_transition(current, new)
+    stmt = (
+        update(CallAttempt)
+        .where(CallAttempt.id == attempt_id, CallAttempt.status.in_([s.value for s in expected_set]))
+        .values(status=new.value, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
+    return result.rowcount == 1
