@@ -125,6 +125,20 @@ def save_survey_progress(
     return row
 
 
+def close_unfinished_response(session: Session, *, attempt_id: int, now: datetime) -> SurveyResponse | None:
+    """End a response whose call ended without the flow seeing it (Twilio hang-up mid-question)."""
+    row = session.execute(
+        select(SurveyResponse).where(SurveyResponse.attempt_id == attempt_id)
+    ).scalar_one_or_none()
+    if row is None or row.status != ResponseStatus.IN_PROGRESS:
+        return row
+    complete = row.satisfied is True or (row.satisfied is False and bool(row.reasons))
+    row.status = (ResponseStatus.COMPLETED if complete else ResponseStatus.PARTIAL).value
+    row.completed_at = now
+    session.flush()
+    return row
+
+
 def store_comment_transcript(
     session: Session, *, attempt_id: int, transcript: str | None, cipher: PiiCipher
 ) -> SurveyResponse:
