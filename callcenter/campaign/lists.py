@@ -238,10 +238,13 @@ def replenish(session: Session, *, campaign_id: int, agency_id: int, now: dateti
     campaign = get_campaign(session, campaign_id=campaign_id)
     if CampaignStatus(campaign.status) in FINAL_STATUSES:
         return 0
+    # Locking the agency's row serialises concurrent top-ups of one agency (PostgreSQL; SQLite has a
+    # single writer anyway), so two workers never draw the same replacement.
     row = session.scalar(
-        select(CampaignAgencyTarget).where(
-            CampaignAgencyTarget.campaign_id == campaign_id, CampaignAgencyTarget.agency_id == agency_id
-        )
+        select(CampaignAgencyTarget)
+        .where(CampaignAgencyTarget.campaign_id == campaign_id, CampaignAgencyTarget.agency_id == agency_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if row is None or row.exhausted_at is not None:
         return 0

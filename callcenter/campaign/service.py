@@ -160,11 +160,12 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
             session, phone_hash=target.phone_hash, target_id=target.id, today=today, cap=cap, now=now
         ):
             guard = session.get(PhoneCallGuard, target.phone_hash, populate_existing=True)
-            if guard is not None and guard.active_target_id is None:  # today's cap reached
-                _postpone(session, target, calendar.next_day_open(now), ends_at, now)
-            else:  # the phone is in another call right now
+            if guard is not None and guard.active_target_id is not None:  # in another call right now
                 recheck = now + timedelta(minutes=campaign_rules.caps.phone_busy_recheck_minutes)
                 _postpone(session, target, calendar.next_open(recheck), ends_at, now)
+            elif guard is not None and guard.day == today and guard.attempts_today >= cap:  # today's cap
+                _postpone(session, target, calendar.next_day_open(now), ends_at, now)
+            # else another claimer holds the guard row this very moment: leave the target due
             continue
         moved = session.execute(
             update(CallTarget)
@@ -301,13 +302,21 @@ def _acquire_phone(
     """Compare-and-set on the phone's guard: free and under today's cap → held by this target, counted."""
     guard = PhoneCallGuard
     same_day = guard.day == today
+    conditions = [
+        guard.phone_hash == phone_hash,
+        guard.active_target_id.is_(None),
+        or_(guard.day.is_(None), guard.day != today, guard.attempts_today < cap),
+    ]
+    if _dialect(session) == "postgresql":
+        # Skip a guard another claimer is changing instead of waiting for it: no queueing, and no
+        # deadlock between claimers that meet the same phones in a different order.
+        unlocked = (
+            select(guard.phone_hash).where(guard.phone_hash == phone_hash).with_for_update(skip_locked=True)
+        )
+        conditions.append(guard.phone_hash.in_(unlocked.scalar_subquery()))
     result = session.execute(
         update(guard)
-        .where(
-            guard.phone_hash == phone_hash,
-            guard.active_target_id.is_(None),
-            or_(guard.day.is_(None), guard.day != today, guard.attempts_today < cap),
-        )
+        .where(*conditions)
         .values(
             active_target_id=target_id,
             attempts_today=case((same_day, guard.attempts_today + 1), else_=1),
