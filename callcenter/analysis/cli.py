@@ -7,9 +7,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from callcenter.analysis import alerts, channel_import, integrity, reverify, service
 from callcenter.analysis import report as report_module
-from callcenter.analysis import service
 from callcenter.analysis.labels import reason_labels
+from callcenter.analysis.models import DeliveryMode, NotifierKind
 from callcenter.analysis.periods import Period, PeriodKind
 from callcenter.api.auth import Role, issue_key
 from callcenter.core.db import session_scope
@@ -97,3 +98,181 @@ def apikey_issue(
     console.print(f"key id {key_id}, role {role.value}" + (f", agency {agency}" if agency else ""))
     console.print("Store this key now; it is not shown again:")
     print(raw)
+
+
+@app.command("import-results")
+def import_results_command(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV or XLSX file of survey results."),
+    channel: str = typer.Option(..., "--channel", help="web | paper | independent"),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="Column mapping YAML (default: Vietnamese headers)."
+    ),
+) -> None:
+    """Import web, paper or independent survey results; a file with any bad row is rejected whole."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            summary = channel_import.import_results(
+                session,
+                rows=channel_import.read_table(path),
+                channel=channel,
+                cipher=runtime.cipher,
+                now=runtime.clock.now(),
+                reason_codes=sorted(reason_labels(runtime.settings.prompts_dir / "questionnaire.vi.yaml")),
+                mapping=channel_import.load_mapping(mapping) if mapping else None,
+            )
+    except channel_import.ResultsRejected as exc:
+        err.print(f"[red]Tệp bị từ chối, không có dòng nào được nhập[/red] ({len(exc.errors)} lỗi):")
+        for error in exc.errors:
+            err.print(f"  {error}")
+        raise typer.Exit(code=2) from None
+    except CallCenterError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"{path.name}: {summary.rows} dòng, nhập mới {summary.inserted}, "
+        f"đã có từ trước {summary.already_imported}"
+    )
+
+
+staff_app = typer.Typer(help="Phone lists of agency staff (stored as hashes only).", no_args_is_help=True)
+app.add_typer(staff_app, name="staff-phones")
+
+
+@staff_app.command("import")
+def staff_phones_import(
+    path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="CSV/XLSX with a 'Số điện thoại' column."
+    ),
+    agency: str = typer.Option(..., "--agency", help="Agency code."),
+) -> None:
+    """Import an agency's staff phones; answers from them are flagged. Only keyed hashes are stored."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            agency_id = service.agency_by_code(session, agency).id
+            result = integrity.import_staff_phones(
+                session,
+                agency_id=agency_id,
+                phones=integrity.read_phone_column(path),
+                cipher=runtime.cipher,
+                source=path.name,
+                now=runtime.clock.now(),
+            )
+    except CallCenterError as exc:
+        raise _fail(exc) from None
+    console.print(f"{agency}: thêm {result.added} số, đã có {result.already_known} số")
+
+
+alerts_app = typer.Typer(help="Where agencies receive negative-answer alerts.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("subscribe")
+def alerts_subscribe(
+    agency: str = typer.Option(..., "--agency", help="Agency code."),
+    webhook: str | None = typer.Option(None, "--webhook", help="HTTPS URL receiving signed JSON."),
+    email: str | None = typer.Option(None, "--email", help="E-mail address."),
+    digest: bool = typer.Option(False, "--digest", help="One message a day instead of one per answer."),
+) -> None:
+    """Subscribe an agency to alerts; a webhook's signing secret is printed once."""
+    if (webhook is None) == (email is None):
+        raise _fail(ValueError("give exactly one of --webhook or --email"))
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            row, secret = alerts.add_subscription(
+                session,
+                agency_id=service.agency_by_code(session, agency).id,
+                notifier=NotifierKind.WEBHOOK if webhook else NotifierKind.EMAIL,
+                target=webhook or email or "",
+                mode=DeliveryMode.DIGEST if digest else DeliveryMode.IMMEDIATE,
+                cipher=runtime.cipher,
+                now=runtime.clock.now(),
+            )
+            sub_id = row.id
+    except CallCenterError as exc:
+        raise _fail(exc) from None
+    console.print(f"subscription {sub_id} for {agency} ({'digest' if digest else 'immediate'})")
+    if secret:
+        console.print("HMAC-SHA256 signing secret (store it now; it is not shown again):")
+        print(secret)
+
+
+reverify_app = typer.Typer(help="Phúc tra: re-check samples (personal data, audited).", no_args_is_help=True)
+app.add_typer(reverify_app, name="reverify")
+
+
+@reverify_app.command("draw")
+def reverify_draw(
+    agency: str = typer.Option(..., "--agency"),
+    period: str = typer.Option(..., "--period", help="2026-07 (month) or 2026-Q3 (quarter)."),
+    size: int | None = typer.Option(None, "--size", help="Default: 5% of the answers, at least 10."),
+    actor: str = typer.Option(..., "--actor", help="Who draws it (for the record)."),
+) -> None:
+    """Draw the reproducible re-check sample of an agency for a month or quarter."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            sample = reverify.draw_sample(
+                session,
+                agency_id=service.agency_by_code(session, agency).id,
+                period=Period.parse(period),
+                actor=f"cli:{actor}",
+                now=runtime.clock.now(),
+                size=size,
+            )
+            line = f"sample {sample.id}: {sample.size} of {sample.population} answers (seed {sample.seed})"
+    except CallCenterError as exc:
+        raise _fail(exc) from None
+    console.print(line)
+
+
+@reverify_app.command("export")
+def reverify_export(
+    sample: int = typer.Option(..., "--sample", help="Sample id."),
+    actor: str = typer.Option(..., "--actor", help="The verifier exporting it; written to the audit log."),
+    out: Path = typer.Option(..., "--out", help="CSV file to write (contains names and phones)."),
+) -> None:
+    """Export a sample with names and phones for the verifier; the access is audited."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            records = reverify.export_sample(
+                session,
+                sample_id=sample,
+                cipher=runtime.cipher,
+                actor=f"cli:{actor}",
+                role="verifier",
+                now=runtime.clock.now(),
+            )
+    except CallCenterError as exc:
+        raise _fail(exc) from None
+    out.write_text("\ufeff" + reverify.records_csv(records), encoding="utf-8")
+    out.chmod(0o600)
+    console.print(f"{len(records)} dòng → {out} (đã ghi nhật ký truy cập)")
+
+
+@app.command("detect-anomalies")
+def detect_anomalies_command(
+    period: str = typer.Option(..., "--period", help="2026, 2026-Q3 or 2026-07."),
+    burst_minutes: int = typer.Option(10, "--burst-minutes"),
+    burst_answers: int = typer.Option(30, "--burst-answers"),
+    phone_answers: int = typer.Option(3, "--phone-answers"),
+) -> None:
+    """Flag bursts of answers, repeated phones and staff phones for a period."""
+    runtime = _runtime()
+    thresholds = integrity.Thresholds(burst_minutes, burst_answers, phone_answers)
+    try:
+        with session_scope(runtime.sessions) as session:
+            found = integrity.detect_anomalies(
+                session, period=Period.parse(period), now=runtime.clock.now(), thresholds=thresholds
+            )
+            lines = [
+                f"{a.kind}: agency {a.agency_id}, {a.count} answers from {a.window_start:%Y-%m-%d %H:%M}"
+                for a in found
+            ]
+    except CallCenterError as exc:
+        raise _fail(exc) from None
+    console.print(f"{len(lines)} new flag(s)")
+    for line in lines:
+        console.print("  " + line)

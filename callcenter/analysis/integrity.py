@@ -51,7 +51,7 @@ def _bursts(session: Session, period: Period, t: Thresholds) -> list[tuple[int, 
     # Fixed windows, and the same windows shifted by half a width, so a burst straddling a boundary
     # is still caught; overlapping hits of one burst are reported once.
     for offset in (0, width // 2):
-        bucket = ((epoch_bucket(SurveyResponse.answered_at) + offset) / width).label("bucket")
+        bucket = ((epoch_bucket(SurveyResponse.answered_at) + offset) // width).label("bucket")
         stmt = (
             select(SurveyResponse.agency_id, bucket, func.count().label("n"))
             .where(*_answered_in(period))  # type: ignore[arg-type]

@@ -1,0 +1,327 @@
+"""Import survey results of the other channels (web, paper, independent) into ``survey_responses``.
+
+The file is validated completely first; if any row is bad, :class:`ResultsRejected` lists every row and
+field at fault and nothing is written. A re-import skips the answers already known (unique per channel
+and ``external_ref``). The column mapping is YAML (``results_mapping.default.yaml``, Vietnamese headers).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from openpyxl import load_workbook
+from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callcenter.core.clock import VN_TZ
+from callcenter.core.errors import ValidationError
+from callcenter.core.phones import PhoneError, normalise_phone
+from callcenter.core.pii import PiiCipher
+from callcenter.intake.models import Agency, Dossier, Field
+from callcenter.ivr.models import ResponseChannel, ResponseReason, ResponseStatus, SurveyResponse
+
+DEFAULT_MAPPING = Path(__file__).with_name("results_mapping.default.yaml")
+IMPORT_CHANNELS = (ResponseChannel.WEB.value, ResponseChannel.PAPER.value, ResponseChannel.INDEPENDENT.value)
+REQUIRED = ("external_ref", "agency_code", "answered_at", "satisfaction")
+
+
+class Columns(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    external_ref: str
+    agency_code: str
+    field_code: str | None = None
+    dossier_code: str | None = None
+    answered_at: str
+    satisfaction: str
+    reasons: str | None = None
+    comment: str | None = None
+    phone: str | None = None
+
+
+class Values(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    satisfied: list[str]
+    unsatisfied: list[str]
+
+
+class ResultsMapping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    columns: Columns
+    values: Values
+
+
+def load_mapping(path: Path | None = None) -> ResultsMapping:
+    """Read and validate a column mapping; errors name the file and the key at fault."""
+    path = path or DEFAULT_MAPPING
+    try:
+        return ResultsMapping.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationError(f"{path}: cannot read the mapping ({exc})", field="mapping") from exc
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValidationError(f"{path}: {first['msg']}", field=f"mapping.{where}") from exc
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}, field '{self.field}': {self.message}"
+
+
+class ResultsRejected(ValidationError):
+    """The file has bad rows; nothing was imported."""
+
+    def __init__(self, errors: Sequence[RowError]) -> None:
+        self.errors = list(errors)
+        shown = "; ".join(str(e) for e in self.errors[:20])
+        more = f" (and {len(self.errors) - 20} more)" if len(self.errors) > 20 else ""
+        super().__init__(f"{len(self.errors)} bad row(s), nothing imported: {shown}{more}")
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    rows: int
+    inserted: int
+    already_imported: int
+
+
+def read_table(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(row number as the spreadsheet shows it, {header: value}) for every non-empty data row."""
+    if path.suffix.lower() == ".xlsx":
+        book = load_workbook(path, read_only=True, data_only=True)
+        raw = [list(r) for r in book.worksheets[0].iter_rows(values_only=True)]
+        book.close()
+    elif path.suffix.lower() == ".csv":
+        raw = [list(r) for r in csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig")))]
+    else:
+        raise ValidationError(f"{path.name}: expected a .csv or .xlsx file", field="file")
+    if not raw:
+        raise ValidationError(f"{path.name}: the file is empty", field="file")
+    headers = [str(h).strip() if h is not None else "" for h in raw[0]]
+    rows = []
+    for number, values in enumerate(raw[1:], start=2):
+        if all(v is None or str(v).strip() == "" for v in values):
+            continue
+        rows.append((number, {h: values[i] if i < len(values) else None for i, h in enumerate(headers) if h}))
+    return rows
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def parse_local_time(value: Any) -> datetime:
+    """dd/mm/yyyy [HH:MM[:SS]] in Da Nang time, ISO 8601 (with or without zone), or a spreadsheet date."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=VN_TZ)
+    text = _text(value)
+    for fmt in ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=VN_TZ)
+        except ValueError:
+            continue
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a date (use dd/mm/yyyy HH:MM)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=VN_TZ)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    external_ref: str
+    agency_id: int
+    field_id: int | None
+    dossier_id: int | None
+    answered_at: datetime
+    satisfied: bool
+    reasons: tuple[int, ...]
+    comment: str | None
+    phone_hash: str | None
+
+
+def import_results(
+    session: Session,
+    *,
+    rows: Sequence[tuple[int, dict[str, Any]]],
+    channel: str,
+    cipher: PiiCipher,
+    now: datetime,
+    reason_codes: Sequence[int],
+    mapping: ResultsMapping | None = None,
+) -> ImportSummary:
+    """Validate every row, then insert the new answers; any bad row rejects the whole file."""
+    if channel not in IMPORT_CHANNELS:
+        raise ValidationError(
+            f"channel must be one of {', '.join(IMPORT_CHANNELS)}, not '{channel}'", field="channel"
+        )
+    mapping = mapping or load_mapping()
+    cols = mapping.columns
+    satisfied_values = {v.casefold() for v in mapping.values.satisfied}
+    unsatisfied_values = {v.casefold() for v in mapping.values.unsatisfied}
+    agencies = {code: aid for aid, code in session.execute(select(Agency.id, Agency.code))}
+    fields = {code: fid for fid, code in session.execute(select(Field.id, Field.code))}
+    dossier_codes = {_text(r.get(cols.dossier_code)) for _n, r in rows} - {""} if cols.dossier_code else set()
+    dossiers: dict[str, list[tuple[int, int, int]]] = {}
+    if dossier_codes:
+        for did, code, aid, fid in session.execute(
+            select(Dossier.id, Dossier.code, Dossier.agency_id, Dossier.field_id).where(
+                Dossier.code.in_(dossier_codes)
+            )
+        ):
+            dossiers.setdefault(code, []).append((did, aid, fid))
+    valid_reasons = set(reason_codes)
+
+    errors: list[RowError] = []
+    parsed: list[_Parsed] = []
+    seen_refs: dict[str, int] = {}
+    if rows:
+        present = set(rows[0][1])
+        for key in REQUIRED:
+            header = getattr(cols, key)
+            if header not in present:
+                errors.append(RowError(1, header, f"column '{header}' ({key}) is missing from the header"))
+        if errors:
+            raise ResultsRejected(errors)
+    for number, row in rows:
+        row_errors: list[RowError] = []
+
+        def bad(
+            key: str, message: str, *, number: int = number, row_errors: list[RowError] = row_errors
+        ) -> None:
+            row_errors.append(RowError(number, getattr(cols, key) or key, message))
+
+        ref = _text(row.get(cols.external_ref))
+        if not ref:
+            bad("external_ref", "is empty")
+        elif ref in seen_refs:
+            bad("external_ref", f"'{ref}' repeats row {seen_refs[ref]}")
+        else:
+            seen_refs[ref] = number
+        agency_id = agencies.get(_text(row.get(cols.agency_code)))
+        if agency_id is None:
+            bad("agency_code", f"unknown agency code '{_text(row.get(cols.agency_code))}'")
+        field_id = None
+        if cols.field_code and _text(row.get(cols.field_code)):
+            field_id = fields.get(_text(row.get(cols.field_code)))
+            if field_id is None:
+                bad("field_code", f"unknown field code '{_text(row.get(cols.field_code))}'")
+        dossier_id = None
+        if cols.dossier_code and _text(row.get(cols.dossier_code)):
+            code = _text(row.get(cols.dossier_code))
+            matches = dossiers.get(code, [])
+            if len(matches) != 1:
+                bad("dossier_code", f"dossier '{code}' " + ("is unknown" if not matches else "is ambiguous"))
+            else:
+                dossier_id, dossier_agency, dossier_field = matches[0]
+                if agency_id is not None and dossier_agency != agency_id:
+                    bad("dossier_code", f"dossier '{code}' belongs to another agency")
+                field_id = field_id or dossier_field
+        try:
+            answered_at = parse_local_time(row.get(cols.answered_at))
+            if answered_at > now:
+                bad("answered_at", "is in the future")
+        except ValueError as exc:
+            bad("answered_at", str(exc))
+            answered_at = now
+        verdict = _text(row.get(cols.satisfaction)).casefold()
+        satisfied = verdict in satisfied_values
+        if not satisfied and verdict not in unsatisfied_values:
+            bad("satisfaction", f"'{_text(row.get(cols.satisfaction))}' is neither satisfied nor unsatisfied")
+        reasons: tuple[int, ...] = ()
+        if cols.reasons and _text(row.get(cols.reasons)):
+            try:
+                reasons = tuple(
+                    sorted(
+                        {
+                            int(p)
+                            for p in _text(row.get(cols.reasons)).replace(",", ";").split(";")
+                            if p.strip()
+                        }
+                    )
+                )
+            except ValueError:
+                bad("reasons", f"'{_text(row.get(cols.reasons))}' is not a list of reason codes")
+            if set(reasons) - valid_reasons:
+                bad("reasons", f"unknown reason code(s) {sorted(set(reasons) - valid_reasons)}")
+            if satisfied and reasons:
+                bad("reasons", "a satisfied answer has no reasons for dissatisfaction")
+        phone_hash = None
+        if cols.phone and _text(row.get(cols.phone)):
+            try:
+                phone_hash = cipher.phone_hash(normalise_phone(_text(row.get(cols.phone))).e164)
+            except PhoneError as exc:
+                bad("phone", str(exc))
+        comment = _text(row.get(cols.comment)) if cols.comment else ""
+        if row_errors:
+            errors.extend(row_errors)
+            continue
+        assert agency_id is not None
+        parsed.append(
+            _Parsed(
+                ref,
+                agency_id,
+                field_id,
+                dossier_id,
+                answered_at,
+                satisfied,
+                reasons,
+                comment or None,
+                phone_hash,
+            )
+        )
+    if errors:
+        raise ResultsRejected(errors)
+
+    known = set()
+    refs = [p.external_ref for p in parsed]
+    for start in range(0, len(refs), 1000):
+        known |= set(
+            session.scalars(
+                select(SurveyResponse.external_ref).where(
+                    SurveyResponse.channel == channel,
+                    SurveyResponse.external_ref.in_(refs[start : start + 1000]),
+                )
+            )
+        )
+    new = [p for p in parsed if p.external_ref not in known]
+    for p in new:
+        response = SurveyResponse(
+            channel=channel,
+            external_ref=p.external_ref,
+            dossier_id=p.dossier_id,
+            agency_id=p.agency_id,
+            field_id=p.field_id,
+            phone_hash=p.phone_hash,
+            questionnaire_version=f"import-{channel}",
+            status=ResponseStatus.COMPLETED.value,
+            satisfied=p.satisfied,
+            answered_via=channel,
+            comment_enc=cipher.encrypt_optional(p.comment),
+            comment_status="done" if p.comment else "none",
+            started_at=p.answered_at,
+            answered_at=p.answered_at,
+            completed_at=p.answered_at,
+        )
+        response.reasons = [ResponseReason(reason_code=c, source=channel) for c in p.reasons]
+        session.add(response)
+    session.flush()
+    return ImportSummary(rows=len(rows), inserted=len(new), already_imported=len(parsed) - len(new))

@@ -1,0 +1,205 @@
+"""Importing web, paper and independent survey results: mapping, all-or-nothing, channel summaries."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from callcenter.analysis import channel_import, service
+from callcenter.analysis.periods import Period
+from callcenter.core.pii import PiiCipher
+from callcenter.ivr.models import SurveyResponse
+
+from .conftest import Builder
+
+NOW = datetime(2026, 4, 1, tzinfo=UTC)
+HEADERS = [
+    "Mã phiếu",
+    "Mã cơ quan",
+    "Mã lĩnh vực",
+    "Mã hồ sơ",
+    "Thời gian đánh giá",
+    "Mức độ hài lòng",
+    "Lý do chưa hài lòng",
+    "Ý kiến khác",
+    "Số điện thoại",
+]
+CODES = list(range(1, 10))
+
+
+def _csv(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HEADERS)
+        writer.writerows(rows)
+    return path
+
+
+def _count(session: Session, channel: str) -> int:
+    return (
+        session.scalar(
+            select(func.count()).select_from(SurveyResponse).where(SurveyResponse.channel == channel)
+        )
+        or 0
+    )
+
+
+def test_web_csv_import_and_channel_summary(
+    db_session: Session, build: Builder, cipher: PiiCipher, tmp_path: Path
+) -> None:
+    a = build.agency("XD", "Sở Xây dựng")
+    f = build.field("DD", "Đất đai")
+    d = build.dossier(a, f, returned_at=datetime(2026, 3, 1, tzinfo=UTC), timeliness="late")
+    build.called_response(
+        build.dossier(a, f, returned_at=datetime(2026, 3, 2, tzinfo=UTC)),
+        a,
+        f,
+        at=datetime(2026, 3, 5, 3, tzinfo=UTC),
+        satisfied=True,
+    )
+    path = _csv(
+        tmp_path / "web.csv",
+        [
+            ["W-1", "XD", "DD", "", "05/03/2026 08:30", "Hài lòng", "", "", ""],
+            [
+                "W-2",
+                "XD",
+                "",
+                d.code,
+                "2026-03-06T10:00:00+07:00",
+                "Chưa hài lòng",
+                "2;4",
+                "Gọi 0905123456",
+                "0905123456",
+            ],
+            ["W-3", "XD", "DD", "", "31/03/2026 23:30", "Không hài lòng", "8", "", ""],
+        ],
+    )
+    rows = channel_import.read_table(path)
+    summary = channel_import.import_results(
+        db_session, rows=rows, channel="web", cipher=cipher, now=NOW, reason_codes=CODES
+    )
+    assert (summary.rows, summary.inserted, summary.already_imported) == (3, 3, 0)
+    w2 = db_session.scalar(select(SurveyResponse).where(SurveyResponse.external_ref == "W-2"))
+    assert w2 is not None
+    assert w2.dossier_id == d.id and w2.field_id == f.id  # field taken from the linked dossier
+    assert w2.phone_hash == cipher.phone_hash("+84905123456")
+    assert cipher.decrypt(w2.comment_enc or b"") == "Gọi 0905123456"  # stored encrypted, not in clear
+    assert sorted(r.reason_code for r in w2.reasons) == [2, 4]
+    # 31/03 23:30 in Da Nang is still March.
+    assert w2.answered_at == datetime(2026, 3, 6, 3, tzinfo=UTC)
+
+    again = channel_import.import_results(
+        db_session, rows=rows, channel="web", cipher=cipher, now=NOW, reason_codes=CODES
+    )
+    assert (again.inserted, again.already_imported) == (0, 3)
+    assert _count(db_session, "web") == 3
+
+    march = service.summarise(db_session, period=Period.parse("2026-03"), group_by=("channel",))
+    by_channel = {r.key.channel: r.figures for r in march.rows}
+    assert (by_channel["web"].rated, by_channel["web"].satisfied) == (3, 1)
+    assert (by_channel["call"].rated, by_channel["call"].satisfied) == (1, 1)
+    assert (march.total.rated, march.total.satisfied) == (4, 2)  # the combined view
+    assert {r.code: r.count for r in by_channel["web"].reasons} == {2: 1, 4: 1, 8: 1}
+    # The web answer linked to a late dossier joins the late stratum.
+    assert by_channel["web"].rated_late_overdue == 1
+
+
+def test_xlsx_import_paper(db_session: Session, build: Builder, cipher: PiiCipher, tmp_path: Path) -> None:
+    build.agency("TP", "Sở Tư pháp")
+    book = Workbook()
+    ws = book.active
+    assert ws is not None
+    ws.append(HEADERS)
+    ws.append(["P-1", "TP", None, None, datetime(2026, 3, 3, 9, 0), "Hài lòng", None, None, None])
+    ws.append(["P-2", "TP", None, None, "03/03/2026", "0", 6, "Phải bồi dưỡng", None])
+    path = tmp_path / "paper.xlsx"
+    book.save(path)
+    summary = channel_import.import_results(
+        db_session,
+        rows=channel_import.read_table(path),
+        channel="paper",
+        cipher=cipher,
+        now=NOW,
+        reason_codes=CODES,
+    )
+    assert summary.inserted == 2
+    p1 = db_session.scalar(select(SurveyResponse).where(SurveyResponse.external_ref == "P-1"))
+    assert p1 is not None and p1.answered_at == datetime(2026, 3, 3, 2, 0, tzinfo=UTC)  # 09:00 local
+
+
+def test_bad_rows_are_reported_by_row_and_field_and_nothing_is_imported(
+    db_session: Session, build: Builder, cipher: PiiCipher, tmp_path: Path
+) -> None:
+    build.agency("XD")
+    other = build.agency("TP")
+    f = build.field("DD")
+    foreign = build.dossier(other, f, returned_at=datetime(2026, 3, 1, tzinfo=UTC))
+    path = _csv(
+        tmp_path / "bad.csv",
+        [
+            ["I-1", "XD", "", "", "05/03/2026", "Hài lòng", "", "", ""],  # fine
+            ["I-2", "NOPE", "", "", "05/03/2026", "Hài lòng", "", "", ""],
+            ["I-3", "XD", "ZZ", "", "32/03/2026", "Hài lòng", "", "", ""],
+            ["I-4", "XD", "", "", "05/03/2026", "Bình thường", "", "", ""],
+            ["I-5", "XD", "", "", "05/03/2026", "Chưa hài lòng", "2;42", "", "12345"],
+            ["I-1", "XD", "", foreign.code, "05/03/2026", "Hài lòng", "3", "", ""],
+            ["I-7", "XD", "", "", "05/05/2026", "Hài lòng", "", "", ""],
+        ],
+    )
+    with pytest.raises(channel_import.ResultsRejected) as caught:
+        channel_import.import_results(
+            db_session,
+            rows=channel_import.read_table(path),
+            channel="independent",
+            cipher=cipher,
+            now=NOW,
+            reason_codes=CODES,
+        )
+    found = {(e.row, e.field) for e in caught.value.errors}
+    assert found == {
+        (3, "Mã cơ quan"),
+        (4, "Mã lĩnh vực"),
+        (4, "Thời gian đánh giá"),
+        (5, "Mức độ hài lòng"),
+        (6, "Lý do chưa hài lòng"),
+        (6, "Số điện thoại"),
+        (7, "Mã phiếu"),
+        (7, "Mã hồ sơ"),
+        (7, "Lý do chưa hài lòng"),
+        (8, "Thời gian đánh giá"),
+    }
+    assert "row 3, field 'Mã cơ quan': unknown agency code 'NOPE'" in str(caught.value)
+    assert _count(db_session, "independent") == 0
+
+    with pytest.raises(channel_import.ValidationError, match="channel"):
+        channel_import.import_results(
+            db_session, rows=[], channel="call", cipher=cipher, now=NOW, reason_codes=CODES
+        )
+    missing = tmp_path / "missing.csv"
+    missing.write_text("Mã phiếu,Mã cơ quan\nX-1,XD\n", encoding="utf-8")
+    with pytest.raises(channel_import.ResultsRejected, match="Thời gian đánh giá"):
+        channel_import.import_results(
+            db_session,
+            rows=channel_import.read_table(missing),
+            channel="web",
+            cipher=cipher,
+            now=NOW,
+            reason_codes=CODES,
+        )
+
+
+def test_mapping_file_is_validated(tmp_path: Path) -> None:
+    assert channel_import.load_mapping().columns.satisfaction == "Mức độ hài lòng"
+    bad = tmp_path / "m.yaml"
+    bad.write_text(
+        "columns:\n  external_ref: Ma\nvalues:\n  satisfied: [a]\n  unsatisfied: [b]\n", encoding="utf-8"
+    )
+    with pytest.raises(channel_import.ValidationError, match=r"mapping\.columns"):
+        channel_import.load_mapping(bad)
