@@ -194,7 +194,13 @@ def stop(campaign_id: int, actor: str | None = ACTOR_OPTION, note: str | None = 
 def list_(status: str | None = typer.Option(None, help="Only campaigns in this status.")) -> None:
     """List campaigns, newest first."""
     with _unit_of_work() as (session, _runtime):
-        wanted = CampaignStatus(status) if status else None
+        try:
+            wanted = CampaignStatus(status) if status else None
+        except ValueError:
+            choices = ", ".join(s.value for s in CampaignStatus)
+            raise ValidationError(
+                f"unknown status {status!r} (choose one of {choices})", field="status"
+            ) from None
         table = Table("#", "Tên", "Trạng thái", "Chính sách", "Hồ sơ trả từ–đến", "Gọi từ", "Đến")
         for c in service.list_campaigns(session, status=wanted):
             table.add_row(

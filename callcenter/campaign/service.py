@@ -182,7 +182,8 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
     for campaign_id, agency_id in sorted(to_replenish):
         replenish(session, campaign_id=campaign_id, agency_id=agency_id, now=now)
     session.flush()
-    session.expire_all()
+    for target in candidates:  # changed by bulk UPDATEs above: reload on next access
+        session.expire(target)
     return claimed
 
 

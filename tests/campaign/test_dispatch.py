@@ -359,3 +359,31 @@ def test_tick_completes_campaigns_past_their_end(world: World) -> None:
     campaign = make_campaign(world, total=2, days=1)
     assert service.tick(world.session, now=MONDAY_9 + timedelta(days=1)) == {"started": 0, "completed": 1}
     assert service.get_campaign(world.session, campaign_id=campaign.id).status == "completed"
+
+
+def test_no_calls_on_an_operator_holiday(world: World) -> None:
+    from callcenter.campaign.calendar_store import add_holiday
+
+    world.add_dossiers("SO-TP", 1)
+    make_campaign(world, total=1)
+    add_holiday(world.session, day=MONDAY_9.date(), name="Nghỉ bù")
+    assert service.claim_due_targets(world.session, now=MONDAY_9, limit=1) == []
+    row = world.session.scalars(select(CallTarget).execution_options(populate_existing=True)).one()
+    assert row.next_attempt_at == datetime(2026, 11, 24, 8, 0, tzinfo=VN_TZ)
+
+
+def test_results_after_a_stop_close_the_target_instead_of_queueing_it(world: World) -> None:
+    world.add_dossiers("SO-TP", 2)
+    campaign = make_campaign(world, total=2)
+    first, second = service.claim_due_targets(world.session, now=MONDAY_9, limit=2)
+    service.pause_campaign(world.session, campaign_id=campaign.id, actor="op", now=MONDAY_9)
+    paused = service.record_attempt_result(
+        world.session, target_id=first.target_id, outcome=BUSY[0], survey=BUSY[1], now=MONDAY_9
+    )
+    assert paused == TargetState.QUEUED  # waits for the resume
+    service.stop_campaign(world.session, campaign_id=campaign.id, actor="op", now=MONDAY_9)
+    stopped = service.record_attempt_result(
+        world.session, target_id=second.target_id, outcome=BUSY[0], survey=BUSY[1], now=MONDAY_9
+    )
+    assert stopped == TargetState.SKIPPED
+    assert target(world, first.target_id).state == TargetState.SKIPPED  # queued ones were closed by the stop
