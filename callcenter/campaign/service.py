@@ -199,11 +199,12 @@ def record_attempt_result(
         return TargetState(target.state)
     campaign = get_campaign(session, campaign_id=target.campaign_id)
     rules = parse_rules(campaign.calling_rules)
-    by_outcome = dict(target.attempts_by_outcome or {})
+    previous = dict(target.attempts_by_outcome or {})
+    by_outcome = {**previous, **_bump(previous, outcome, survey)}  # including this attempt
     decision = decide(
         outcome=outcome,
         survey=survey,
-        attempts_by_key={**by_outcome, **_bump(by_outcome, outcome, survey)},
+        attempts_by_key=by_outcome,
         attempts_total=target.attempts + 1,
         now=now,
         policy=rules.retry,
@@ -213,9 +214,6 @@ def record_attempt_result(
     state, next_at = decision.state, decision.next_attempt_at
     if state == TargetState.QUEUED and CampaignStatus(campaign.status) in FINAL_STATUSES:
         state, next_at = TargetState.SKIPPED, None
-    by_outcome[outcome.value] = by_outcome.get(outcome.value, 0) + 1
-    if decision.key is not None and decision.key.value != outcome.value:
-        by_outcome[decision.key.value] = by_outcome.get(decision.key.value, 0) + 1
     moved = session.execute(
         update(CallTarget)
         .where(CallTarget.id == target_id, CallTarget.state == TargetState.IN_CALL.value)
@@ -234,16 +232,24 @@ def record_attempt_result(
         session.refresh(target)
         return TargetState(target.state)
     _release_phone(session, phone_hash=target.phone_hash, target_id=target_id, now=now, uncount=False)
+    to_replenish: set[tuple[int, int]] = set()
+    if state not in (TargetState.COMPLETED, TargetState.QUEUED):
+        to_replenish.add((target.campaign_id, target.agency_id))
     if state == TargetState.OPTED_OUT:
         # Never again, in any campaign: close every other queued target of this phone now.
+        queued = (CallTarget.phone_hash == target.phone_hash, CallTarget.state == TargetState.QUEUED.value)
+        to_replenish.update(
+            (c, a)
+            for c, a in session.execute(select(CallTarget.campaign_id, CallTarget.agency_id).where(*queued))
+        )
         session.execute(
             update(CallTarget)
-            .where(CallTarget.phone_hash == target.phone_hash, CallTarget.state == TargetState.QUEUED.value)
+            .where(*queued)
             .values(state=TargetState.OPTED_OUT.value, next_attempt_at=None, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-    if state not in (TargetState.COMPLETED, TargetState.QUEUED):
-        replenish(session, campaign_id=target.campaign_id, agency_id=target.agency_id, now=now)
+    for campaign_id, agency_id in sorted(to_replenish):
+        replenish(session, campaign_id=campaign_id, agency_id=agency_id, now=now)
     complete_if_done(session, campaign_id=target.campaign_id, now=now)
     session.flush()
     session.expire(target)

@@ -248,6 +248,7 @@ def test_opt_out_closes_every_campaign_for_that_phone(world: World) -> None:
     make_campaign(world, total=1, agencies=("SO-TP",))
     other = make_campaign(world, total=1, agencies=("SO-XD",))
     [due] = service.claim_due_targets(world.session, now=MONDAY_9, limit=5)
+    world.add_dossiers("SO-XD", 1, phone=lambda i: phone_for(556))  # someone else the other list can call
     state = service.record_attempt_result(
         world.session,
         target_id=due.target_id,
@@ -259,7 +260,8 @@ def test_opt_out_closes_every_campaign_for_that_phone(world: World) -> None:
     rest = world.session.scalars(
         select(CallTarget).where(CallTarget.campaign_id == other.id).execution_options(populate_existing=True)
     ).all()
-    assert [t.state for t in rest] == ["opted_out"]
+    assert [t.state for t in rest] == ["opted_out", "queued"]  # closed, and replaced in the same step
+    assert rest[1].phone_hash == world.cipher.phone_hash(phone_for(556)) and rest[1].wave == 1
 
 
 def test_phone_on_the_opt_out_list_is_never_claimed(world: World) -> None:
