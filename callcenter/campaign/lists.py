@@ -40,6 +40,7 @@ from callcenter.campaign.rules import parse_rules
 from callcenter.campaign.sampling import Pick, draw, late_quota
 from callcenter.campaign.schemas import CampaignSpec
 from callcenter.campaign.windows import describe
+from callcenter.core.clock import VN_TZ
 from callcenter.core.errors import ValidationError
 from callcenter.intake.models import Agency, Field
 
@@ -49,8 +50,8 @@ log = logging.getLogger(__name__)
 def create_campaign(session: Session, *, spec: CampaignSpec, actor: str, now: datetime) -> Campaign:
     """Validate a campaign, compute each agency's target and draw the call lists; status DRAFT.
 
-    Everything is checked before the first row is written, and the writes happen in one savepoint:
-    a bad spec leaves nothing behind.
+    The input is checked first; the rest (holiday seeding, populations, the draw, the inserts) runs in
+    one savepoint, so a bad spec or a policy that does not apply leaves nothing behind.
     """
     kind, params = parse_policy(spec.policy, spec.policy_params)
     rules = parse_rules(spec.calling_rules)
@@ -63,34 +64,35 @@ def create_campaign(session: Session, *, spec: CampaignSpec, actor: str, now: da
     agencies = _resolve_agencies(session, spec.agencies)
     field_ids = _resolve_fields(session, spec.fields)
 
-    ensure_years_seeded(session, years=range(spec.starts_at.year, spec.ends_at.year + 1))
-    calendar = rules.calendar(holiday_days(session, start=spec.starts_at, end=spec.ends_at))
-    first_open = calendar.next_open(max(spec.starts_at, now))
-    if first_open is None or first_open >= spec.ends_at:
-        raise ValidationError(
-            f"the calling windows ({describe(calendar.windows)}) never open between starts_at and ends_at "
-            "(holidays skipped)",
-            field="calling_rules.windows",
-        )
-
-    scope = Scope(
-        agency_ids=tuple(a.id for a in agencies),
-        field_ids=tuple(field_ids) if field_ids is not None else None,
-        returned_from=spec.returned_from,
-        returned_to=spec.returned_to,
-    )
-    pops = populations(session, scope)
-    needs_submitters = [a.id for a in agencies if _uses_submitter_rule(kind, params, a)]
-    subs = submissions(session, scope, needs_submitters)
-    units = {
-        a.id: UnitPopulation(pops[a.id].population, a.organisations_only, tuple(subs.get(a.id, ())))
-        for a in agencies
-    }
-    targets = compute_targets(kind, params, units)
-    candidates = eligible_candidates(session, scope, now=now, cooloff_days=rules.caps.cooloff_days)
-    seed = spec.seed if spec.seed is not None else secrets.randbits(62)
-
+    # One savepoint for every write (holiday seeding included): an error anywhere leaves nothing.
     with session.begin_nested():
+        ensure_years_seeded(session, years=range(_local_year(spec.starts_at), _local_year(spec.ends_at) + 1))
+        calendar = rules.calendar(holiday_days(session, start=spec.starts_at, end=spec.ends_at))
+        first_open = calendar.next_open(max(spec.starts_at, now))
+        if first_open is None or first_open >= spec.ends_at:
+            raise ValidationError(
+                f"the calling windows ({describe(calendar.windows)}) never open between starts_at and "
+                "ends_at (holidays skipped)",
+                field="calling_rules.windows",
+            )
+
+        scope = Scope(
+            agency_ids=tuple(a.id for a in agencies),
+            field_ids=tuple(field_ids) if field_ids is not None else None,
+            returned_from=spec.returned_from,
+            returned_to=spec.returned_to,
+        )
+        pops = populations(session, scope)
+        needs_submitters = [a.id for a in agencies if _uses_submitter_rule(kind, params, a)]
+        subs = submissions(session, scope, needs_submitters)
+        units = {
+            a.id: UnitPopulation(pops[a.id].population, a.organisations_only, tuple(subs.get(a.id, ())))
+            for a in agencies
+        }
+        targets = compute_targets(kind, params, units)
+        candidates = eligible_candidates(session, scope, now=now, cooloff_days=rules.caps.cooloff_days)
+        seed = spec.seed if spec.seed is not None else secrets.randbits(62)
+
         campaign = Campaign(
             name=spec.name,
             status=CampaignStatus.DRAFT.value,
@@ -163,6 +165,10 @@ def create_campaign(session: Session, *, spec: CampaignSpec, actor: str, now: da
         len(target_rows),
     )
     return campaign
+
+
+def _local_year(value: datetime) -> int:
+    return value.astimezone(VN_TZ).year
 
 
 def _uses_submitter_rule(kind: PolicyKind, params: PolicyParams, agency: Agency) -> bool:

@@ -9,7 +9,14 @@ import pytest
 from sqlalchemy import func, select
 
 from callcenter.campaign import service
-from callcenter.campaign.models import CallTarget, Campaign, CampaignAgencyTarget, CampaignEvent, Stratum
+from callcenter.campaign.models import (
+    CallTarget,
+    Campaign,
+    CampaignAgencyTarget,
+    CampaignEvent,
+    Holiday,
+    Stratum,
+)
 from callcenter.campaign.schemas import CampaignSpec, parse_spec
 from callcenter.core.errors import ValidationError
 from callcenter.core.models import OptOut
@@ -207,6 +214,7 @@ def test_bad_input_names_the_field_and_creates_nothing(
     assert err.value.field == field
     assert world.session.scalar(select(func.count()).select_from(Campaign)) == 0
     assert world.session.scalar(select(func.count()).select_from(CallTarget)) == 0
+    assert world.session.scalar(select(func.count()).select_from(Holiday)) == 0
 
 
 def test_spec_errors_name_the_field() -> None:
