@@ -1,6 +1,7 @@
 """Celery configuration (loaded by ``callcenter.celery_app``). Values come from the environment.
 
-Named queues: ``intake`` (one-stop sync), ``dialer`` (placing calls), ``events`` (call outcomes),
+Named queues: ``intake`` (one-stop sync), ``dialer`` (placing calls), ``dialer_control`` (the dialer's
+beat tasks), ``events`` (call outcomes),
 ``asr`` (transcribing comments), ``analysis`` (alerts, reports). Tasks take ids, re-read their rows and
 are idempotent, so ``acks_late`` is safe.
 """
@@ -28,9 +29,13 @@ include = [
     "callcenter.intake.tasks",
     "callcenter.analysis.tasks",
     "callcenter.campaign.tasks",
+    "callcenter.dialer.tasks",
 ]
 
 task_routes = {
+    # The dialer's periodic tasks get their own queue so thousands of place_call tasks never delay them.
+    "dialer.release_due": {"queue": "dialer_control"},
+    "dialer.reap": {"queue": "dialer_control"},
     "intake.*": {"queue": "intake"},
     "dialer.*": {"queue": "dialer"},
     "events.*": {"queue": "events"},
@@ -65,4 +70,17 @@ beat_schedule["campaign-tick"] = {
     "task": "campaign.tick",
     "schedule": 60.0,
     "options": {"queue": "events", "expires": 55},
+}
+
+# Dialer: release due targets every second (skips itself while a run is going, expires if stale),
+# and reap stuck attempts. Intervals come from the dialer's settings names.
+beat_schedule["dialer-release-due"] = {
+    "task": "dialer.release_due",
+    "schedule": float(os.environ.get("CALLCENTER_DIALER_RELEASE_INTERVAL_SECONDS", "1")),
+    "options": {"queue": "dialer_control", "expires": 5},
+}
+beat_schedule["dialer-reap"] = {
+    "task": "dialer.reap",
+    "schedule": float(os.environ.get("CALLCENTER_DIALER_REAP_INTERVAL_SECONDS", "10")),
+    "options": {"queue": "dialer_control", "expires": 30},
 }

@@ -198,6 +198,12 @@ class Pacer:
         )
         return wait_ms / 1000.0
 
+    def calls_in_last_second(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        """Permits taken in the last 1000 ms per rated scope (metrics, benchmark)."""
+        seconds, micros = self.redis.time()  # type: ignore[misc]
+        now_ms = seconds * 1000 + micros / 1000
+        return {s.name: int(self.redis.zcount(self.keys.rate(s), now_ms - 1000, "+inf")) for s in scopes}
+
     # A non-blocking lock so periodic tasks skip rather than pile up.
     def try_lock(self, name: str, *, ttl_seconds: float) -> str | None:
         token = uuid.uuid4().hex

@@ -1,0 +1,324 @@
+"""The trunk owner: the one process that holds the trunk connections and follows every call.
+
+Run it with ``callcenter ami-owner`` (one per machine that may reach the PBXs; several owners may
+share a server's outbox, see below). Why one owner rather than every Celery worker connecting to
+the AMI is argued in :mod:`callcenter.dialer.adapters.asterisk`. For the simulator trunk, the owner
+hosts the simulated exchange the same way, so tests and the benchmark run the production path.
+
+The outbox is a Redis list per server holding attempt ids that a ``dialer.place_call`` task claimed
+(CLAIMED, with a channel lease). For each id the owner
+
+1. takes a calls-per-second permit (waiting as long as Redis says),
+2. moves the attempt CLAIMED → DIALING and **commits before** the originate leaves — so an attempt
+   can reach the trunk at most once: a second owner, a re-pushed id or the reaper all lose that CAS,
+3. originates, then turns the trunk's events into RINGING / IN_SURVEY / FINISHED (CAS each), and
+   releases the channel lease when the call is over.
+
+Losing the outbox (Redis restarted) loses nothing: the reaper finds CLAIMED attempts that never
+moved and gives their targets back. While it runs, the owner renews the leases of its live calls
+and publishes which calls it follows, so the reaper can tell a long survey from a lost call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.orm import Session
+
+from callcenter.core.db import session_scope
+from callcenter.core.outcomes import CallOutcome
+from callcenter.core.runtime import Runtime
+from callcenter.dialer import metrics, service
+from callcenter.dialer.adapters.asterisk import AsteriskTrunk
+from callcenter.dialer.adapters.base import DialRequest, OriginateRefused, OwnedTrunk, TrunkUnavailable
+from callcenter.dialer.adapters.simulator import IvrSurveyRunner, SimulatedExchange
+from callcenter.dialer.pacing import AsyncPacer, Scope
+from callcenter.dialer.settings import DialerSettings
+from callcenter.dialer.trunks import RedisKeys, TrunkServer, scopes, server_named, servers
+from callcenter.ivr.questionnaire import load_questionnaire
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class FollowedCall:
+    attempt_id: int
+    channel_id: str
+    server: TrunkServer
+    scopes: list[Scope]
+
+
+class TrunkOwner:
+    """Reads the outbox of each server, originates, and reports every call's progress (CallEvents)."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        settings: DialerSettings,
+        trunks: dict[str, OwnedTrunk],
+        redis: aioredis.Redis,
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.trunks = trunks
+        self.redis = redis
+        self.executor = executor
+        self.keys = RedisKeys(settings.redis_prefix)
+        self.pacer = AsyncPacer(redis, prefix=settings.redis_prefix, cps_margin_ms=settings.cps_margin_ms)
+        self.calls: dict[int, FollowedCall] = {}
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = asyncio.Event()
+
+    # --- database on worker threads ------------------------------------------------------------------
+
+    async def _db(self, func: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with session_scope(self.runtime.sessions) as session:
+                return func(session)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+
+    def _now(self):  # type: ignore[no-untyped-def]
+        return self.runtime.clock.now()
+
+    # --- life cycle ------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Start every trunk, settle calls left by an earlier owner, then serve until :meth:`stop`."""
+        for name, trunk in self.trunks.items():
+            await trunk.start(self)
+            await self._settle_survivors(server_named(self.settings, name), trunk)
+        tasks = [
+            asyncio.create_task(
+                self._consume(server_named(self.settings, name), trunk), name=f"outbox-{name}"
+            )
+            for name, trunk in self.trunks.items()
+        ]
+        tasks.append(asyncio.create_task(self._heartbeat(), name="owner-heartbeat"))
+        try:
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for trunk in self.trunks.values():
+                await trunk.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _settle_survivors(self, server: TrunkServer, trunk: OwnedTrunk) -> None:
+        """Attempts an earlier owner of this server left live: follow those the trunk still has."""
+        survivors = await self._db(partial(service.live_attempts_on, trunk=server.kind, server=server.name))
+        if not survivors:
+            return
+        live = await trunk.live_channels()
+        for attempt in survivors:
+            if live is not None and attempt.channel_id in live:
+                self.calls[attempt.id] = FollowedCall(
+                    attempt.id, attempt.channel_id or "", server, scopes(self.settings, server)
+                )
+                await trunk.adopt(attempt.channel_id or "", attempt.id)
+                continue
+            await self.ended(
+                attempt.id,
+                CallOutcome.FAILED,
+                detail="call not found on the trunk when a new owner started; not re-sent",
+            )
+        log.info("owner %s: %d surviving attempts settled on %s", self.identity, len(survivors), server.name)
+
+    # --- the outbox ------------------------------------------------------------------------------------
+
+    async def _consume(self, server: TrunkServer, trunk: OwnedTrunk) -> None:
+        key = self.keys.outbox(server)
+        while not self._stop.is_set():
+            try:
+                item = await self.redis.blpop([key], timeout=1)
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                await asyncio.sleep(0.5)  # Redis restarting: the reaper re-queues what was lost
+                continue
+            if item is None:
+                continue
+            try:
+                await self._dial(server, trunk, int(item[1]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("owner: could not dial attempt %s", item[1])
+
+    async def _dial(self, server: TrunkServer, trunk: OwnedTrunk, attempt_id: int) -> None:
+        call_scopes = scopes(self.settings, server)
+        while True:
+            wait = await self.pacer.take_call_permit(call_scopes)
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        connected = getattr(trunk, "connected", True)
+        request = await self._db(partial(self._prepare, attempt_id=attempt_id, connected=connected))
+        if request is None:
+            return
+        self.calls[attempt_id] = FollowedCall(attempt_id, request.channel_id, server, call_scopes)
+        metrics.CALLS_PLACED.labels(server.kind, server.name).inc()
+        metrics.IN_FLIGHT.labels(server.kind, server.name).inc()
+        try:
+            await trunk.originate(request)
+        except (TrunkUnavailable, OriginateRefused) as exc:
+            await self.ended(attempt_id, CallOutcome.FAILED, detail=f"originate failed: {exc}")
+
+    def _prepare(self, session: Session, *, attempt_id: int, connected: bool) -> DialRequest | None:
+        attempt = service.get_attempt(session, attempt_id=attempt_id)
+        if attempt is None or attempt.status is not service.S.CLAIMED:
+            return None  # already dialled, cancelled or reaped: never twice
+        now = self._now()
+        if not connected:
+            service.give_back(
+                session,
+                attempt=attempt,
+                now=now,
+                retry_after=timedelta(seconds=self.settings.throttle_retry_seconds),
+                detail="trunk not connected",
+            )
+            return None
+        request = service.dial_request(session, attempt=attempt, cipher=self.runtime.cipher)
+        if not service.mark_dialing(session, attempt_id=attempt_id, now=now):
+            return None
+        return request
+
+    # --- CallEvents ------------------------------------------------------------------------------------
+
+    async def ringing(self, attempt_id: int) -> None:
+        await self._db(partial(service.mark_ringing, attempt_id=attempt_id, now=self._now()))
+
+    async def answered(self, attempt_id: int) -> None:
+        await self._db(partial(service.mark_answered, attempt_id=attempt_id, now=self._now()))
+
+    async def ended(
+        self, attempt_id: int, outcome: CallOutcome, *, cause: int | None = None, detail: str | None = None
+    ) -> None:
+        won = await self._db(
+            partial(
+                service.finish_attempt,
+                attempt_id=attempt_id,
+                outcome=outcome,
+                hangup_cause=cause,
+                detail=detail,
+                now=self._now(),
+            )
+        )
+        call = self.calls.pop(attempt_id, None)
+        if call is not None:
+            metrics.IN_FLIGHT.labels(call.server.kind, call.server.name).dec()
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                await self.pacer.release_channel(attempt_id=attempt_id, scopes=call.scopes)
+        if won:
+            metrics.OUTCOMES.labels(outcome.value).inc()
+
+    # --- heartbeat -------------------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = min(5.0, self.settings.lease_seconds / 3)
+        while not self._stop.is_set():
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                await self._publish(interval)
+            await asyncio.sleep(interval)
+
+    async def _publish(self, interval: float) -> None:
+        by_server: dict[str, list[FollowedCall]] = {name: [] for name in self.trunks}
+        for call in list(self.calls.values()):
+            by_server.setdefault(call.server.name, []).append(call)
+        for name, calls in by_server.items():
+            server = server_named(self.settings, name)
+            if calls:
+                await self.pacer.renew_channels(
+                    attempt_ids=[c.attempt_id for c in calls],
+                    scopes=calls[0].scopes,
+                    ttl_seconds=self.settings.lease_seconds,
+                )
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.delete(self.keys.owner_calls(server))
+            if calls:
+                pipe.hset(self.keys.owner_calls(server), mapping={c.attempt_id: c.channel_id for c in calls})
+            pipe.set(self.keys.owner_alive(server), self.identity, ex=max(2, int(interval * 3)))
+            await pipe.execute()
+
+
+def build_owned_trunks(
+    runtime: Runtime,
+    settings: DialerSettings,
+    *,
+    redis: aioredis.Redis,
+    executor: ThreadPoolExecutor,
+    questionnaire_path: str | None = None,
+) -> dict[str, OwnedTrunk]:
+    """One trunk object per server of the configured trunk (AMI connections, or the simulator)."""
+    if settings.trunk == "asterisk":
+        return {
+            s.name: AsteriskTrunk(
+                s,
+                context=settings.asterisk_context,
+                exten=settings.asterisk_exten,
+                caller_id=settings.asterisk_caller_id,
+                originate_timeout_ms=settings.originate_timeout_ms,
+                reconnect_max_seconds=settings.ami_reconnect_max_seconds,
+            )
+            for s in settings.asterisk_servers
+        }
+    if settings.trunk == "simulator":
+        keys = RedisKeys(settings.redis_prefix)
+        runner = IvrSurveyRunner(
+            sessions=runtime.sessions,
+            clock=runtime.clock,
+            questionnaire=load_questionnaire(Path(questionnaire_path) if questionnaire_path else None),
+            executor=executor,
+        )
+        server = servers(settings)[0]
+        return {
+            server.name: SimulatedExchange(
+                server=server.name,
+                profile=settings.simulator_profile,
+                time_factor=settings.simulator_time_factor,
+                seed=settings.simulator_seed,
+                survey=runner,
+                redis=redis,
+                call_log_key=keys.simulator_log(),
+            )
+        }
+    raise ValueError(f"the {settings.trunk} trunk needs no owner: its calls are placed by the workers")
+
+
+async def run_owner(runtime: Runtime, settings: DialerSettings, *, stop: asyncio.Event | None = None) -> None:
+    """Run a trunk owner until ``stop`` is set (or SIGTERM/SIGINT when run from the CLI)."""
+    client = aioredis.Redis.from_url(runtime.settings.redis_url, socket_connect_timeout=5)
+    executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="owner-db")
+    try:
+        trunks = build_owned_trunks(runtime, settings, redis=client, executor=executor)
+        owner = TrunkOwner(runtime=runtime, settings=settings, trunks=trunks, redis=client, executor=executor)
+        if stop is not None:
+            waiter = asyncio.create_task(stop.wait())
+            waiter.add_done_callback(lambda _t: owner.stop())
+        else:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, owner.stop)
+        await owner.run()
+    finally:
+        executor.shutdown(wait=True)
+        await client.aclose()

@@ -1,0 +1,276 @@
+"""The dialer's database work: releasing due targets as attempts, moving attempts, finishing them.
+
+Keyword-only functions on an explicit session; none of them commits (the task, the trunk owner or
+the HTTP request does). Every status change goes through :func:`callcenter.dialer.state.compare_and_set`,
+and the campaign hears about an attempt exactly once: in the transaction that won the move to FINISHED
+(``record_attempt_result``) or to CANCELLED before any call (``release_target``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from callcenter.campaign.service import DueTarget, claim_due_targets, record_attempt_result, release_target
+from callcenter.core.outcomes import CallOutcome, SurveyOutcome
+from callcenter.core.phones import national_format
+from callcenter.core.pii import PiiCipher
+from callcenter.dialer.adapters.base import DialRequest
+from callcenter.dialer.models import AttemptStatus, CallAttempt
+from callcenter.dialer.state import ACTIVE_STATUSES, LIVE_STATUSES, compare_and_set
+from callcenter.intake.models import Dossier
+from callcenter.ivr.service import survey_outcome_for_attempt
+
+S = AttemptStatus
+_ANSWERED_LIKE = frozenset({CallOutcome.ANSWERED, CallOutcome.DROPPED, CallOutcome.MACHINE})
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRef:
+    """The few columns a task needs to act on an attempt (ORM objects never cross a task boundary)."""
+
+    id: int
+    target_id: int
+    campaign_id: int
+    dossier_id: int
+    status: AttemptStatus
+    trunk: str | None
+    server: str | None
+    channel_id: str | None
+    updated_at: datetime
+    answered_at: datetime | None
+
+
+_REF_COLUMNS = (
+    CallAttempt.id,
+    CallAttempt.target_id,
+    CallAttempt.campaign_id,
+    CallAttempt.dossier_id,
+    CallAttempt.status,
+    CallAttempt.trunk,
+    CallAttempt.server,
+    CallAttempt.channel_id,
+    CallAttempt.updated_at,
+    CallAttempt.answered_at,
+)
+
+
+def _ref(row: Sequence[object]) -> AttemptRef:
+    values = list(row)
+    values[4] = AttemptStatus(str(values[4]))
+    return AttemptRef(*values)  # type: ignore[arg-type]
+
+
+def get_attempt(session: Session, *, attempt_id: int) -> AttemptRef | None:
+    row = session.execute(select(*_REF_COLUMNS).where(CallAttempt.id == attempt_id)).one_or_none()
+    return None if row is None else _ref(row)
+
+
+def count_active_attempts(session: Session) -> int:
+    """Attempts not yet final: each holds (or is about to hold) a channel."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(CallAttempt)
+            .where(CallAttempt.status.in_([s.value for s in ACTIVE_STATUSES]))
+        )
+        or 0
+    )
+
+
+def release_due_attempts(session: Session, *, now: datetime, limit: int, trunk: str) -> list[int]:
+    """Claim up to ``limit`` due targets from the campaigns and create one QUEUED attempt for each.
+
+    The caller commits, *then* sends one ``dialer.place_call`` per returned id: a task must never
+    run before the row it names exists.
+    """
+    targets = claim_due_targets(session, now=now, limit=limit)
+    return create_attempts(session, targets=targets, trunk=trunk, now=now)
+
+
+def create_attempts(
+    session: Session, *, targets: Sequence[DueTarget], trunk: str, now: datetime
+) -> list[int]:
+    if not targets:
+        return []
+    rows = [
+        {
+            "target_id": t.target_id,
+            "campaign_id": t.campaign_id,
+            "dossier_id": t.dossier_id,
+            "trunk": trunk,
+            "channel_id": str(uuid.uuid4()),  # the AMI ChannelId, known before any originate
+            "status": S.QUEUED.value,
+            "created_at": now,
+            "updated_at": now,
+            "error_count": 0,
+        }
+        for t in targets
+    ]
+    result = session.execute(insert(CallAttempt).returning(CallAttempt.id), rows)
+    return [int(r[0]) for r in result]
+
+
+def claim_attempt(
+    session: Session, *, attempt_id: int, worker: str, server: str, lease_expires_at: datetime, now: datetime
+) -> bool:
+    """QUEUED → CLAIMED by one worker holding a channel lease on ``server``."""
+    return compare_and_set(
+        session,
+        attempt_id=attempt_id,
+        expected=S.QUEUED,
+        new=S.CLAIMED,
+        now=now,
+        claimed_by=worker,
+        server=server,
+        lease_expires_at=lease_expires_at,
+    )
+
+
+def give_back(
+    session: Session,
+    *,
+    attempt: AttemptRef,
+    now: datetime,
+    retry_after: timedelta,
+    detail: str,
+) -> bool:
+    """Cancel an attempt that never reached the trunk and hand its target back without using a retry."""
+    expected = frozenset({S.QUEUED, S.CLAIMED})
+    if not compare_and_set(
+        session,
+        attempt_id=attempt.id,
+        expected=expected,
+        new=S.CANCELLED,
+        now=now,
+        detail=detail,
+        ended_at=now,
+    ):
+        return False
+    release_target(session, target_id=attempt.target_id, now=now, retry_at=now + retry_after)
+    return True
+
+
+def mark_dialing(session: Session, *, attempt_id: int, now: datetime) -> bool:
+    """CLAIMED → DIALING, committed *before* the originate leaves: from here on a call may exist."""
+    return compare_and_set(
+        session, attempt_id=attempt_id, expected=S.CLAIMED, new=S.DIALING, now=now, dialed_at=now
+    )
+
+
+def set_provider_call_id(session: Session, *, attempt_id: int, provider_call_id: str) -> None:
+    """Keep the provider's id (Twilio CallSid) for callbacks and the reaper."""
+    session.execute(
+        update(CallAttempt)
+        .where(CallAttempt.id == attempt_id)
+        .values(channel_id=provider_call_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_ringing(session: Session, *, attempt_id: int, now: datetime) -> bool:
+    return compare_and_set(session, attempt_id=attempt_id, expected=S.DIALING, new=S.RINGING, now=now)
+
+
+def mark_answered(session: Session, *, attempt_id: int, now: datetime) -> bool:
+    return compare_and_set(
+        session,
+        attempt_id=attempt_id,
+        expected=frozenset({S.DIALING, S.RINGING}),
+        new=S.IN_SURVEY,
+        now=now,
+        answered_at=now,
+    )
+
+
+def finish_attempt(
+    session: Session,
+    *,
+    attempt_id: int,
+    outcome: CallOutcome,
+    now: datetime,
+    hangup_cause: int | None = None,
+    detail: str | None = None,
+) -> bool:
+    """A live attempt → FINISHED with its outcome, and the campaign told, exactly once.
+
+    The survey outcome comes from the IVR's records for this attempt. A call we lost track of
+    (``FAILED``) that nevertheless has survey answers was answered and cut: it becomes ``DROPPED``.
+    """
+    attempt = get_attempt(session, attempt_id=attempt_id)
+    if attempt is None or attempt.status not in LIVE_STATUSES:
+        return False
+    survey = SurveyOutcome.NONE
+    if outcome in _ANSWERED_LIKE or outcome is CallOutcome.FAILED or attempt.answered_at is not None:
+        survey = survey_outcome_for_attempt(session, attempt_id=attempt_id)
+        if outcome is CallOutcome.FAILED and survey is not SurveyOutcome.NONE:
+            outcome = CallOutcome.DROPPED
+    won = compare_and_set(
+        session,
+        attempt_id=attempt_id,
+        expected=LIVE_STATUSES,
+        new=S.FINISHED,
+        now=now,
+        outcome=outcome.value,
+        survey_outcome=survey.value,
+        hangup_cause=hangup_cause,
+        detail=detail,
+        ended_at=now,
+    )
+    if won:
+        record_attempt_result(session, target_id=attempt.target_id, outcome=outcome, survey=survey, now=now)
+    return won
+
+
+def dial_request(session: Session, *, attempt: AttemptRef, cipher: PiiCipher) -> DialRequest:
+    """What the trunk needs to place the call: the clear number, decrypted only here."""
+    phone_enc = session.scalar(select(Dossier.phone_enc).where(Dossier.id == attempt.dossier_id))
+    if phone_enc is None:
+        raise LookupError(f"dossier {attempt.dossier_id} of call attempt {attempt.id} has no phone")
+    return DialRequest(
+        attempt_id=attempt.id,
+        dossier_id=attempt.dossier_id,
+        channel_id=attempt.channel_id or "",
+        number=national_format(cipher.decrypt(phone_enc)),
+        server=attempt.server or "",
+    )
+
+
+def stale_attempts(
+    session: Session, *, status: AttemptStatus, older_than: datetime, limit: int = 500
+) -> list[AttemptRef]:
+    """Attempts that have sat in ``status`` since before ``older_than`` (the reaper's work list)."""
+    rows = session.execute(
+        select(*_REF_COLUMNS)
+        .where(CallAttempt.status == status.value, CallAttempt.updated_at < older_than)
+        .order_by(CallAttempt.updated_at)
+        .limit(limit)
+    ).all()
+    return [_ref(r) for r in rows]
+
+
+def live_attempts_on(session: Session, *, trunk: str, server: str) -> list[AttemptRef]:
+    """Attempts a trunk owner of ``server`` may have a call for (used when an owner starts)."""
+    rows = session.execute(
+        select(*_REF_COLUMNS).where(
+            CallAttempt.trunk == trunk,
+            CallAttempt.server == server,
+            CallAttempt.status.in_([s.value for s in LIVE_STATUSES]),
+        )
+    ).all()
+    return [_ref(r) for r in rows]
+
+
+def touch_queued(session: Session, *, attempt_id: int, now: datetime) -> None:
+    """Restart a QUEUED attempt's clock when its task is sent again (the reaper re-sends lost tasks)."""
+    session.execute(
+        update(CallAttempt)
+        .where(CallAttempt.id == attempt_id, CallAttempt.status == S.QUEUED.value)
+        .values(updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
