@@ -343,23 +343,32 @@ def _collect(
     agency_id: int | None,
     field_id: int | None,
     channel: str | None,
-    with_calls: bool = True,
+    answers_only: bool = False,
 ) -> tuple[dict[GroupKey, _Counts], _Counts]:
+    """Aggregate the period's cells; ``answers_only`` (for comparisons) skips dossiers, calls, reasons."""
     by_field = "field" in group_by
     buckets: dict[GroupKey, _Counts] = defaultdict(_Counts)
     total = _Counts()
     channels_of_rows = [channel] if channel else None
 
-    eligible = _eligible_cells(
-        session, period=period, by_field=by_field, agency_id=agency_id, field_id=field_id
+    eligible = (
+        []
+        if answers_only
+        else _eligible_cells(
+            session, period=period, by_field=by_field, agency_id=agency_id, field_id=field_id
+        )
     )
     responses = _response_cells(
         session, period=period, by_field=by_field, agency_id=agency_id, field_id=field_id, channel=channel
     )
-    reasons = _reason_cells(
-        session, period=period, by_field=by_field, agency_id=agency_id, field_id=field_id, channel=channel
+    reasons = (
+        []
+        if answers_only
+        else _reason_cells(
+            session, period=period, by_field=by_field, agency_id=agency_id, field_id=field_id, channel=channel
+        )
     )
-    calls_wanted = with_calls and channel in (None, ResponseChannel.CALL.value)
+    calls_wanted = not answers_only and channel in (None, ResponseChannel.CALL.value)
     calls = (
         _call_cells(session, period=period, by_field=by_field, agency_id=agency_id, field_id=field_id)
         if calls_wanted
@@ -591,17 +600,20 @@ def summarise(
             agency_id=agency_id,
             field_id=field_id,
             channel=channel,
-            with_calls=False,
+            answers_only=True,
         )
-        year_buckets, year_total = _collect(
-            session,
-            period=period.same_last_year(),
-            group_by=dims,
-            agency_id=agency_id,
-            field_id=field_id,
-            channel=channel,
-            with_calls=False,
-        )
+        if period.same_last_year() == period.previous():  # a year: both comparisons are the year before
+            year_buckets, year_total = prev_buckets, prev_total
+        else:
+            year_buckets, year_total = _collect(
+                session,
+                period=period.same_last_year(),
+                group_by=dims,
+                agency_id=agency_id,
+                field_id=field_id,
+                channel=channel,
+                answers_only=True,
+            )
 
     agency_eligible: dict[int, int] = defaultdict(int)
     for (a, _s), n in total.eligible.items():
