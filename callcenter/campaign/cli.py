@@ -149,9 +149,18 @@ def _parse_local(text: str, option: str) -> str:
         ) from None
 
 
+NOTE_OPTION = typer.Option(None, "--note", help="Why (recorded with the change).")
+VERBS: dict[str, Any] = {
+    "start": service.start_campaign,
+    "pause": service.pause_campaign,
+    "resume": service.resume_campaign,
+    "stop": service.stop_campaign,
+}
+
+
 def _transition(action: str, campaign_id: int, actor: str | None, note: str | None) -> None:
     with _unit_of_work() as (session, runtime):
-        func = getattr(service, f"{action}_campaign")
+        func = VERBS[action]
         kwargs: dict[str, Any] = {
             "campaign_id": campaign_id,
             "actor": _actor(actor),
@@ -161,9 +170,6 @@ def _transition(action: str, campaign_id: int, actor: str | None, note: str | No
             kwargs["note"] = note
         campaign = func(session, **kwargs)
         console.print(f"Chiến dịch #{campaign.id}: [bold]{campaign.status}[/bold]")
-
-
-NOTE_OPTION = typer.Option(None, "--note", help="Why (recorded with the change).")
 
 
 @app.command("start")

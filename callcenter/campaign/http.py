@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, UploadFile, status
@@ -52,8 +52,9 @@ def _http_error(exc: CallCenterError) -> HTTPException:
     return HTTPException(status.HTTP_400_BAD_REQUEST, str(exc))
 
 
-def _now(request: Request) -> Any:
-    return request.app.state.runtime.clock.now()
+def _now(request: Request) -> datetime:
+    now: datetime = request.app.state.runtime.clock.now()
+    return now
 
 
 @router.get("/holidays", response_model=list[HolidayOut], summary="List the holiday calendar")
@@ -99,13 +100,14 @@ def delete_holiday(
     summary="Import a do-not-call list (CSV of phones)",
     responses=ERROR_RESPONSES,
 )
-async def post_opt_outs(
+def post_opt_outs(
     request: Request,
     file: UploadFile,
     session: Session = Depends(get_session),
     _: Principal = Depends(operator),
 ) -> OptOutImportOut:
-    raw = await file.read()
+    # A plain def: FastAPI runs it in its thread pool, so the database work never blocks the event loop.
+    raw = file.file.read()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
