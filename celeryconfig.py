@@ -27,6 +27,7 @@ broker_transport_options = {"visibility_timeout": 3600}
 
 include = [
     "callcenter.intake.tasks",
+    "callcenter.asr.tasks",
     "callcenter.analysis.tasks",
     "callcenter.campaign.tasks",
     "callcenter.dialer.tasks",
@@ -83,4 +84,11 @@ beat_schedule["dialer-reap"] = {
     "task": "dialer.reap",
     "schedule": float(os.environ.get("CALLCENTER_DIALER_REAP_INTERVAL_SECONDS", "10")),
     "options": {"queue": "dialer_control", "expires": 30},
+}
+
+# Speech: transcribe recorded comments left pending (a task lost, or sent before a worker had an engine).
+beat_schedule["asr-transcribe-pending"] = {
+    "task": "asr.transcribe_pending",
+    "schedule": float(os.environ.get("CALLCENTER_ASR_SWEEP_INTERVAL_SECONDS", "60")),
+    "options": {"queue": "asr", "expires": 55},
 }
