@@ -282,7 +282,6 @@ def build_owned_trunks(
             for s in settings.asterisk_servers
         }
     if settings.trunk == "simulator":
-        keys = RedisKeys(settings.redis_prefix)
         runner = IvrSurveyRunner(
             sessions=runtime.sessions,
             clock=runtime.clock,
@@ -297,8 +296,7 @@ def build_owned_trunks(
                 time_factor=settings.simulator_time_factor,
                 seed=settings.simulator_seed,
                 survey=runner,
-                redis=redis,
-                call_log_key=keys.simulator_log(),
+                call_log=settings.simulator_call_log,
             )
         }
     raise ValueError(f"the {settings.trunk} trunk needs no owner: its calls are placed by the workers")

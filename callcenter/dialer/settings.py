@@ -10,6 +10,7 @@ Lists such as the Asterisk pool are JSON in the environment, e.g.::
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -117,6 +118,7 @@ class DialerSettings(BaseSettings):
     simulator_max_channels: int = Field(default=30, ge=1)
     simulator_profile: SimulatorProfile = Field(default_factory=SimulatorProfile)
     simulator_seed: int = 1022
+    simulator_call_log: Path | None = None  # JSON lines, one per call placed (tests, benchmark)
 
     # Operators.
     metrics_port: int = Field(default=9108, ge=0)  # 0 = no metrics endpoint

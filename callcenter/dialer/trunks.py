@@ -65,7 +65,3 @@ class RedisKeys:
     def owner_alive(self, server: TrunkServer) -> str:
         """Present while the owner of ``server`` is alive (expires when it dies)."""
         return f"{self.prefix}owner:{server.kind}:{server.name}:alive"
-
-    def simulator_log(self) -> str:
-        """Every call the simulated exchange placed (a list of JSON records; tests and benchmark)."""
-        return f"{self.prefix}sim:calls"

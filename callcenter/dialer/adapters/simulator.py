@@ -6,8 +6,9 @@ seconds pass per real second). On answer it drives the **real** IVR: the survey 
 (:class:`ScriptedCitizen`) who presses keys, stays silent, hangs up, opts out or speaks. The demo,
 the dialer's tests and the benchmark place their calls here.
 
-Every call it places is appended to a Redis list (``RedisKeys.simulator_log``) so tests can prove
-that no attempt was dialled twice and no dossier had two calls at once.
+Every call it places can be appended to a JSON-lines file (``CALLCENTER_DIALER_SIMULATOR_CALL_LOG``),
+the exchange's own record of what went out, so tests can prove that no attempt was dialled twice and
+no dossier was called twice (a file, not Redis: the chaos tests restart Redis).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from functools import partial
+from pathlib import Path
 
-import redis.asyncio as aioredis
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.core.clock import Clock
@@ -185,16 +186,14 @@ class SimulatedExchange:
         time_factor: float,
         seed: int,
         survey: SurveyRunner,
-        redis: aioredis.Redis | None = None,
-        call_log_key: str | None = None,
+        call_log: Path | None = None,
     ) -> None:
         self.server = server
         self.profile = profile
         self.clock = SimClock(time_factor)
         self.seed = seed
         self.survey = survey
-        self.redis = redis
-        self.call_log_key = call_log_key
+        self.call_log = call_log.open("a", encoding="utf-8", buffering=1) if call_log else None
         self._events: CallEvents | None = None
         self._live: dict[str, asyncio.Task[None]] = {}
         behaviours = profile.behaviour_weights
@@ -205,10 +204,10 @@ class SimulatedExchange:
         self._events = events
 
     async def originate(self, request: DialRequest) -> None:
-        if self.redis is not None and self.call_log_key:
+        if self.call_log is not None:
             record = {"attempt_id": request.attempt_id, "dossier_id": request.dossier_id,
                       "channel_id": request.channel_id, "t": time.time()}  # fmt: skip
-            await self.redis.rpush(self.call_log_key, json.dumps(record))
+            self.call_log.write(json.dumps(record) + "\n")
         task = asyncio.create_task(self._call(request), name=f"sim-call-{request.attempt_id}")
         self._live[request.channel_id] = task
         task.add_done_callback(lambda _t: self._live.pop(request.channel_id, None))
@@ -280,3 +279,5 @@ class SimulatedExchange:
             task.cancel()
         if self._live:
             await asyncio.gather(*self._live.values(), return_exceptions=True)
+        if self.call_log is not None:
+            self.call_log.close()
