@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from callcenter.asr.understand import DEFAULT_CONFIRM_THRESHOLD
@@ -32,5 +32,29 @@ class AsrSettings(BaseSettings):
     pool_workers: int = Field(default=1, ge=1, le=16)
     # Seconds one utterance may take before the call goes on without it (keys instead).
     timeout_seconds: float = Field(default=10.0, gt=0.0)
-    # Where relative recording_ref paths of comment recordings are resolved.
-    recordings_dir: Path | None = None
+    # Where relative recording_ref paths of comment recordings are resolved (Asterisk writes
+    # absolute paths; the IVR's CALLCENTER_IVR_RECORDINGS_DIR is accepted too).
+    recordings_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CALLCENTER_ASR_RECORDINGS_DIR", "CALLCENTER_IVR_RECORDINGS_DIR"),
+    )
+    # Twilio recordings are downloaded with the account's credentials (the dialer's settings).
+    twilio_account_sid: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "CALLCENTER_ASR_TWILIO_ACCOUNT_SID", "CALLCENTER_DIALER_TWILIO_ACCOUNT_SID"
+        ),
+    )
+    twilio_auth_token: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices(
+            "CALLCENTER_ASR_TWILIO_AUTH_TOKEN", "CALLCENTER_DIALER_TWILIO_AUTH_TOKEN"
+        ),
+    )
+    # How many pending comments one sweep transcribes (the sweep runs every minute on the asr queue).
+    sweep_batch: int = Field(default=20, ge=1, le=1000)
+
+    @property
+    def twilio_auth(self) -> tuple[str, str] | None:
+        token = self.twilio_auth_token.get_secret_value()
+        return (self.twilio_account_sid, token) if self.twilio_account_sid and token else None
