@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--dossiers", type=int, default=5000, help="how many synthetic dossiers to serve")
     parser.add_argument("--seed", type=int, default=1022)
-    parser.add_argument("--agencies", type=int, default=30, help="number of agencies (1-48)")
+    parser.add_argument("--agencies", type=int, default=30, help="number of agencies (1-42)")
     parser.add_argument("--token", default="dev-token", help="the bearer token clients must send")
     parser.add_argument("--bad-share", type=float, default=0.01, help="share of defective records")
     parser.add_argument("--rate-limited", type=int, default=0, help="answer the first N requests with 429")

@@ -1,16 +1,21 @@
-"""The import pipeline: connector rows → normalise → seal → upsert in batches; bad rows → quarantine.
+"""The import pipeline: connector rows → screen → normalise → seal → upsert in batches.
 
 A bad row never aborts an import and is never dropped: it is quarantined with its reference, field
-and reason. Duplicate codes within one import:
-- ``on_duplicate="quarantine"`` (files): the first valid occurrence wins, later ones are quarantined
-  with the row of the first. An export listing one dossier twice is a data error worth seeing.
-- ``on_duplicate="last_wins"`` (API sync): a record updated while we page through the results can
-  legitimately come twice; the later copy is newer, so it wins.
+and reason. Each batch goes through:
 
-Preparing a batch (normalise + encrypt + hash + COPY text) is pure CPU work. With ``workers > 0`` it
-runs in that many worker processes while this process reads the source and talks to the database,
-because a million-row file takes about 40 µs of Python per row and one core cannot do 50,000 rows/s.
-Batches are consumed in order, so counts, duplicate handling and row references do not depend on it.
+1. *Screening* (this process, in row order): rows the reader could not split are rejected;
+   duplicate codes are handled by policy; on a re-import, rows whose raw content is already
+   stored (``service.find_unchanged``) are counted as unchanged and skip all further work.
+   - ``on_duplicate="quarantine"`` (files): the first occurrence of a code in the file wins, valid
+     or not; later ones are quarantined naming the first row. A file listing a dossier twice is a
+     data error worth seeing, and "first wins" does not depend on which copy happens to be valid.
+   - ``on_duplicate="last_wins"`` (API sync): a record updated while we page through the results
+     can legitimately come twice; the later copy is newer, so it wins.
+2. *Preparation* (pure CPU: normalise, encrypt, hash, COPY text): in this process, or with
+   ``workers > 0`` in worker processes while this one reads the source and talks to the database.
+   A row costs ~30-40 µs of Python to prepare, so one core cannot reach 50,000 rows/s. Batches are
+   consumed in order, so counts and row references do not depend on the number of workers.
+3. *Upsert* of the good rows and quarantine of the rejected ones, in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -30,18 +35,21 @@ from sqlalchemy.orm import Session
 from callcenter.core.pii import PiiCipher
 from callcenter.intake.adapters.base import Connector, SourceRow
 from callcenter.intake.adapters.onestop_api import OneStopApiClient
-from callcenter.intake.mapping import MappingConfig
+from callcenter.intake.mapping import MappingConfig, values_dict
 from callcenter.intake.models import ImportRun
-from callcenter.intake.normalise import DossierRecord, FieldError, Rules, normalise_record
+from callcenter.intake.normalise import DossierRecord, FieldError, Rules, clean_code, normalise_record
 from callcenter.intake.sealing import SealedDossier, Sealer, copy_line
 from callcenter.intake.service import (
     ImportCounts,
+    ReferenceCache,
     Rejection,
     StagedBatch,
+    find_unchanged,
     finish_import_run,
     get_watermark,
     quarantine_records,
     set_watermark,
+    source_has_dossiers,
     start_import_run,
     upsert_sealed,
     upsert_staged,
@@ -55,8 +63,8 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass
 class PreparedBatch:
-    """A batch after the CPU work, by row index: good rows (index, code, COPY line or sealed record)
-    and rejected ones (index, errors). Row references and raw values stay with the caller."""
+    """A batch after the CPU work, by position in the input: good rows (position, code, COPY line
+    or sealed record), rejected ones (position, errors) and the agencies and fields they use."""
 
     good: list[tuple[int, str, Any]] = field(default_factory=list)
     rejected: list[tuple[int, list[FieldError]]] = field(default_factory=list)
@@ -70,28 +78,26 @@ class BatchPreparer:
 
     def __init__(self, *, mapping: MappingConfig, cipher: PiiCipher, now: datetime, as_copy: bool) -> None:
         self._rules = Rules(mapping)
-        self._sealer = Sealer(cipher)
+        self._sealer = Sealer(cipher, context=mapping.fingerprint())
         self._now = now
         self._as_copy = as_copy
 
-    def prepare(self, rows: Sequence[SourceRow]) -> PreparedBatch:
+    def prepare(self, values: Sequence[tuple[Any, ...]], digests: Sequence[str]) -> PreparedBatch:
+        """``values`` in TARGET_FIELDS order, with their source digests (see ``Sealer.source_digest``)."""
         batch = PreparedBatch()
-        for index, row in enumerate(rows):
-            if row.problem is not None:
-                batch.rejected.append((index, [row.problem]))
-                continue
-            result = normalise_record(row.values, rules=self._rules, now=self._now)
+        rules, now, sealer, as_copy = self._rules, self._now, self._sealer, self._as_copy
+        for index, row_values in enumerate(values):
+            result = normalise_record(values_dict(row_values), rules=rules, now=now)
             if not isinstance(result, DossierRecord):
                 batch.rejected.append((index, result))
                 continue
-            if result.source_updated_at is not None and (
-                batch.latest_update is None or result.source_updated_at > batch.latest_update
-            ):
-                batch.latest_update = result.source_updated_at
-            sealed = self._sealer.seal(result)
+            updated = result.source_updated_at
+            if updated is not None and (batch.latest_update is None or updated > batch.latest_update):
+                batch.latest_update = updated
+            sealed = sealer.seal(result, digest=digests[index])
             batch.agencies[sealed.agency_code] = sealed.agency_name
             batch.fields[sealed.field_code] = sealed.field_name
-            batch.good.append((index, sealed.code, copy_line(sealed) if self._as_copy else sealed))
+            batch.good.append((index, sealed.code, copy_line(sealed) if as_copy else sealed))
         return batch
 
 
@@ -104,9 +110,9 @@ def _init_worker(mapping: MappingConfig, key: bytes, hash_key: bytes, now: datet
     _WORKER = BatchPreparer(mapping=mapping, cipher=PiiCipher(key, hash_key), now=now, as_copy=as_copy)
 
 
-def _prepare_in_worker(rows: Sequence[SourceRow]) -> PreparedBatch:
+def _prepare_in_worker(values: list[tuple[Any, ...]], digests: list[str]) -> PreparedBatch:
     assert _WORKER is not None, "worker not initialised"
-    return _WORKER.prepare(rows)
+    return _WORKER.prepare(values, digests)
 
 
 @dataclass
@@ -114,6 +120,79 @@ class ImportResult:
     run: ImportRun
     counts: ImportCounts
     latest_update: datetime | None
+
+
+@dataclass
+class ScreenedBatch:
+    """What screening left for preparation, and what it already decided."""
+
+    todo: list[SourceRow]
+    digests: list[str]
+    rejections: list[Rejection]
+    unchanged: int
+    seen: int
+
+
+class _Screen:
+    """Step 1: reader problems, the duplicate policy and the unchanged-row probe, in row order."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        connector: Connector,
+        policy: DuplicatePolicy,
+        sealer: Sealer,
+        source: str,
+        now: datetime,
+        probe: bool,
+    ) -> None:
+        self._session = session
+        self._connector = connector
+        self._policy = policy
+        self._sealer = sealer
+        self._source = source
+        self._now = now
+        self._probe = probe
+        # code → reference of its first occurrence (quarantine policy).
+        self._first_seen: dict[str, str] = {}
+
+    def _reject(self, row: SourceRow, errors: list[FieldError]) -> Rejection:
+        return Rejection(row.ref, errors, self._connector.raw_record(row.raw))
+
+    def screen(self, rows: list[SourceRow]) -> ScreenedBatch:
+        rejections: list[Rejection] = []
+        kept: dict[str, SourceRow] = {}
+        without_code: list[SourceRow] = []
+        superseded = 0
+        for row in rows:
+            if row.problem is not None:
+                rejections.append(self._reject(row, [row.problem]))
+                continue
+            code = clean_code(row.values[0])
+            if not code:
+                without_code.append(row)  # the normaliser names the missing code
+                continue
+            if self._policy == "quarantine":
+                first = self._first_seen.get(code)
+                if first is not None:
+                    reason = f"duplicate dossier code in this import (first at {first}); this copy ignored"
+                    rejections.append(self._reject(row, [FieldError("code", reason)]))
+                    continue
+                self._first_seen[code] = row.ref
+            elif code in kept:
+                superseded += 1
+                del kept[code]  # re-inserted below: the later copy keeps the later position
+            kept[code] = row
+        digests = {code: self._sealer.source_digest(row.values) for code, row in kept.items()}
+        unchanged: set[str] = set()
+        if self._probe:
+            unchanged = find_unchanged(self._session, source=self._source, digests=digests, now=self._now)
+        todo = [row for code, row in kept.items() if code not in unchanged]
+        todo_digests = [digests[code] for code in kept if code not in unchanged]
+        todo.extend(without_code)
+        todo_digests.extend(self._sealer.source_digest(row.values) for row in without_code)
+        return ScreenedBatch(todo, todo_digests, rejections, len(unchanged) + superseded, len(rows))
 
 
 def _batches(rows: Iterable[SourceRow], size: int) -> Iterator[list[SourceRow]]:
@@ -144,10 +223,21 @@ def run_import(
     run = start_import_run(session, source=source, kind=connector.kind, location=connector.location, now=now)
     counts = ImportCounts()
     as_copy = session.connection().dialect.name == "postgresql"
-    state = _DedupState(on_duplicate)
+    screen = _Screen(
+        session,
+        connector=connector,
+        policy=on_duplicate,
+        sealer=Sealer(cipher, context=mapping.fingerprint()),
+        source=source,
+        now=now,
+        # On a first import nothing can be unchanged: skip the probe's round trips.
+        probe=source_has_dossiers(session, source=source),
+    )
+    screened = (screen.screen(rows) for rows in _batches(connector.rows(), batch_size))
+    references = ReferenceCache()
     latest: datetime | None = None
 
-    prepared: Iterator[tuple[list[SourceRow], PreparedBatch]]
+    prepared: Iterator[tuple[ScreenedBatch, PreparedBatch]]
     pool: ProcessPoolExecutor | None = None
     if workers > 0:
         if worker_keys is None:
@@ -159,32 +249,39 @@ def run_import(
             initializer=_init_worker,
             initargs=(mapping, worker_keys[0], worker_keys[1], now, as_copy),
         )
-        prepared = _in_pool(pool, _batches(connector.rows(), batch_size), ahead=workers * 2)
+        prepared = _in_pool(pool, screened, ahead=workers + 1)
     else:
         preparer = BatchPreparer(mapping=mapping, cipher=cipher, now=now, as_copy=as_copy)
-        prepared = ((rows, preparer.prepare(rows)) for rows in _batches(connector.rows(), batch_size))
+        prepared = ((s, preparer.prepare([r.values for r in s.todo], s.digests)) for s in screened)
     try:
-        for rows, batch in prepared:
+        for batch_in, batch in prepared:
             if batch.latest_update is not None and (latest is None or batch.latest_update > latest):
                 latest = batch.latest_update
-            good, rejections = state.filter(rows, batch, connector)
+            rejections = batch_in.rejections + [
+                Rejection(batch_in.todo[i].ref, errors, connector.raw_record(batch_in.todo[i].raw))
+                for i, errors in batch.rejected
+            ]
             if as_copy:
                 staged = StagedBatch(
-                    payload="".join(item for _, item in good).encode("utf-8"),
-                    rows=len(good),
+                    payload="".join(item for _, _, item in batch.good).encode("utf-8"),
+                    rows=len(batch.good),
                     agencies=batch.agencies,
                     fields=batch.fields,
                 )
-                counts.add(upsert_staged(session, batch=staged, source=source, now=now))
+                counts.add(
+                    upsert_staged(session, batch=staged, source=source, now=now, references=references)
+                )
             else:
-                sealed: list[SealedDossier] = [item for _, item in good]
-                counts.add(upsert_sealed(session, sealed=sealed, source=source, now=now))
-            counts.unchanged += state.superseded_in_batch
+                sealed: list[SealedDossier] = [item for _, _, item in batch.good]
+                counts.add(
+                    upsert_sealed(session, sealed=sealed, source=source, now=now, references=references)
+                )
+            counts.unchanged += batch_in.unchanged
             counts.quarantined += quarantine_records(
                 session, rejections=rejections, source=source, import_run_id=run.id, cipher=cipher, now=now
             )
             if progress is not None:
-                progress(len(batch.good) + len(batch.rejected))
+                progress(batch_in.seen)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -202,59 +299,22 @@ def run_import(
 
 
 def _in_pool(
-    pool: ProcessPoolExecutor, batches: Iterator[list[SourceRow]], *, ahead: int
-) -> Iterator[tuple[list[SourceRow], PreparedBatch]]:
-    """Prepare batches in the pool, at most ``ahead`` in flight (bounded memory), yielded in order."""
-    pending: deque[tuple[list[SourceRow], Future[PreparedBatch]]] = deque()
-    for rows in batches:
-        pending.append((rows, pool.submit(_prepare_in_worker, rows)))
+    pool: ProcessPoolExecutor, batches: Iterator[ScreenedBatch], *, ahead: int
+) -> Iterator[tuple[ScreenedBatch, PreparedBatch]]:
+    """Prepare batches in the pool, at most ``ahead`` in flight (bounded memory), yielded in order.
+
+    Only plain tuples and strings cross the process boundary: pickling them is cheap.
+    """
+    pending: deque[tuple[ScreenedBatch, Future[PreparedBatch]]] = deque()
+    for batch in batches:
+        values = [row.values for row in batch.todo]
+        pending.append((batch, pool.submit(_prepare_in_worker, values, batch.digests)))
         if len(pending) >= ahead:
-            rows_done, future = pending.popleft()
-            yield rows_done, future.result()
+            done, future = pending.popleft()
+            yield done, future.result()
     while pending:
-        rows_done, future = pending.popleft()
-        yield rows_done, future.result()
-
-
-class _DedupState:
-    """Applies the duplicate-code policy across the batches of one import."""
-
-    def __init__(self, policy: DuplicatePolicy) -> None:
-        self.policy = policy
-        # code → row reference of its first valid occurrence (quarantine policy only).
-        self.first_seen: dict[str, str] = {}
-        self.superseded_in_batch = 0
-
-    def filter(
-        self, rows: Sequence[SourceRow], batch: PreparedBatch, connector: Connector
-    ) -> tuple[list[tuple[str, Any]], list[Rejection]]:
-        rejections = [
-            Rejection(rows[i].ref, errors, connector.raw_record(rows[i].raw)) for i, errors in batch.rejected
-        ]
-        self.superseded_in_batch = 0
-        good: list[tuple[str, Any]] = []
-        if self.policy == "quarantine":
-            first_seen = self.first_seen
-            for index, code, item in batch.good:
-                first = first_seen.get(code)
-                if first is None:
-                    first_seen[code] = rows[index].ref
-                    good.append((code, item))
-                else:
-                    reason = f"duplicate dossier code in this import (first at {first}); this copy ignored"
-                    row = rows[index]
-                    raw = connector.raw_record(row.raw)
-                    rejections.append(Rejection(row.ref, [FieldError("code", reason)], raw))
-            return good, rejections
-        # last_wins: keep only the last copy of a code within the batch; later batches update.
-        last: dict[str, Any] = {}
-        for _index, code, item in batch.good:
-            if code in last:
-                self.superseded_in_batch += 1
-                del last[code]  # re-insert at the end to keep the later position
-            last[code] = item
-        good = list(last.items())
-        return good, rejections
+        done, future = pending.popleft()
+        yield done, future.result()
 
 
 def sync_api(

@@ -7,8 +7,9 @@ a file's header feeds which field, and which JSON path of an API record does.
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,10 @@ class MappingConfig(BaseModel):
                 seen[key] = status
         return value
 
+    def fingerprint(self) -> str:
+        """A digest of the whole mapping: records read under another mapping are re-processed."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
     def source_field(self, target: str) -> SourceField:
         result: SourceField = getattr(self.fields, target)
         return result
@@ -176,9 +181,19 @@ class ColumnMap:
     columns: Mapping[str, int]
     header: tuple[str, ...]
 
-    def extract(self, row: Sequence[str]) -> dict[str, str | None]:
-        width = len(row)
-        return {target: (row[index] if index < width else None) for target, index in self.columns.items()}
+    @property
+    def positions(self) -> tuple[int, ...]:
+        return tuple(self.columns.get(target, -1) for target in TARGET_FIELDS)
+
+    def extractor(self) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+        """A function: row cells → values in :data:`TARGET_FIELDS` order (``None`` where absent)."""
+        positions = self.positions
+
+        def extract(row: Sequence[Any]) -> tuple[Any, ...]:
+            width = len(row)
+            return tuple(row[i] if 0 <= i < width else None for i in positions)
+
+        return extract
 
 
 def resolve_header(mapping: MappingConfig, header: Sequence[str], *, where: str) -> ColumnMap:
@@ -219,24 +234,28 @@ def _looks_like_mojibake(text: str) -> bool:
     return any(marker in text for marker in ("Ã", "Ä‘", "Æ", "á»", "áº"))
 
 
-def api_paths(mapping: MappingConfig) -> dict[str, tuple[str, ...]]:
-    """Target field → JSON path (split on dots) for every field the API mapping names."""
-    paths: dict[str, tuple[str, ...]] = {}
+def api_paths(mapping: MappingConfig) -> tuple[tuple[str, ...] | None, ...]:
+    """The JSON path (split on dots) of each target field, in :data:`TARGET_FIELDS` order."""
+    paths: list[tuple[str, ...] | None] = []
     for target in TARGET_FIELDS:
         api_name = mapping.source_field(target).api
-        if api_name:
-            paths[target] = tuple(api_name.split("."))
-    return paths
+        paths.append(tuple(api_name.split(".")) if api_name else None)
+    return tuple(paths)
 
 
-def extract_api_record(record: Mapping[str, Any], paths: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
-    """Pick the mapped values out of one API record (missing paths give ``None``)."""
-    values: dict[str, Any] = {}
-    for target, path in paths.items():
-        node: Any = record
-        for key in path:
+def extract_api_record(record: Mapping[str, Any], paths: Sequence[tuple[str, ...] | None]) -> tuple[Any, ...]:
+    """The mapped values of one API record in :data:`TARGET_FIELDS` order (``None`` where absent)."""
+    values: list[Any] = []
+    for path in paths:
+        node: Any = record if path else None
+        for key in path or ():
             node = node.get(key) if isinstance(node, Mapping) else None
             if node is None:
                 break
-        values[target] = node
-    return values
+        values.append(node)
+    return tuple(values)
+
+
+def values_dict(values: Sequence[Any]) -> dict[str, Any]:
+    """Values in :data:`TARGET_FIELDS` order → a dict by dossier field (what the normaliser reads)."""
+    return dict(zip(TARGET_FIELDS, values, strict=True))

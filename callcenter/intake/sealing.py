@@ -1,16 +1,22 @@
 """Sealing: a clean dossier record → its stored form (PII encrypted, phone hash, content hash).
 
-Pure CPU work with no database, so it can run in a worker process (see ``importer``). The content
-hash is keyed — it covers the submitter's name and phone, and an unkeyed digest of personal data
-could be brute-forced — and is what makes an unchanged re-import a no-op.
+Pure CPU work with no database, so it can run in a worker process (see ``importer``).
+
+The content hash is what makes an unchanged re-import a no-op. It is keyed (it covers the name and
+phone; an unkeyed digest of personal data could be brute-forced). For imports it is the digest of
+what the source said — the raw mapped values plus the mapping's fingerprint — so the importer can
+recognise an unchanged row *before* parsing and encrypting it (see ``service.find_unchanged``).
+Records handed to ``upsert_dossiers`` directly have no raw form; their digest covers the clean
+fields instead.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from callcenter.core.pii import PiiCipher
 from callcenter.intake.normalise import DossierRecord
@@ -19,7 +25,7 @@ from callcenter.intake.normalise import DossierRecord
 CONTENT_HASH_VERSION = "intake-content-hash-v1"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: cheaper to build, see DossierRecord
 class SealedDossier:
     """A dossier as stored: personal data encrypted; agency and field still by code."""
 
@@ -51,10 +57,16 @@ def _stamp(value: datetime | None) -> str:
 class Sealer:
     """Encrypts and hashes records with one cipher; build one per import (or per worker process)."""
 
-    def __init__(self, cipher: PiiCipher) -> None:
+    def __init__(self, cipher: PiiCipher, *, context: str = "") -> None:
         self._cipher = cipher
-        # A content-hash key derived from the phone-hash key through the cipher's public HMAC.
-        self._content_key = bytes.fromhex(cipher.phone_hash(CONTENT_HASH_VERSION))
+        # A content-hash key derived from the phone-hash key through the cipher's public HMAC; the
+        # context (the mapping's fingerprint) makes rows read under another mapping count as changed.
+        self._content_key = bytes.fromhex(cipher.phone_hash(f"{CONTENT_HASH_VERSION}:{context}"))
+
+    def source_digest(self, values: Sequence[Any]) -> str:
+        """Keyed digest of a record's raw values as the source gave them (any types, ``None`` = empty)."""
+        payload = "\x1f".join("" if v is None else v if type(v) is str else str(v) for v in values)
+        return hashlib.blake2b(payload.encode(), key=self._content_key, digest_size=32).hexdigest()
 
     def content_hash(self, record: DossierRecord) -> str:
         """Keyed digest of every stored field of the record (BLAKE2b, 32 bytes, hex)."""
@@ -80,7 +92,8 @@ class Sealer:
         )
         return hashlib.blake2b(payload.encode(), key=self._content_key, digest_size=32).hexdigest()
 
-    def seal(self, record: DossierRecord) -> SealedDossier:
+    def seal(self, record: DossierRecord, *, digest: str | None = None) -> SealedDossier:
+        """Encrypt and hash a record; ``digest`` is its :meth:`source_digest` when it has a raw form."""
         cipher = self._cipher
         return SealedDossier(
             code=record.code,
@@ -101,7 +114,7 @@ class Sealer:
             status=record.status.value,
             timeliness=record.timeliness.value,
             source_updated_at=record.source_updated_at,
-            content_hash=self.content_hash(record),
+            content_hash=digest or self.content_hash(record),
         )
 
 
@@ -111,7 +124,12 @@ NULL = "\\N"
 
 
 def _copy_text(value: str | None) -> str:
-    return NULL if value is None else value.translate(_COPY_ESCAPE)
+    if value is None:
+        return NULL
+    # str.translate is slow on non-ASCII text and escaping is rarely needed: test first.
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPE)
+    return value
 
 
 def _copy_bytes(value: bytes | None) -> str:

@@ -5,7 +5,8 @@ command or the test decides when the unit of work ends.
 
 Upsert rules (the same on both databases; ``tests/intake/test_service.py`` runs them on both):
 - ``(source, code)`` identifies a dossier. A record whose keyed content hash equals the stored one
-  is *unchanged* and costs no write.
+  and whose timeliness has not moved (a pending dossier becomes overdue as time passes) is
+  *unchanged* and costs no write.
 - A record older than the stored one (``source_updated_at`` earlier) is stale and also counts as
   unchanged: an API page read late must not undo a newer update.
 - Otherwise the dossier is updated; an insert, or an update that changes status, timeliness or the
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, text, update
@@ -37,7 +38,7 @@ from callcenter.intake.models import (
     QuarantinedRecord,
     SyncState,
 )
-from callcenter.intake.normalise import DossierRecord, FieldError
+from callcenter.intake.normalise import DossierRecord, FieldError, derive_timeliness
 from callcenter.intake.sealing import STAGE_COLUMNS, SealedDossier, Sealer, copy_payload
 
 # The raw record kept in quarantine is capped: a 10 MB line is evidence enough in its first 64 KB.
@@ -91,6 +92,14 @@ class StagedBatch:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class ReferenceCache:
+    """Agency and field ids already ensured during one import (code → id)."""
+
+    agencies: dict[str, int] = field(default_factory=dict)
+    fields: dict[str, int] = field(default_factory=dict)
+
+
 # --- reference data -------------------------------------------------------------------------------
 
 
@@ -111,9 +120,28 @@ def get_or_create_field(session: Session, *, code: str, name: str) -> Field:
 
 
 def ensure_reference_ids(
+    session: Session,
+    *,
+    model: type[Agency] | type[Field],
+    items: Mapping[str, str],
+    known: dict[str, int] | None = None,
+) -> dict[str, int]:
+    """Code → id for every given agency or field, inserting the missing ones (race-safe).
+
+    ``known`` is a cache the caller keeps for one import: a source has a few dozen agencies, so
+    after the first batch no query is needed at all.
+    """
+    if known is not None and all(code in known for code in items):
+        return {code: known[code] for code in items}
+    ids = _ensure_reference_ids(session, model=model, items=items)
+    if known is not None:
+        known.update(ids)
+    return ids
+
+
+def _ensure_reference_ids(
     session: Session, *, model: type[Agency] | type[Field], items: Mapping[str, str]
 ) -> dict[str, int]:
-    """Code → id for every given agency or field, inserting the missing ones (race-safe)."""
     if not items:
         return {}
     table = cast(Table, model.__table__)
@@ -168,6 +196,7 @@ def upsert_sealed(
     source: str,
     now: datetime,
     method: UpsertMethod = "auto",
+    references: ReferenceCache | None = None,
 ) -> ImportCounts:
     """Upsert already-sealed dossiers with the bulk path on PostgreSQL, the plain one elsewhere."""
     if not sealed:
@@ -185,8 +214,10 @@ def upsert_sealed(
             agencies={s.agency_code: s.agency_name for s in sealed},
             fields={s.field_code: s.field_name for s in sealed},
         )
-        return upsert_staged(session, batch=staged, source=source, now=now)
-    return _plain_upsert(session, sealed=sealed, source=source, now=now)
+        return upsert_staged(session, batch=staged, source=source, now=now, references=references)
+    return _plain_upsert(
+        session, sealed=sealed, source=source, now=now, references=references or ReferenceCache()
+    )
 
 
 _PG_STAGE = """
@@ -205,8 +236,13 @@ CREATE TEMPORARY TABLE IF NOT EXISTS intake_stage (
 # cares about (status, timeliness, return date).
 _PG_UPSERT = """
 WITH old AS (
+    -- LATERAL: one index probe per staged row, whatever the (absent) statistics of the stage say.
     SELECT d.id, d.status, d.timeliness, d.returned_at
-    FROM dossiers d JOIN intake_stage s ON d.source = :source AND d.code = s.code
+    FROM intake_stage s
+    CROSS JOIN LATERAL (
+        SELECT id, status, timeliness, returned_at FROM dossiers
+        WHERE source = :source AND code = s.code
+    ) d
 ), up AS (
     INSERT INTO dossiers (
         source, code, agency_id, field_id, procedure_name, submitter_name_enc, phone_enc, phone_hash,
@@ -227,7 +263,7 @@ WITH old AS (
         due_at = excluded.due_at, returned_at = excluded.returned_at, status = excluded.status,
         timeliness = excluded.timeliness, source_updated_at = excluded.source_updated_at,
         content_hash = excluded.content_hash, updated_at = excluded.updated_at
-    WHERE dossiers.content_hash <> excluded.content_hash
+    WHERE (dossiers.content_hash <> excluded.content_hash OR dossiers.timeliness <> excluded.timeliness)
       AND (excluded.source_updated_at IS NULL OR dossiers.source_updated_at IS NULL
            OR excluded.source_updated_at >= dossiers.source_updated_at)
     RETURNING dossiers.id, (dossiers.xmax = 0) AS inserted, dossiers.status, dossiers.timeliness,
@@ -244,12 +280,20 @@ FROM up
 """
 
 
-def upsert_staged(session: Session, *, batch: StagedBatch, source: str, now: datetime) -> ImportCounts:
+def upsert_staged(
+    session: Session,
+    *,
+    batch: StagedBatch,
+    source: str,
+    now: datetime,
+    references: ReferenceCache | None = None,
+) -> ImportCounts:
     """The PostgreSQL bulk path: COPY the batch into a temporary table, upsert it in one statement."""
     if batch.rows == 0:
         return ImportCounts()
-    ensure_reference_ids(session, model=Agency, items=batch.agencies)
-    ensure_reference_ids(session, model=Field, items=batch.fields)
+    references = references or ReferenceCache()
+    ensure_reference_ids(session, model=Agency, items=batch.agencies, known=references.agencies)
+    ensure_reference_ids(session, model=Field, items=batch.fields, known=references.fields)
     conn = session.connection()
     conn.execute(text(_PG_STAGE))
     conn.execute(text("TRUNCATE intake_stage"))
@@ -264,13 +308,18 @@ def upsert_staged(session: Session, *, batch: StagedBatch, source: str, now: dat
 
 
 def _plain_upsert(
-    session: Session, *, sealed: Sequence[SealedDossier], source: str, now: datetime
+    session: Session,
+    *,
+    sealed: Sequence[SealedDossier],
+    source: str,
+    now: datetime,
+    references: ReferenceCache,
 ) -> ImportCounts:
     """The portable path (SQLite): read the batch's existing rows, then insert and update in bulk."""
-    agency_ids = ensure_reference_ids(
-        session, model=Agency, items={s.agency_code: s.agency_name for s in sealed}
-    )
-    field_ids = ensure_reference_ids(session, model=Field, items={s.field_code: s.field_name for s in sealed})
+    agencies = {s.agency_code: s.agency_name for s in sealed}
+    agency_ids = ensure_reference_ids(session, model=Agency, items=agencies, known=references.agencies)
+    fields = {s.field_code: s.field_name for s in sealed}
+    field_ids = ensure_reference_ids(session, model=Field, items=fields, known=references.fields)
     conn = session.connection()
     table = _DOSSIERS
     existing: dict[str, Any] = {}
@@ -304,7 +353,7 @@ def _plain_upsert(
             and old.source_updated_at is not None
             and s.source_updated_at < old.source_updated_at
         )
-        if old.content_hash == s.content_hash or stale:
+        if (old.content_hash == s.content_hash and old.timeliness == s.timeliness) or stale:
             counts.unchanged += 1
             continue
         updates.append({"_id": old.id, **values})
@@ -359,6 +408,51 @@ def _history_row(dossier_id: int, s: SealedDossier, now: datetime) -> dict[str, 
         "returned_at": s.returned_at,
         "recorded_at": now,
     }
+
+
+def source_has_dossiers(session: Session, *, source: str) -> bool:
+    """Whether anything was imported from this source before (worth probing for unchanged rows)."""
+    query = select(_DOSSIERS.c.id).where(_DOSSIERS.c.source == source).limit(1)
+    return session.connection().execute(query).first() is not None
+
+
+def find_unchanged(session: Session, *, source: str, digests: Mapping[str, str], now: datetime) -> set[str]:
+    """Codes whose stored dossier has this content hash and still the same timeliness at ``now``.
+
+    Lets a re-import skip parsing and encrypting rows the database already holds; the upsert
+    applies the same rule, so skipping changes nothing but the time it takes.
+    """
+    if not digests:
+        return set()
+    conn = session.connection()
+    codes = list(digests)
+    if conn.dialect.name == "postgresql":
+        query = text(
+            "SELECT code, content_hash, timeliness, due_at, returned_at FROM dossiers "
+            "WHERE source = :source AND code = ANY(:codes)"
+        )
+        rows = list(conn.execute(query, {"source": source, "codes": codes}))
+    else:
+        rows = []
+        t = _DOSSIERS.c
+        for start in range(0, len(codes), _SQLITE_IN_CHUNK):
+            chunk = codes[start : start + _SQLITE_IN_CHUNK]
+            chunk_query = select(t.code, t.content_hash, t.timeliness, t.due_at, t.returned_at).where(
+                t.source == source, t.code.in_(chunk)
+            )
+            rows.extend(conn.execute(chunk_query))
+    unchanged = set()
+    for row in rows:
+        if row.content_hash != digests[row.code]:
+            continue
+        due, returned = row.due_at, row.returned_at
+        if due is not None and due.tzinfo is None:  # raw SQL on SQLite bypasses AwareDateTime
+            due = due.replace(tzinfo=UTC)
+        if returned is not None and returned.tzinfo is None:
+            returned = returned.replace(tzinfo=UTC)
+        if row.timeliness == derive_timeliness(due=due, returned=returned, now=now).value:
+            unchanged.add(row.code)
+    return unchanged
 
 
 # --- quarantine and runs --------------------------------------------------------------------------

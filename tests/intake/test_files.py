@@ -52,9 +52,9 @@ def test_csv_utf8_with_or_without_bom_comma_or_semicolon(
     )
     rows = list(CsvSource(path, mapping=mapping).rows())
     assert [r.ref for r in rows] == ["row 2", "row 3"]
-    assert rows[0].values["code"] == "HS-1"
-    assert rows[1].values["submitter_name"] == "Công ty TNHH Sông Hàn, chi nhánh 2"
-    assert rows[0].values["received_at"] == "02/01/2026 08:30"
+    assert rows[0].as_dict()["code"] == "HS-1"
+    assert rows[1].as_dict()["submitter_name"] == "Công ty TNHH Sông Hàn, chi nhánh 2"
+    assert rows[0].as_dict()["received_at"] == "02/01/2026 08:30"
 
 
 def test_delimiter_sniffing_ignores_quoted_text() -> None:

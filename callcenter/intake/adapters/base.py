@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from callcenter.intake.mapping import values_dict
 from callcenter.intake.normalise import FieldError
 
 
 @dataclass(frozen=True, slots=True)
 class SourceRow:
-    """One record as read: where it is (``row 17``, ``id HS-1``), its values by dossier field.
+    """One record as read: where it is (``row 17``, ``id HS-1``) and its values.
 
-    ``raw`` is what the source held (cells of a file row, the API's JSON object), kept only for the
-    quarantine. ``problem`` is set when the reader could not even split the record.
+    ``values`` are in :data:`callcenter.intake.mapping.TARGET_FIELDS` order (a plain tuple: cheap to
+    hash and to hand to a worker process); :meth:`as_dict` names them. ``raw`` is what the source
+    held (a file row's cells, the API's JSON object), kept only for the quarantine. ``problem`` is
+    set when the reader could not even split the record.
     """
 
     ref: str
-    values: Mapping[str, Any]
+    values: tuple[Any, ...]
     raw: Any = None
     problem: FieldError | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return values_dict(self.values) if self.values else {}
 
 
 class Connector(Protocol):

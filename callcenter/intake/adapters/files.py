@@ -105,6 +105,7 @@ class CsvSource:
 
     def _data_rows(self, reader: Any, columns: ColumnMap) -> Iterator[SourceRow]:
         number = 1  # spreadsheet numbering: the header is row 1
+        extract = columns.extractor()
         while True:
             number += 1
             try:
@@ -112,11 +113,11 @@ class CsvSource:
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield SourceRow(f"row {number}", {}, None, FieldError("row", f"unreadable CSV row ({exc})"))
+                yield SourceRow(f"row {number}", (), None, FieldError("row", f"unreadable CSV row ({exc})"))
                 continue
             if not any(cells):
                 continue  # a blank line is not a record
-            yield SourceRow(f"row {number}", columns.extract(cells), cells)
+            yield SourceRow(f"row {number}", extract(cells), cells)
 
     def raw_record(self, raw: Any) -> Any:
         if isinstance(raw, list):
@@ -161,8 +162,9 @@ class XlsxSource:
                 if columns is None:
                     columns = resolve_header(self._mapping, [str(c or "") for c in cells], where=name)
                     self.header = columns.header
+                    extract = columns.extractor()
                     continue
-                yield SourceRow(f"row {number}", columns.extract(cells), cells)
+                yield SourceRow(f"row {number}", extract(cells), cells)
             if columns is None:
                 raise SourceFileError(f"{name}: the sheet is empty (no header, no rows)")
         finally:

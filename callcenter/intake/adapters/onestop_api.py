@@ -175,10 +175,10 @@ class OneStopApiClient:
                 index += 1
                 if not isinstance(item, Mapping):
                     problem = FieldError("record", "API item is not a JSON object")
-                    yield SourceRow(f"page {page} item {index}", {}, item, problem)
+                    yield SourceRow(f"page {page} item {index}", (), item, problem)
                     continue
                 values = extract_api_record(item, self._paths)
-                code = values.get("code")
+                code = values[0]  # TARGET_FIELDS starts with the dossier code
                 ref = f"id {code}" if code not in (None, "") else f"page {page} item {index}"
                 yield SourceRow(ref, values, dict(item))
             if not result.has_more:

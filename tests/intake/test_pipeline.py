@@ -1,0 +1,153 @@
+"""The import pipeline: unchanged rows skipped before any work, timeliness moving, worker processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from intake_helpers import FIELD_ORDER, NOW, CsvWriter, good_row
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callcenter.core.pii import PiiCipher
+from callcenter.core.settings import Settings
+from callcenter.intake import importer
+from callcenter.intake.adapters.base import SourceRow
+from callcenter.intake.adapters.files import CsvSource
+from callcenter.intake.importer import ImportResult, run_import
+from callcenter.intake.mapping import TARGET_FIELDS, MappingConfig
+from callcenter.intake.models import Dossier, DossierStatusHistory, QuarantinedRecord
+from callcenter.intake.synthetic import make_raw_dossiers, write_csv
+
+
+def _run(session: Session, path: Path, mapping: MappingConfig, cipher: PiiCipher, **kw: Any) -> ImportResult:
+    options: dict[str, Any] = {"source": "file:test", "mapping": mapping, "cipher": cipher, "now": NOW}
+    options.update(kw)
+    return run_import(session, connector=CsvSource(path, mapping=mapping), **options)
+
+
+def test_reimport_skips_unchanged_rows_before_parsing_them(
+    db_session: Session,
+    cipher: PiiCipher,
+    mapping: MappingConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "export.csv"
+    write_csv(path, make_raw_dossiers(400, seed=3, now=NOW, bad_share=0.05), mapping=mapping)
+    first = _run(db_session, path, mapping, cipher, batch_size=128)
+    normalised: list[Any] = []
+    original = importer.normalise_record
+
+    def spy(values: Any, **kw: Any) -> Any:
+        normalised.append(values["code"])
+        return original(values, **kw)
+
+    monkeypatch.setattr(importer, "normalise_record", spy)
+    second = _run(db_session, path, mapping, cipher, batch_size=128)
+    assert (second.counts.inserted, second.counts.updated) == (0, 0)
+    assert second.counts.unchanged == first.counts.inserted
+    assert second.counts.quarantined == first.counts.quarantined
+    # Only the quarantined rows (never stored) were parsed again.
+    assert len(normalised) == first.counts.quarantined
+
+
+def test_a_pending_dossier_turning_overdue_is_an_update_with_history(
+    db_session: Session, cipher: PiiCipher, mapping: MappingConfig, write_csv_file: CsvWriter
+) -> None:
+    row = good_row("HS-7", returned_at="", status="Đang xử lý", due_at="16/01/2026")
+    path = write_csv_file([row, good_row("HS-8")])
+    first = _run(db_session, path, mapping, cipher)
+    assert first.counts.inserted == 2
+    later = NOW + timedelta(days=3)  # the same file, after the appointment date passed
+    again = _run(db_session, path, mapping, cipher, now=later)
+    assert (again.counts.updated, again.counts.unchanged) == (1, 1)
+    history = db_session.scalars(
+        select(DossierStatusHistory.timeliness)
+        .join(Dossier)
+        .where(Dossier.code == "HS-7")
+        .order_by(DossierStatusHistory.id)
+    ).all()
+    assert history == ["pending", "overdue"]
+
+
+class ListConnector:
+    """An in-memory connector (what an API page would yield)."""
+
+    kind = "api"
+    location = "memory://"
+
+    def __init__(self, rows: list[list[str]]) -> None:
+        self._rows = rows
+
+    def rows(self) -> Iterator[SourceRow]:
+        for i, cells in enumerate(self._rows):
+            values = dict(zip(FIELD_ORDER, cells, strict=True))
+            yield SourceRow(f"item {i}", tuple(values.get(t) for t in TARGET_FIELDS), values)
+
+    def raw_record(self, raw: Any) -> Any:
+        return raw
+
+
+def test_last_wins_keeps_the_later_copy_of_a_record(
+    db_session: Session, cipher: PiiCipher, mapping: MappingConfig
+) -> None:
+    rows = [
+        good_row("HS-1", returned_at="", status="Đang xử lý", due_at="20/01/2026"),
+        good_row("HS-2"),
+        good_row("HS-1", returned_at="14/01/2026 10:00"),
+    ]
+    result = run_import(
+        db_session,
+        connector=ListConnector(rows),
+        source="onestop",
+        mapping=mapping,
+        cipher=cipher,
+        now=NOW,
+        on_duplicate="last_wins",
+    )
+    assert (result.counts.inserted, result.counts.unchanged, result.counts.quarantined) == (2, 1, 0)
+    assert db_session.scalars(select(Dossier.status).where(Dossier.code == "HS-1")).one() == "returned"
+
+
+def test_worker_processes_give_the_same_result(
+    pg_session: Session, sqlite_session: Session, cipher: PiiCipher, mapping: MappingConfig, tmp_path: Path
+) -> None:
+    path = tmp_path / "export.csv"
+    raws = list(make_raw_dossiers(600, seed=8, now=NOW, bad_share=0.03))
+    raws.append(dict(raws[10]))  # a duplicate code
+    write_csv(path, raws, mapping=mapping, delimiter=";")
+    settings = Settings(env="test")
+    keys = (settings.pii_key_bytes, settings.phone_hash_key.get_secret_value().encode())
+    outcomes = []
+    for session, workers, source in ((pg_session, 2, "w2"), (pg_session, 0, "w0"), (sqlite_session, 1, "w1")):
+        result = _run(
+            session, path, mapping, cipher, source=source, workers=workers, worker_keys=keys, batch_size=97
+        )
+        stored = session.execute(
+            select(Dossier.code, Dossier.status, Dossier.timeliness, Dossier.content_hash, Dossier.phone_hash)
+            .where(Dossier.source == source)
+            .order_by(Dossier.code)
+        ).all()
+        quarantined = session.execute(
+            select(QuarantinedRecord.row_ref, QuarantinedRecord.reason)
+            .where(QuarantinedRecord.source == source)
+            .order_by(QuarantinedRecord.id)
+        ).all()
+        outcomes.append((result.counts, [tuple(r) for r in stored], [tuple(q) for q in quarantined]))
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    counts, stored_rows, quarantined_rows = outcomes[0]
+    assert counts.inserted == len(stored_rows) and counts.quarantined == len(quarantined_rows) >= 2
+    assert any("duplicate dossier code" in reason for _, reason in quarantined_rows)
+
+
+def test_workers_need_key_material(
+    db_session: Session, cipher: PiiCipher, mapping: MappingConfig, tmp_path: Path
+) -> None:
+    path = tmp_path / "export.csv"
+    write_csv(path, make_raw_dossiers(3, seed=8, now=NOW), mapping=mapping)
+    with pytest.raises(ValueError, match="worker_keys"):
+        _run(db_session, path, mapping, cipher, workers=1)
