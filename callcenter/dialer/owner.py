@@ -8,9 +8,9 @@ hosts the simulated exchange the same way, so tests and the benchmark run the pr
 The outbox is a Redis list per server holding attempt ids that a ``dialer.place_call`` task claimed
 (CLAIMED, with a channel lease). For each id the owner
 
-1. takes a calls-per-second permit (waiting as long as Redis says),
-2. moves the attempt CLAIMED → DIALING and **commits before** the originate leaves — so an attempt
+1. moves the attempt CLAIMED → DIALING and **commits before** the originate leaves — so an attempt
    can reach the trunk at most once: a second owner, a re-pushed id or the reaper all lose that CAS,
+2. takes a calls-per-second permit (waiting as long as Redis says) right before sending,
 3. originates, then turns the trunk's events into RINGING / IN_SURVEY / FINISHED (CAS each), and
    releases the channel lease when the call is over.
 
@@ -149,32 +149,46 @@ class TrunkOwner:
 
     async def _consume(self, server: TrunkServer, trunk: OwnedTrunk) -> None:
         key = self.keys.outbox(server)
+        # Several originates in preparation at once: each waits on its own database round trip.
+        slots = asyncio.Semaphore(self.settings.owner_parallel_dials)
+        pending: set[asyncio.Task[None]] = set()
         while not self._stop.is_set():
+            await slots.acquire()
             try:
                 item = await self.redis.blpop([key], timeout=1)
             except (RedisConnectionError, RedisTimeoutError, OSError):
+                slots.release()
                 await asyncio.sleep(0.5)  # Redis restarting: the reaper re-queues what was lost
                 continue
             if item is None:
+                slots.release()
                 continue
-            try:
-                await self._dial(server, trunk, int(item[1]))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("owner: could not dial attempt %s", item[1])
+            task = asyncio.create_task(self._dial_guarded(server, trunk, int(item[1]), slots))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    async def _dial_guarded(
+        self, server: TrunkServer, trunk: OwnedTrunk, attempt_id: int, slots: asyncio.Semaphore
+    ) -> None:
+        try:
+            await self._dial(server, trunk, attempt_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("owner: could not dial attempt %s", attempt_id)
+        finally:
+            slots.release()
 
     async def _dial(self, server: TrunkServer, trunk: OwnedTrunk, attempt_id: int) -> None:
         call_scopes = scopes(self.settings, server)
-        while True:
-            wait = await self.pacer.take_call_permit(call_scopes)
-            if wait <= 0:
-                break
-            await asyncio.sleep(wait)
         connected = getattr(trunk, "connected", True)
         request = await self._db(partial(self._prepare, attempt_id=attempt_id, connected=connected))
         if request is None:
             return
+        # The permit is taken right before the originate leaves (after the database round trip), so
+        # the calls-per-second cap holds for the moments calls are really placed.
+        while (wait := await self.pacer.take_call_permit(call_scopes)) > 0:
+            await asyncio.sleep(wait)
         self.calls[attempt_id] = FollowedCall(attempt_id, request.channel_id, server, call_scopes)
         metrics.CALLS_PLACED.labels(server.kind, server.name).inc()
         metrics.IN_FLIGHT.labels(server.kind, server.name).inc()

@@ -1,0 +1,250 @@
+"""Dialer benchmark: a whole campaign on the simulator trunk through real processes.
+
+Real PostgreSQL (a scratch database, dropped at the end), a private redis-server, a real trunk owner
+(``callcenter ami-owner``: the simulated exchange driving the real IVR flow and recorder), real Celery
+worker and beat processes. Reports
+
+* completed calls per second (finished attempts over the campaign's wall time),
+* channel occupancy while work remains (leases held / channel limit, sampled every 0.5 s while
+  targets are still waiting to be called; also without the first ramp-up seconds),
+* the highest number of calls placed in any one-second window (from the exchange's own send times;
+  must never exceed the cap),
+* CPU milliseconds per completed call, summed over every process of the run (owner, workers and
+  their children, beat, redis-server) and, separately, the PostgreSQL backends serving them.
+
+Usage::
+
+    .venv/bin/python scripts/bench_dialer.py --dossiers 10000 --channels 300 --cps 30 --time-factor 3.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import psycopg
+import redis
+from sqlalchemy import func, select
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from callcenter.campaign.models import CallTarget  # noqa: E402
+from callcenter.core.db import make_engine, make_session_factory, session_scope, upgrade_database  # noqa: E402
+from callcenter.core.pii import cipher_from_settings  # noqa: E402
+from callcenter.core.settings import Settings  # noqa: E402
+from callcenter.dialer.models import AttemptStatus, CallAttempt  # noqa: E402
+from callcenter.dialer.pacing import Pacer, Scope  # noqa: E402
+from callcenter.dialer.settings import DialerSettings  # noqa: E402
+from tests.dialer.conftest import PrivateRedis, Processes, dialer_env, seed_dossiers, start_campaign  # noqa: E402
+
+PG_ADMIN_DSN = os.environ.get(
+    "CALLCENTER_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=test"
+)
+WAITING_STATES = ("queued", "in_call")
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def tree(pids: list[int]) -> list[psutil.Process]:
+    out: list[psutil.Process] = []
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            continue
+        out.append(root)
+        out.extend(root.children(recursive=True))
+    return out
+
+
+def pg_backends(dbname: str) -> list[psutil.Process]:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (dbname,))]
+    out = []
+    for pid in pids:
+        try:
+            out.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def max_calls_in_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dossiers", type=int, default=100_000)
+    parser.add_argument("--channels", type=int, default=300)
+    parser.add_argument("--cps", type=float, default=30.0)
+    parser.add_argument("--time-factor", type=float, default=3.5, help="simulated seconds per real second")
+    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes (prefork children)")
+    parser.add_argument("--ramp-seconds", type=float, default=15.0, help="left out of the steady occupancy")
+    parser.add_argument("--timeout", type=float, default=6 * 3600)
+    parser.add_argument("--profile", action="store_true", help="run the owner under cProfile (owner.prof)")
+    args = parser.parse_args()
+
+    name = f"cc_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    workdir = Path(tempfile.mkdtemp(prefix="bench_dialer_"))
+    private = PrivateRedis(workdir)
+    procs: Processes | None = None
+    try:
+        upgrade_database(url)
+        engine = make_engine(url)
+        sessions = make_session_factory(engine)
+        cipher = cipher_from_settings(Settings(env="test"))
+        t0 = time.monotonic()
+        with session_scope(sessions) as session:
+            code = seed_dossiers(session, cipher, args.dossiers)
+        with session_scope(sessions) as session:
+            start_campaign(session, total=args.dossiers, agency_codes=[code], now=datetime.now(UTC))
+        print(f"seeded {args.dossiers} dossiers and started the campaign in {time.monotonic() - t0:.1f} s")
+
+        private.start()
+        client = redis.Redis.from_url(private.url)
+        pacer = Pacer(client, prefix=DialerSettings().redis_prefix)
+        global_scope = Scope("global", channels=args.channels)
+        call_log = workdir / "calls.jsonl"
+        env = dialer_env(
+            database_url=url,
+            redis_url=private.url,
+            trunk="simulator",
+            simulator_time_factor=str(args.time_factor),
+            simulator_call_log=str(call_log),
+            max_channels=str(args.channels),
+            simulator_max_channels=str(args.channels),
+            max_cps=str(args.cps),
+            release_batch="500",
+        )
+        procs = Processes(env, workdir)
+        if args.profile:
+            procs.start("owner", sys.executable, "-m", "cProfile", "-o", str(workdir / "owner.prof"),
+                        "-m", "callcenter", "ami-owner", "--metrics-port", "0")  # fmt: skip
+        else:
+            procs.owner()
+        procs.worker("w1", concurrency=args.workers)
+        procs.beat()
+        time.sleep(3)  # imports, connections
+        roots = [p.pid for p in procs.procs.values()] + [private.proc.pid if private.proc else 0]
+        ours = tree(roots)
+        backends = pg_backends(name)
+        cpu_start = cpu_seconds(ours)
+        role_start = {role: cpu_seconds(tree([proc.pid])) for role, proc in procs.procs.items()}
+        pg_start = cpu_seconds(backends)
+        started = time.monotonic()
+
+        samples: list[tuple[float, int]] = []
+        waiting = args.dossiers
+        last_print = 0.0
+        while time.monotonic() - started < args.timeout:
+            now = time.monotonic() - started
+            with session_scope(sessions) as session:
+                waiting = (
+                    session.scalar(
+                        select(func.count()).select_from(CallTarget).where(CallTarget.state == "queued")
+                    )
+                    or 0
+                )
+                in_call = (
+                    session.scalar(
+                        select(func.count()).select_from(CallTarget).where(CallTarget.state == "in_call")
+                    )
+                    or 0
+                )
+            leased = pacer.usage([global_scope])[0].in_use
+            if waiting > 0:
+                samples.append((now, int(leased)))
+            if now - last_print >= 15:
+                last_print = now
+                print(
+                    f"  t={now:6.0f}s waiting={waiting:6d} in_call={in_call:4d} channels={leased:4d}",
+                    flush=True,
+                )
+            if waiting == 0 and in_call == 0:
+                break
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        ours = tree(roots)  # children that appeared since
+        cpu_total = cpu_seconds(ours) - cpu_start
+        by_role = {
+            role: round(cpu_seconds(tree([proc.pid])) - role_start.get(role, 0.0), 1)
+            for role, proc in procs.procs.items()
+        }
+        pg_total = cpu_seconds(pg_backends(name) + backends) - pg_start
+        with session_scope(sessions) as session:
+            by_status = dict(
+                session.execute(select(CallAttempt.status, func.count()).group_by(CallAttempt.status)).all()
+            )
+            outcomes = dict(
+                session.execute(
+                    select(CallAttempt.outcome, func.count())
+                    .where(CallAttempt.status == AttemptStatus.FINISHED.value)
+                    .group_by(CallAttempt.outcome)
+                ).all()
+            )
+        engine.dispose()
+        placed = [json.loads(line)["t"] for line in call_log.read_text().splitlines()]
+        finished = by_status.get("finished", 0)
+        occupancy = [n / args.channels for _, n in samples]
+        steady = [n / args.channels for t, n in samples if t >= args.ramp_seconds]
+        result = {
+            "dossiers": args.dossiers,
+            "channels": args.channels,
+            "cps_cap": args.cps,
+            "time_factor": args.time_factor,
+            "wall_seconds": round(elapsed, 1),
+            "finished_attempts": finished,
+            "cancelled_attempts": by_status.get("cancelled", 0),
+            "outcomes": outcomes,
+            "completed_calls_per_second": round(finished / elapsed, 2),
+            "occupancy_while_work_remains": round(statistics.fmean(occupancy), 3) if occupancy else None,
+            "occupancy_after_ramp": round(statistics.fmean(steady), 3) if steady else None,
+            "max_calls_in_any_1s_window": max_calls_in_window(placed),
+            "calls_placed": len(placed),
+            "cpu_ms_per_call_our_processes": round(1000 * cpu_total / max(1, finished), 2),
+            "cpu_ms_per_call_with_postgres": round(1000 * (cpu_total + pg_total) / max(1, finished), 2),
+            "cpu_seconds_by_process": {**by_role, "postgres_backends": round(pg_total, 1)},
+        }
+        print(json.dumps(result, indent=2))
+        print(f"work directory (logs, call log, profiles): {workdir}")
+    finally:
+        if procs is not None:
+            procs.stop_all()
+        private.kill()
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
