@@ -15,6 +15,8 @@ import contextlib
 import itertools
 import json
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +81,8 @@ class FakeAmi:
     calls: dict[str, FakeCall] = field(default_factory=dict)
     hold_after: dict[str, int] = field(default_factory=dict)  # channel id → pause after N chunks
     reject_connections: bool = False  # accept and close at once, as a PBX that is restarting
+    # Chooses a transcript for numbers not in ``scenarios`` (None: "Extension does not exist").
+    pick: Callable[[str], Transcript | None] | None = None
     _server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -195,6 +199,8 @@ class FakeAmi:
             return
         number = re.sub(r"^\w+/([^@]+)@.*$", r"\1", channel)
         transcript = self.scenarios.get(number)
+        if transcript is None and self.pick is not None:
+            transcript = self.pick(number)
         if transcript is None:
             writer.write(_msg(Response="Error", ActionID=action_id, Message="Extension does not exist."))
             return
@@ -249,3 +255,35 @@ def _action_id(chunks: list[tuple[float, str]]) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+class ThreadedFakeAmi:
+    """Runs a :class:`FakeAmi` on its own event loop in a thread, for tests driving real processes."""
+
+    def __init__(self, fake: FakeAmi) -> None:
+        self.fake = fake
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fake-ami", daemon=True)
+
+    def start(self) -> int:
+        self.thread.start()
+        return asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(timeout=10)
+
+    def run(self, func: Callable[[], object]) -> None:
+        """Run ``func`` on the server's loop and wait for it."""
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                func()
+            finally:
+                done.set()
+
+        self.loop.call_soon_threadsafe(call)
+        done.wait(timeout=10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()

@@ -25,8 +25,11 @@ from sqlalchemy import func, select
 
 from callcenter.campaign.models import CallTarget, Campaign
 from callcenter.core.db import make_engine, make_session_factory, session_scope
+from callcenter.core.phones import national_format
 from callcenter.core.pii import PiiCipher
 from callcenter.dialer.models import AttemptStatus, CallAttempt
+from callcenter.intake.models import Dossier
+from tests.dialer.ami_server import FakeAmi, ThreadedFakeAmi, Transcript
 from tests.dialer.conftest import PrivateRedis, Processes, dialer_env, seed_dossiers, start_campaign
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -137,3 +140,114 @@ def test_campaign_survives_worker_kill_redis_restart_and_owner_kill(
     print("attempts:", dict(statuses), "outcomes:", dict(Counter(a.outcome for a in attempts)))
     print("settled by:", dict(details))
     assert any("owner" in d or "reaped" in d for d in details)
+
+
+def test_asterisk_campaign_survives_dropped_ami_connections(
+    scratch_pg_url: str, private_redis: PrivateRedis, tmp_path: Path, cipher: PiiCipher, shared_dir: Path
+) -> None:
+    """The real trunk owner on the AMI (panoramisk) against a PBX replaying the recorded calls; the AMI
+    connection is cut twice mid-campaign (and refused for a while). No Originate is ever sent twice,
+    every attempt ends once, and calls that ran undisturbed get their recorded outcome."""
+    fixtures = shared_dir / "fixtures" / "asterisk"
+    scenarios = [
+        (Transcript.load(fixtures / "ami-busy.jsonl"), "busy"),
+        (Transcript.load(fixtures / "ami-congestion.jsonl"), "congestion"),
+        (Transcript.load(fixtures / "ami-no-answer.jsonl"), "no_answer"),
+        (Transcript.load(fixtures / "ami-answer-partial.jsonl"), "answered"),
+        (Transcript.load(fixtures / "ami-hangup-after-1s.jsonl"), "answered"),
+        (Transcript.load(fixtures / "ami-no-such-extension.jsonl"), "invalid_number"),
+    ]
+
+    def pick(number: str) -> Transcript:
+        return scenarios[int(number) % len(scenarios)][0]
+
+    fake = FakeAmi({}, login=scenarios[0][0], time_scale=0.06, pick=pick)
+    server = ThreadedFakeAmi(fake)
+    port = server.start()
+
+    n = 36
+    engine = make_engine(scratch_pg_url)
+    sessions = make_session_factory(engine)
+    with session_scope(sessions) as session:
+        code = seed_dossiers(session, cipher, n)
+        start_campaign(session, total=n, agency_codes=[code], now=datetime.now(UTC))
+    pbx = {"name": "pbx1", "host": "127.0.0.1", "port": port, "username": "dialer", "secret": "dialer-secret",
+           "max_channels": 6, "dial_template": "Local/{number}@citizen-sim"}  # fmt: skip
+    env = dialer_env(
+        database_url=scratch_pg_url,
+        redis_url=private_redis.url,
+        trunk="asterisk",
+        asterisk_servers=json.dumps([pbx]),
+        max_channels="6",
+        max_cps="10",
+        ami_reconnect_max_seconds="1",
+        lease_seconds="8",
+        queued_timeout_seconds="4",
+        claimed_timeout_seconds="4",
+        dialing_timeout_seconds="8",
+        throttle_retry_seconds="1",
+        release_interval_seconds="0.5",
+        reap_interval_seconds="1",
+    )
+    procs = Processes(env, tmp_path)
+
+    def final_share() -> float:
+        with session_scope(sessions) as session:
+            done = session.scalar(
+                select(func.count()).select_from(CallTarget).where(CallTarget.state.in_(FINAL_TARGET_STATES))
+            )
+        return (done or 0) / n
+
+    def cut() -> None:
+        fake.reject_connections = True
+        fake.drop_sessions()
+
+    def reopen() -> None:
+        fake.reject_connections = False
+
+    try:
+        procs.owner()
+        procs.worker("w1")
+        procs.beat()
+        for share in (0.25, 0.55):
+            wait_until(lambda s=share: final_share() >= s, timeout=60, procs=procs, what=f"{share:.0%} done")
+            server.run(cut)
+            time.sleep(0.7)
+            server.run(reopen)
+        wait_until(lambda: final_share() == 1.0, timeout=90, procs=procs, what="every target final")
+        time.sleep(1.0)
+    finally:
+        procs.stop_all()
+        server.stop()
+
+    with session_scope(sessions) as session:
+        attempts = session.execute(
+            select(CallAttempt.id, CallAttempt.dossier_id, CallAttempt.channel_id, CallAttempt.status,
+                   CallAttempt.outcome, CallAttempt.detail)
+        ).all()  # fmt: skip
+        phones = dict(session.execute(select(Dossier.id, Dossier.phone_enc)).all())
+    engine.dispose()
+
+    assert {a.status for a in attempts} <= {AttemptStatus.FINISHED.value, AttemptStatus.CANCELLED.value}
+    # The owner really lost its AMI session (twice, with refused reconnects in between).
+    assert (tmp_path / "owner.log").read_text().count("connection lost") >= 2
+    sent = Counter(o["channelid"] for o in fake.originates)
+    assert sent and max(sent.values()) == 1  # never a second Originate, across two reconnects
+    dialled = {a.channel_id: a for a in attempts if a.channel_id in sent}
+    assert len(dialled) == len(sent)
+    assert all(a.status == AttemptStatus.FINISHED.value for a in dialled.values())
+    assert max(Counter(a.dossier_id for a in dialled.values()).values()) == 1
+    expected = {
+        a.channel_id: scenarios[int(national_format(cipher.decrypt(phones[a.dossier_id]))) % len(scenarios)][
+            1
+        ]
+        for a in dialled.values()
+    }
+    matched = [cid for cid, a in dialled.items() if a.outcome == expected[cid]]
+    disturbed = [a for cid, a in dialled.items() if a.outcome != expected[cid]]
+    # A call cut off by the drop ends FAILED and says why; every other one has its recorded outcome.
+    assert all(a.outcome == "failed" and a.detail for a in disturbed), [
+        (a.outcome, a.detail) for a in disturbed
+    ]
+    assert len(matched) >= 0.6 * len(dialled)
+    print(f"AMI chaos: {len(sent)} originates, {len(matched)} recorded outcomes, {len(disturbed)} cut off")
