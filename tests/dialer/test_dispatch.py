@@ -1,0 +1,120 @@
+"""release_due, place_call and reap as the tasks run them (in-process, SQLite + the real Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import select, update
+
+from callcenter.campaign.models import CallTarget
+from callcenter.core.clock import ManualClock
+from callcenter.core.db import session_scope, upgrade_database
+from callcenter.core.pii import PiiCipher
+from callcenter.core.runtime import build_runtime
+from callcenter.core.settings import Settings
+from callcenter.dialer import dispatch, service
+from callcenter.dialer.context import DialerContext, build_dialer_context
+from callcenter.dialer.models import CallAttempt
+from callcenter.dialer.settings import DialerSettings
+from callcenter.dialer.trunks import scopes, servers
+from tests.dialer.conftest import seed_dossiers, start_campaign
+
+pytestmark = pytest.mark.redis
+
+
+@dataclass
+class World:
+    ctx: DialerContext
+    clock: ManualClock
+    sent: list[int]
+
+
+@pytest.fixture
+def world(tmp_path: Path, cipher: PiiCipher, redis_url: str, redis_prefix: str) -> Iterator[World]:
+    url = f"sqlite:///{tmp_path / 'dispatch.db'}"
+    upgrade_database(url)
+    clock = ManualClock(datetime.now(UTC))
+    runtime = build_runtime(Settings(env="test", database_url=url, redis_url=redis_url), clock=clock)
+    settings = DialerSettings(
+        trunk="simulator", redis_prefix=redis_prefix, max_channels=3, simulator_max_channels=3, max_cps=10,
+        release_lookahead_seconds=1, queued_timeout_seconds=5, claimed_timeout_seconds=5,
+        dialing_timeout_seconds=10,
+    )  # fmt: skip
+    with session_scope(runtime.sessions) as session:
+        code = seed_dossiers(session, cipher, 8)
+        start_campaign(session, total=8, agency_codes=[code], now=clock.now())
+    ctx = build_dialer_context(runtime, settings)
+    yield World(ctx, clock, [])
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{redis_prefix}*"):
+        client.delete(key)
+    runtime.engine.dispose()
+
+
+def _statuses(world: World) -> dict[int, str]:
+    with session_scope(world.ctx.runtime.sessions) as session:
+        return dict(session.execute(select(CallAttempt.id, CallAttempt.status)).all())  # type: ignore[arg-type]
+
+
+def test_release_respects_free_channels_and_place_call_is_idempotent(world: World) -> None:
+    assert dispatch.release_due(world.ctx, world.sent.append) == 3  # three channels
+    assert dispatch.release_due(world.ctx, world.sent.append) == 0  # all in use by waiting attempts
+    first = world.sent[0]
+    assert dispatch.place_call(world.ctx, first).startswith("handed to simulator:sim")
+    assert dispatch.place_call(world.ctx, first) == "skipped (claimed)"  # a redelivered task
+    outbox = world.ctx.keys.outbox(servers(world.ctx.settings)[0])
+    assert [int(x) for x in world.ctx.redis.lrange(outbox, 0, -1)] == [first]
+
+
+def test_no_free_channel_gives_the_target_back_without_a_retry(world: World) -> None:
+    dispatch.release_due(world.ctx, world.sent.append)
+    server = servers(world.ctx.settings)[0]
+    for fake_holder in (901, 902, 903):  # channels held elsewhere (another campaign, a dead worker)
+        world.ctx.pacer.acquire_channel(attempt_id=fake_holder, scopes=scopes(world.ctx.settings, server),
+                                        ttl_seconds=60)  # fmt: skip
+    assert dispatch.place_call(world.ctx, world.sent[0]) == "throttled"
+    assert _statuses(world)[world.sent[0]] == "cancelled"
+    with session_scope(world.ctx.runtime.sessions) as session:
+        states = session.execute(select(CallTarget.state, CallTarget.attempts)).all()
+    assert sum(1 for s in states if s.state == "queued") == 8 - 2 and all(s.attempts == 0 for s in states)
+
+
+def test_reaper_settles_every_kind_of_stuck_attempt(world: World) -> None:
+    dispatch.release_due(world.ctx, world.sent.append)
+    queued, claimed, dialing = world.sent
+    dispatch.place_call(world.ctx, claimed)
+    dispatch.place_call(world.ctx, dialing)
+    with session_scope(world.ctx.runtime.sessions) as session:
+        service.mark_dialing(session, attempt_id=dialing, now=world.clock.now())
+    world.ctx.redis.delete(world.ctx.keys.outbox(servers(world.ctx.settings)[0]))  # "Redis restarted"
+    world.clock.advance(timedelta(seconds=30))
+    resent: list[int] = []
+    report = dispatch.reap(world.ctx, resent.append)
+    assert resent == [queued]  # its task was lost: sent again
+    assert (report.given_back, report.finished) == (1, 1)
+    statuses = _statuses(world)
+    assert statuses[claimed] == "cancelled"  # never reached a trunk: given back, no retry used
+    assert statuses[dialing] == "finished"  # may have reached the trunk: ends, never re-dialled
+    with session_scope(world.ctx.runtime.sessions) as session:
+        outcome, detail = session.execute(
+            select(CallAttempt.outcome, CallAttempt.detail).where(CallAttempt.id == dialing)
+        ).one()
+    assert outcome == "failed" and "no trunk owner alive" in detail
+    # A call the live owner still follows is left alone.
+    dispatch.place_call(world.ctx, queued)
+    with session_scope(world.ctx.runtime.sessions) as session:
+        service.mark_dialing(session, attempt_id=queued, now=world.clock.now())
+        session.execute(
+            update(CallAttempt).where(CallAttempt.id == queued).values(updated_at=world.clock.now())
+        )
+    server = servers(world.ctx.settings)[0]
+    world.ctx.redis.set(world.ctx.keys.owner_alive(server), "owner", ex=60)
+    world.ctx.redis.hset(world.ctx.keys.owner_calls(server), str(queued), "channel")
+    world.clock.advance(timedelta(seconds=30))
+    assert dispatch.reap(world.ctx, resent.append).still_followed == 1
+    assert _statuses(world)[queued] == "dialing"

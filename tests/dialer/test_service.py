@@ -1,0 +1,123 @@
+"""The attempt state machine and the dialer's service functions on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callcenter.campaign.models import CallTarget
+from callcenter.core.outcomes import CallOutcome
+from callcenter.core.pii import PiiCipher
+from callcenter.dialer import service
+from callcenter.dialer.models import AttemptStatus as S
+from callcenter.dialer.models import CallAttempt
+from callcenter.dialer.state import (
+    FINAL_STATUSES,
+    TRANSITIONS,
+    IllegalTransition,
+    check_transition,
+    compare_and_set,
+)
+from callcenter.ivr.context import load_call_context
+from callcenter.ivr.flow import SurveyResult
+from callcenter.ivr.service import save_survey_progress
+from tests.dialer.conftest import seed_dossiers, start_campaign
+
+NOW = datetime.now(UTC)
+
+
+def test_transition_table() -> None:
+    assert {S.FINISHED, S.CANCELLED} == FINAL_STATUSES
+    assert S.DIALING not in {s for s in TRANSITIONS[S.DIALING]}  # no self-loops
+    check_transition(S.CLAIMED, S.DIALING)
+    # Once an originate may have left, an attempt can only finish: never cancelled, never re-queued.
+    for live in (S.DIALING, S.RINGING, S.IN_SURVEY):
+        with pytest.raises(IllegalTransition):
+            check_transition(live, S.CANCELLED)
+    with pytest.raises(IllegalTransition, match="from finished to queued"):
+        check_transition(S.FINISHED, S.QUEUED)
+
+
+def _attempts(session: Session, cipher: PiiCipher, n: int) -> list[int]:
+    code = seed_dossiers(session, cipher, n)
+    start_campaign(session, total=n, agency_codes=[code], now=NOW)
+    return service.release_due_attempts(session, now=NOW, limit=n, trunk="simulator")
+
+
+def test_release_creates_queued_attempts_with_channel_ids(db_session: Session, cipher: PiiCipher) -> None:
+    ids = _attempts(db_session, cipher, 3)
+    assert len(ids) == 3
+    rows = db_session.execute(select(CallAttempt.status, CallAttempt.channel_id)).all()
+    assert {r.status for r in rows} == {"queued"} and len({r.channel_id for r in rows}) == 3
+    assert service.count_active_attempts(db_session) == 3
+    assert service.release_due_attempts(db_session, now=NOW, limit=10, trunk="simulator") == []
+
+
+def test_compare_and_set_lets_exactly_one_racer_win(db_session: Session, cipher: PiiCipher) -> None:
+    (aid,) = _attempts(db_session, cipher, 1)
+    lease = NOW + timedelta(minutes=1)
+    assert service.claim_attempt(
+        db_session, attempt_id=aid, worker="a", server="sim", lease_expires_at=lease, now=NOW
+    )
+    assert not service.claim_attempt(
+        db_session, attempt_id=aid, worker="b", server="sim", lease_expires_at=lease, now=NOW
+    )
+    assert service.mark_dialing(db_session, attempt_id=aid, now=NOW)
+    assert not service.mark_dialing(db_session, attempt_id=aid, now=NOW)
+    assert not compare_and_set(db_session, attempt_id=aid, expected=S.CLAIMED, new=S.CANCELLED, now=NOW)
+
+
+def test_finish_tells_the_campaign_exactly_once(db_session: Session, cipher: PiiCipher) -> None:
+    (aid,) = _attempts(db_session, cipher, 1)
+    service.claim_attempt(db_session, attempt_id=aid, worker="a", server="sim", lease_expires_at=NOW, now=NOW)
+    service.mark_dialing(db_session, attempt_id=aid, now=NOW)
+    assert service.finish_attempt(
+        db_session, attempt_id=aid, outcome=CallOutcome.BUSY, now=NOW, hangup_cause=17
+    )
+    assert not service.finish_attempt(db_session, attempt_id=aid, outcome=CallOutcome.ANSWERED, now=NOW)
+    row = db_session.execute(select(CallAttempt).where(CallAttempt.id == aid)).scalar_one()
+    db_session.refresh(row)
+    assert (row.status, row.outcome, row.hangup_cause, row.survey_outcome) == ("finished", "busy", 17, "none")
+    target = db_session.execute(select(CallTarget.attempts, CallTarget.state)).one()
+    assert target.attempts == 1
+
+
+def test_a_lost_call_with_survey_answers_is_dropped_not_failed(
+    db_session: Session, cipher: PiiCipher
+) -> None:
+    (aid,) = _attempts(db_session, cipher, 1)
+    service.claim_attempt(db_session, attempt_id=aid, worker="a", server="sim", lease_expires_at=NOW, now=NOW)
+    service.mark_dialing(db_session, attempt_id=aid, now=NOW)
+    service.mark_answered(db_session, attempt_id=aid, now=NOW)
+    dossier_id = db_session.scalar(select(CallAttempt.dossier_id).where(CallAttempt.id == aid))
+    assert dossier_id is not None
+    context = load_call_context(db_session, dossier_id=dossier_id)
+    partial = SurveyResult(questionnaire_version="1", satisfied=False, via={"dtmf"}, revision=1)
+    save_survey_progress(db_session, attempt_id=aid, context=context, result=partial, now=NOW)
+    assert service.finish_attempt(
+        db_session, attempt_id=aid, outcome=CallOutcome.FAILED, now=NOW, detail="lost"
+    )
+    outcome, survey = db_session.execute(
+        select(CallAttempt.outcome, CallAttempt.survey_outcome).where(CallAttempt.id == aid)
+    ).one()
+    assert (outcome, survey) == ("dropped", "partial")
+
+
+def test_give_back_cancels_without_using_a_retry(db_session: Session, cipher: PiiCipher) -> None:
+    (aid,) = _attempts(db_session, cipher, 1)
+    attempt = service.get_attempt(db_session, attempt_id=aid)
+    assert attempt is not None
+    assert service.give_back(
+        db_session, attempt=attempt, now=NOW, retry_after=timedelta(seconds=5), detail="x"
+    )
+    assert not service.give_back(
+        db_session, attempt=attempt, now=NOW, retry_after=timedelta(seconds=5), detail="x"
+    )
+    target = db_session.execute(
+        select(CallTarget.state, CallTarget.attempts, CallTarget.next_attempt_at)
+    ).one()
+    assert (target.state, target.attempts) == ("queued", 0)
+    assert target.next_attempt_at >= NOW + timedelta(seconds=5)
