@@ -15,22 +15,30 @@ __all__ = ["CallContext", "load_call_context"]
 
 def load_call_context(session: Session, *, dossier_id: int) -> CallContext:
     """The agency, field and return date of a dossier, for the greeting; raises NotFound."""
+    # Columns, not the Dossier entity: the encrypted personal data is not needed here.
     row = session.execute(
-        select(Dossier, Agency.name, Field.name)
+        select(
+            Dossier.id,
+            Dossier.agency_id,
+            Dossier.field_id,
+            Dossier.returned_at,
+            Dossier.phone_hash,
+            Agency.name,
+            Field.name,
+        )
         .join(Agency, Agency.id == Dossier.agency_id)
         .join(Field, Field.id == Dossier.field_id)
         .where(Dossier.id == dossier_id)
     ).one_or_none()
     if row is None:
         raise NotFound(f"dossier {dossier_id} does not exist")
-    dossier, agency_name, field_name = row
-    returned_on = to_local(dossier.returned_at).date() if dossier.returned_at else None
+    did, agency_id, field_id, returned_at, phone_hash, agency_name, field_name = row
     return CallContext(
-        dossier_id=dossier.id,
-        agency_id=dossier.agency_id,
+        dossier_id=did,
+        agency_id=agency_id,
         agency_name=agency_name,
-        field_id=dossier.field_id,
+        field_id=field_id,
         field_name=field_name,
-        returned_on=returned_on,
-        phone_hash=dossier.phone_hash,
+        returned_on=to_local(returned_at).date() if returned_at else None,
+        phone_hash=phone_hash,
     )

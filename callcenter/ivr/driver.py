@@ -45,7 +45,11 @@ class Transport(Protocol):
 
 
 class SurveyRecorder(Protocol):
-    """Stores what the citizen answered; called after every change, so a hang-up loses nothing."""
+    """Stores what the citizen answered; called after every change, so a hang-up loses nothing.
+
+    A recorder may write in the background; if it has an ``async flush()``, :func:`run_survey`
+    awaits it before returning, so the result is stored when the call is over.
+    """
 
     async def save(self, result: SurveyResult) -> None: ...
 
@@ -99,12 +103,20 @@ async def run_survey(transport: Transport, flow: SurveyFlow, recorder: SurveyRec
     except BaseException:
         if not flow.ended:
             flow.handle(HangUp())
-            try:
-                await recorder.save(flow.result)
-            except Exception:
-                log.exception("could not save the partial survey response after a transport failure")
+        try:
+            await recorder.save(flow.result)
+            await _flush(recorder)
+        except Exception:
+            log.exception("could not save the partial survey response after a transport failure")
         raise
     if not flow.ended:  # a transport that stopped producing events: treat as the caller leaving
         flow.handle(HangUp())
     await save_if_changed()
+    await _flush(recorder)
     return flow.result
+
+
+async def _flush(recorder: SurveyRecorder) -> None:
+    flush = getattr(recorder, "flush", None)
+    if flush is not None:
+        await flush()

@@ -487,8 +487,7 @@ class SurveyFlow:
         return self._goodbye()
 
     def _want_comment(self) -> list[Action]:
-        self.result.wants_comment = True
-        self._touch()
+        self.result.wants_comment = True  # not a stored field: no save needed
         return self._ask(FlowState.RECORD_COMMENT)
 
     def _on_record_input(self, event: Event) -> list[Action]:

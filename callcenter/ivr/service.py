@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -66,6 +66,40 @@ def record_opt_out(
     return True
 
 
+_RESPONSES = cast(Table, SurveyResponse.__table__)
+_REASONS = cast(Table, ResponseReason.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """What the database holds for one call's response, as far as its (single) writer knows."""
+
+    id: int
+    dossier_id: int | None
+    status: str
+    satisfied: bool | None
+    recording_ref: str | None
+    completed: bool
+    reasons: frozenset[int]
+    answered_via: str | None = None
+
+
+def _read_stored(session: Session, attempt_id: int) -> StoredResponse | None:
+    r = _RESPONSES.c
+    row = session.execute(
+        select(
+            r.id, r.dossier_id, r.status, r.satisfied, r.recording_ref, r.completed_at, r.answered_via
+        ).where(r.attempt_id == attempt_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    reasons = session.scalars(select(_REASONS.c.reason_code).where(_REASONS.c.response_id == row.id))
+    return StoredResponse(
+        row.id, row.dossier_id, row.status, row.satisfied, row.recording_ref, row.completed_at is not None,
+        frozenset(reasons), row.answered_via,
+    )  # fmt: skip
+
+
 def save_survey_progress(
     session: Session,
     *,
@@ -73,56 +107,95 @@ def save_survey_progress(
     context: CallContext,
     result: SurveyResult,
     now: datetime,
-) -> SurveyResponse:
+    stored: StoredResponse | None = None,
+) -> StoredResponse:
     """Create or update the response of one call attempt from the flow's current result.
 
     Idempotent and monotonic: saving the same result twice changes nothing, an older result never
-    undoes a newer one (reasons are only added, the status only moves forward).
+    undoes a newer one (reasons are only added, the status only moves forward). Returns what is now
+    stored; a caller that is the only writer of this attempt (one call) may pass it back as
+    ``stored`` to skip re-reading the row. Written with Core statements, not ORM objects: it runs
+    after every answer of hundreds of concurrent calls.
     """
-    row = session.execute(
-        select(SurveyResponse).where(SurveyResponse.attempt_id == attempt_id)
-    ).scalar_one_or_none()
-    if row is None:
-        row = SurveyResponse(
-            channel=ResponseChannel.CALL.value,
-            attempt_id=attempt_id,
-            dossier_id=context.dossier_id,
-            agency_id=context.agency_id,
-            field_id=context.field_id,
-            phone_hash=context.phone_hash,
-            questionnaire_version=result.questionnaire_version,
-            status=ResponseStatus.IN_PROGRESS.value,
-            comment_status="none",
-            started_at=now,
-        )
-        session.add(row)
-    elif row.dossier_id != context.dossier_id:
-        raise ValueError(
-            f"attempt {attempt_id} already belongs to dossier {row.dossier_id}, not {context.dossier_id}"
-        )
-
+    r = _RESPONSES.c
+    if stored is None:
+        stored = _read_stored(session, attempt_id)
     status = response_status(result)
-    if _STATUS_RANK[status] >= _STATUS_RANK[ResponseStatus(row.status)]:
-        row.status = status.value
-    if result.satisfied is not None:
-        if row.satisfied is None:
-            row.answered_at = now
-        row.satisfied = result.satisfied
-    if result.answered_via:
-        row.answered_via = result.answered_via
-    known = {reason.reason_code for reason in row.reasons}
-    for code, source in result.reasons.items():
-        if code not in known:
-            row.reasons.append(ResponseReason(reason_code=code, source=source))
-    if result.recording_ref and row.recording_ref is None:
-        row.recording_ref = result.recording_ref
-        row.comment_status = "pending"  # the transcript comes later, off the call's path
-    if result.ended and row.completed_at is None:
-        row.completed_at = now
+    if stored is None:
+        response_id = session.execute(
+            insert(_RESPONSES)
+            .values(
+                channel=ResponseChannel.CALL.value,
+                attempt_id=attempt_id,
+                dossier_id=context.dossier_id,
+                agency_id=context.agency_id,
+                field_id=context.field_id,
+                phone_hash=context.phone_hash,
+                questionnaire_version=result.questionnaire_version,
+                status=status.value,
+                satisfied=result.satisfied,
+                answered_via=result.answered_via,
+                recording_ref=result.recording_ref,
+                comment_status="pending" if result.recording_ref else "none",
+                started_at=now,
+                answered_at=now if result.satisfied is not None else None,
+                completed_at=now if result.ended else None,
+            )
+            .returning(r.id)
+        ).scalar_one()
+        stored = StoredResponse(
+            int(response_id), context.dossier_id, status.value, result.satisfied, result.recording_ref,
+            result.ended, frozenset(), result.answered_via,
+        )  # fmt: skip
+    else:
+        if stored.dossier_id != context.dossier_id:
+            raise ValueError(
+                f"attempt {attempt_id} already belongs to dossier {stored.dossier_id}, "
+                f"not {context.dossier_id}"
+            )
+        changes: dict[str, object] = {}
+        if _STATUS_RANK[status] > _STATUS_RANK[ResponseStatus(stored.status)]:
+            changes["status"] = status.value
+        if result.satisfied is not None and result.satisfied != stored.satisfied:
+            changes["satisfied"] = result.satisfied
+            if stored.satisfied is None:
+                changes["answered_at"] = now
+        if result.answered_via and result.answered_via != stored.answered_via:
+            changes["answered_via"] = result.answered_via
+        if result.recording_ref and stored.recording_ref is None:
+            changes["recording_ref"] = result.recording_ref
+            changes["comment_status"] = "pending"  # the transcript comes later, off the call's path
+        if result.ended and not stored.completed:
+            changes["completed_at"] = now
+        if changes:
+            session.execute(update(_RESPONSES).where(r.id == stored.id).values(**changes))
+            stored = replace(
+                stored,
+                status=str(changes.get("status", stored.status)),
+                satisfied=result.satisfied if "satisfied" in changes else stored.satisfied,
+                recording_ref=stored.recording_ref or result.recording_ref,
+                completed=stored.completed or result.ended,
+                answered_via=result.answered_via or stored.answered_via,
+            )
+    new_codes = [code for code in result.reasons if code not in stored.reasons]
+    if new_codes:
+        session.execute(
+            insert(_REASONS),
+            [{"response_id": stored.id, "reason_code": c, "source": result.reasons[c]} for c in new_codes],
+        )
+        stored = replace(stored, reasons=stored.reasons | frozenset(new_codes))
     if result.opted_out and context.phone_hash:
         record_opt_out(session, phone_hash=context.phone_hash, source=OPT_OUT_SOURCE_IVR, now=now)
-    session.flush()
-    return row
+    return stored
+
+
+def get_response(session: Session, *, attempt_id: int) -> SurveyResponse | None:
+    """The stored response of a call attempt, freshly read (with its reasons)."""
+    return session.execute(
+        select(SurveyResponse)
+        .where(SurveyResponse.attempt_id == attempt_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
 
 
 def close_unfinished_response(session: Session, *, attempt_id: int, now: datetime) -> SurveyResponse | None:
@@ -184,7 +257,13 @@ _transient = retry(
 
 
 class DbRecorder:
-    """The driver's recorder: each save is one committed transaction, run off the event loop."""
+    """The driver's recorder: every change is committed on a worker thread, in order, off the call's path.
+
+    ``save`` returns at once, so a database write never delays the next prompt; while one write
+    runs, newer results replace the queued one (each write stores the whole, monotonic state, so
+    skipping an intermediate one loses nothing). ``flush`` waits until the latest result is stored
+    and raises if it could not be; :func:`~callcenter.ivr.driver.run_survey` calls it at the end.
+    """
 
     def __init__(
         self,
@@ -200,27 +279,43 @@ class DbRecorder:
         self.context = context
         self._clock = clock
         self._executor = executor
+        self._pending: SurveyResult | None = None
+        self._stored: StoredResponse | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self.writes = 0
 
     @_transient
     def save_sync(self, result: SurveyResult) -> None:
         with session_scope(self._sessions) as session:
-            save_survey_progress(
+            stored = save_survey_progress(
                 session,
                 attempt_id=self.attempt_id,
                 context=self.context,
                 result=result,
                 now=self._clock.now(),
+                stored=self._stored,
             )
+        self._stored = stored  # only after the commit: a failed write is re-read next time
+        self.writes += 1
 
     async def save(self, result: SurveyResult) -> None:
-        snapshot = _copy_result(result)  # the flow goes on while the thread writes
-        await run_blocking(partial(self.save_sync, snapshot), executor=self._executor)
+        self._pending = _copy_result(result)  # the flow goes on while the thread writes
+        if self._writer is None or self._writer.done():
+            if self._writer is not None and not self._writer.cancelled() and self._writer.exception():
+                await self._writer  # a failed write surfaces here rather than being lost
+            self._writer = asyncio.get_running_loop().create_task(self._write_pending())
+
+    async def _write_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending is not None:
+            result, self._pending = self._pending, None
+            await loop.run_in_executor(self._executor, partial(self.save_sync, result))
+
+    async def flush(self) -> None:
+        """Wait until the latest saved result is committed (raises the write's error, if any)."""
+        if self._writer is not None:
+            await self._writer
 
 
 def _copy_result(result: SurveyResult) -> SurveyResult:
     return replace(result, reasons=dict(result.reasons), via=set(result.via))
-
-
-async def run_blocking(func: Callable[[], object], *, executor: Executor | None = None) -> object:
-    """Run a blocking call (database, file) on a worker thread so the event loop keeps serving calls."""
-    return await asyncio.get_running_loop().run_in_executor(executor, func)

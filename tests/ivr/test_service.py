@@ -19,7 +19,12 @@ from callcenter.ivr.context import load_call_context
 from callcenter.ivr.flow import HangUp, Keys, RecordingDone, SurveyFlow, Timeout
 from callcenter.ivr.models import SurveyResponse
 from callcenter.ivr.questionnaire import load_questionnaire
-from callcenter.ivr.service import save_survey_progress, store_comment_transcript, survey_outcome_for_attempt
+from callcenter.ivr.service import (
+    get_response,
+    save_survey_progress,
+    store_comment_transcript,
+    survey_outcome_for_attempt,
+)
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
@@ -43,9 +48,12 @@ def test_each_answer_is_stored_as_it_comes(
     flow.start()
 
     def save(minutes: int) -> SurveyResponse:
-        return save_survey_progress(
+        save_survey_progress(
             db_session, attempt_id=5001, context=ctx, result=flow.result, now=NOW + timedelta(minutes=minutes)
         )
+        row = get_response(db_session, attempt_id=5001)
+        assert row is not None
+        return row
 
     row = save(0)
     assert (row.status, row.satisfied, row.agency_id, row.field_id) == (
@@ -86,8 +94,9 @@ def test_a_stale_save_never_undoes_a_newer_one(
     flow.handle(Keys("3"))
     flow.handle(Timeout())
     save_survey_progress(db_session, attempt_id=5002, context=ctx, result=flow.result, now=NOW)
-    row = save_survey_progress(db_session, attempt_id=5002, context=ctx, result=early, now=NOW)
-    assert row.status == "completed" and [r.reason_code for r in row.reasons] == [3]
+    save_survey_progress(db_session, attempt_id=5002, context=ctx, result=early, now=NOW)
+    row = get_response(db_session, attempt_id=5002)
+    assert row is not None and row.status == "completed" and [r.reason_code for r in row.reasons] == [3]
 
 
 def test_an_attempt_cannot_switch_dossier(
@@ -108,8 +117,9 @@ def test_hang_up_keeps_a_partial_response(
     flow = SurveyFlow(load_questionnaire(), ctx)
     flow.start()
     flow.handle(HangUp())
-    row = save_survey_progress(db_session, attempt_id=5004, context=ctx, result=flow.result, now=NOW)
-    assert row.status == "partial" and row.satisfied is None and row.completed_at == NOW
+    save_survey_progress(db_session, attempt_id=5004, context=ctx, result=flow.result, now=NOW)
+    row = get_response(db_session, attempt_id=5004)
+    assert row is not None and row.status == "partial" and row.satisfied is None and row.completed_at == NOW
     assert survey_outcome_for_attempt(db_session, attempt_id=5004) is SurveyOutcome.NO_INPUT
 
 
@@ -123,8 +133,9 @@ def test_opt_out_is_written_once_to_the_registry(
         flow.start()
         flow.handle(Keys("0"))
         flow.handle(Keys("1"))
-        row = save_survey_progress(db_session, attempt_id=attempt, context=ctx, result=flow.result, now=NOW)
-        assert row.status == "opted_out"
+        save_survey_progress(db_session, attempt_id=attempt, context=ctx, result=flow.result, now=NOW)
+        row = get_response(db_session, attempt_id=attempt)
+        assert row is not None and row.status == "opted_out"
         assert survey_outcome_for_attempt(db_session, attempt_id=attempt) is SurveyOutcome.OPTED_OUT
     entries = (
         db_session.execute(select(OptOut).where(OptOut.phone_hash == dossier.phone_hash)).scalars().all()
