@@ -101,13 +101,11 @@ def place_call(ctx: DialerContext, attempt_id: int) -> str:
 
     chosen: TrunkServer | None = None
     full_scopes: list[str] = []
-    usage = {
-        u.scope: u.in_use
-        for u in ctx.pacer.usage([scopes(ctx.settings, s)[1] for s in servers(ctx.settings)])
-    }
-    for server in sorted(
-        servers(ctx.settings), key=lambda s: usage.get(f"server:{s.kind}:{s.name}", 0) / s.channels
-    ):
+    candidates = servers(ctx.settings)
+    if len(candidates) > 1:  # a pool: try the least loaded server first
+        usage = {u.scope: u.in_use for u in ctx.pacer.usage([scopes(ctx.settings, s)[1] for s in candidates])}
+        candidates.sort(key=lambda s: usage.get(f"server:{s.kind}:{s.name}", 0) / s.channels)
+    for server in candidates:
         full = ctx.pacer.acquire_channel(
             attempt_id=attempt_id, scopes=scopes(ctx.settings, server), ttl_seconds=ctx.settings.lease_seconds
         )
