@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, distinct, func, select
+from sqlalchemy import and_, case, func, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -204,29 +204,44 @@ def _eligible_cells(
 def _call_cells(
     session: Session, *, period: Period, by_field: bool, agency_id: int | None, field_id: int | None
 ) -> list[tuple[int, int | None, int, int, int]]:
-    reached = case((CallAttempt.outcome.in_(REACHED_OUTCOMES), CallAttempt.dossier_id))
+    # Two levels instead of COUNT(DISTINCT …): first one row per dossier from call_attempts alone (a
+    # hash aggregate), then the join to dossiers for the agency and field. On a million attempts this
+    # avoids sorting every attempt by agency.
+    reached = func.max(case((CallAttempt.outcome.in_(REACHED_OUTCOMES), 1), else_=0))
+    per_dossier = select(
+        CallAttempt.dossier_id, reached.label("reached"), func.count().label("attempts")
+    ).where(CallAttempt.status == AttemptStatus.FINISHED.value, _in_period(CallAttempt.created_at, period))
+    scope = select(Dossier.id)
+    if agency_id is not None:
+        scope = scope.where(Dossier.agency_id == agency_id)
+    if field_id is not None:
+        scope = scope.where(Dossier.field_id == field_id)
+    if agency_id is not None or field_id is not None:
+        per_dossier = per_dossier.where(CallAttempt.dossier_id.in_(scope))
+    inner = per_dossier.group_by(CallAttempt.dossier_id).subquery()
     stmt = (
         select(
             Dossier.agency_id,
-            func.count(distinct(CallAttempt.dossier_id)).label("called"),
-            func.count(distinct(reached)).label("reached"),
-            func.count().label("attempts"),
+            func.count().label("called"),
+            func.sum(inner.c.reached).label("reached"),
+            func.sum(inner.c.attempts).label("attempts"),
         )
-        .select_from(CallAttempt)
-        .join(Dossier, Dossier.id == CallAttempt.dossier_id)
-        .where(CallAttempt.status == AttemptStatus.FINISHED.value, _in_period(CallAttempt.created_at, period))
+        .select_from(inner)
+        .join(Dossier, Dossier.id == inner.c.dossier_id)
     )
     group: list[Any] = [Dossier.agency_id]
     if by_field:
         stmt = stmt.add_columns(Dossier.field_id)
         group.append(Dossier.field_id)
-    if agency_id is not None:
-        stmt = stmt.where(Dossier.agency_id == agency_id)
-    if field_id is not None:
-        stmt = stmt.where(Dossier.field_id == field_id)
     rows = session.execute(stmt.group_by(*group)).all()
     return [
-        (r.agency_id, r.field_id if by_field else None, int(r.called), int(r.reached), int(r.attempts))
+        (
+            r.agency_id,
+            r.field_id if by_field else None,
+            int(r.called),
+            int(r.reached or 0),
+            int(r.attempts or 0),
+        )
         for r in rows
     ]
 
@@ -333,6 +348,18 @@ def _filter_responses(stmt: Any, *, agency_id: int | None, field_id: int | None,
 
 
 # --- roll-up -----------------------------------------------------------------------------------------
+
+
+def tune_for_aggregation(session: Session) -> None:
+    """On PostgreSQL, set this transaction up for a few large aggregates.
+
+    JIT compilation costs ~0.2 s per statement and buys nothing on these short scans; a larger
+    ``work_mem`` keeps the per-dossier hash aggregates in memory. ``SET LOCAL`` ends with the
+    transaction (the request or command), so nothing leaks to other work.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL jit = off"))
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
 
 
 def _collect(
@@ -585,6 +612,7 @@ def summarise(
     if channel is not None and channel not in {c.value for c in ResponseChannel}:
         raise ValidationError(f"unknown channel '{channel}'", field="channel")
     policies.parse_policy(policy, policy_params)  # fail early on an unknown policy or bad parameters
+    tune_for_aggregation(session)
 
     buckets, total = _collect(
         session, period=period, group_by=dims, agency_id=agency_id, field_id=field_id, channel=channel
@@ -705,6 +733,7 @@ def monthly_trend(
     """Satisfied rate per local calendar month (bucketed in SQL in Asia/Ho_Chi_Minh)."""
     if not months:
         return []
+    tune_for_aggregation(session)
     start, end = min(m.start for m in months), max(m.end for m in months)
     bucket = month_bucket(SurveyResponse.answered_at).label("month")
     rated = func.sum(case((SurveyResponse.satisfied.is_not(None), 1), else_=0)).label("rated")
