@@ -1,6 +1,7 @@
 """Benchmark: 500 concurrent AGI sessions through the whole survey against ONE agi-server process.
 
-    .venv/bin/python scripts/bench_agi.py [--sessions 500] [--think-ms 50] [--pg-admin "host=127.0.0.1 user=postgres dbname=postgres"]
+    .venv/bin/python scripts/bench_agi.py [--sessions 500] [--think-ms 1000] [--ramp-s 5]
+        [--pg-admin "host=127.0.0.1 user=postgres dbname=postgres"] [--profile server.prof]
 
 What it does:
 1. creates a scratch PostgreSQL database, migrates it, inserts dossiers (20 agencies × fields);
@@ -9,8 +10,9 @@ What it does:
 3. starts ``callcenter agi-server`` as a subprocess (speech off: keys only);
 4. starts the clients in *another* process: N fake Asterisk channels (``callcenter.ivr.agi_testing``)
    replaying the recorded citizens of ../shared/fixtures/asterisk (full survey, partial, silent,
-   hang-up during the comment, hang-up after 1 s) all connected at once, each waiting a random
-   0..2×think-ms before every reply (prompt playback, compressed);
+   hang-up during the comment, hang-up after 1 s), arriving over ``--ramp-s`` seconds and all on
+   the line together, each waiting a random 0..2×think-ms before every reply (prompt playback and
+   the citizen's keys, compressed: real prompts last 2-9 s);
 5. measures, per AGI command, the server's reply time (our reply sent → the server's next command
    received), and samples the server's resident memory every 50 ms;
 6. checks every call stored its response, then drops the database.
@@ -37,27 +39,25 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import psutil  # noqa: E402
-import psycopg  # noqa: E402
-from sqlalchemy import func  # noqa: E402
+import psutil
+import psycopg
+from sqlalchemy import func
 from sqlalchemy import select as sql_select
-from sqlalchemy.orm import Session  # noqa: E402
+from sqlalchemy.orm import Session
 
-from callcenter.core.db import make_engine, upgrade_database  # noqa: E402
-from callcenter.core.pii import PiiCipher  # noqa: E402
-from callcenter.core.settings import Settings  # noqa: E402
-from callcenter.intake.models import Agency, Dossier, Field  # noqa: E402
-from callcenter.ivr import constants as c  # noqa: E402
-from callcenter.ivr.agi_testing import FakeAsterisk  # noqa: E402
-from callcenter.ivr.context import load_call_context  # noqa: E402
-from callcenter.ivr.flow import CallContext, SurveyFlow  # noqa: E402
-from callcenter.ivr.models import SurveyResponse  # noqa: E402
-from callcenter.ivr.questionnaire import load_questionnaire  # noqa: E402
-from callcenter.ivr.tts import PromptLibrary, default_engines  # noqa: E402
+from callcenter.core.db import make_engine, upgrade_database
+from callcenter.core.pii import PiiCipher
+from callcenter.core.settings import Settings
+from callcenter.intake.models import Agency, Dossier, Field
+from callcenter.ivr import constants as c
+from callcenter.ivr.agi_testing import FakeAsterisk
+from callcenter.ivr.context import load_call_context
+from callcenter.ivr.flow import CallContext, SurveyFlow
+from callcenter.ivr.models import SurveyResponse
+from callcenter.ivr.questionnaire import load_questionnaire
+from callcenter.ivr.tts import PromptLibrary, default_engines
 
+ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "asterisk"
 SCENARIOS = ["answer", "answer-partial", "answered-silent", "answer-comment-hangup", "hangup-after-1s"]
 AGENCIES = [
@@ -168,7 +168,8 @@ def setup_database(
                     field_id=rng.choice(fields).id, submitter_name_enc=cipher.encrypt("Nguyễn Văn An"),
                     phone_enc=cipher.encrypt(phone), phone_hash=cipher.phone_hash(phone), phone_kind="mobile",
                     received_at=now, due_at=now, returned_at=now + timedelta(days=rng.randint(0, 20)),
-                    status="returned", timeliness="late", content_hash="0" * 64, created_at=now, updated_at=now,
+                    status="returned", timeliness="late", content_hash="0" * 64,
+                    created_at=now, updated_at=now,
                 )
             )  # fmt: skip
         session.add_all(dossiers)
