@@ -96,6 +96,19 @@ def main() -> int:
         sessions = make_session_factory(engine)
         for label in ("import", "re-import"):
             started = time.perf_counter()
+            done = [0, 0]
+
+            def progress(
+                rows: int, label: str = label, started: float = started, done: list[int] = done
+            ) -> None:
+                done[0] += rows
+                if done[0] - done[1] >= 100_000:
+                    done[1] = done[0]
+                    elapsed = time.perf_counter() - started
+                    console.print(
+                        f"  {label}: {done[0]:,} rows, {elapsed:.1f} s, load {os.getloadavg()[0]:.1f}"
+                    )
+
             with session_scope(sessions) as session:
                 result = run_import(
                     session,
@@ -107,6 +120,7 @@ def main() -> int:
                     batch_size=args.batch_size,
                     workers=args.workers,
                     worker_keys=keys,
+                    progress=progress,
                 )
             results.append((label, result, time.perf_counter() - started))
         with session_scope(sessions) as session:

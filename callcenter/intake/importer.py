@@ -35,9 +35,17 @@ from sqlalchemy.orm import Session
 from callcenter.core.pii import PiiCipher
 from callcenter.intake.adapters.base import Connector, SourceRow
 from callcenter.intake.adapters.onestop_api import OneStopApiClient
-from callcenter.intake.mapping import MappingConfig, values_dict
+from callcenter.intake.mapping import TARGET_FIELDS, MappingConfig, values_dict
 from callcenter.intake.models import ImportRun
-from callcenter.intake.normalise import DossierRecord, FieldError, Rules, clean_code, normalise_record
+from callcenter.intake.normalise import (
+    DateFormatError,
+    DossierRecord,
+    FieldError,
+    Rules,
+    clean_code,
+    normalise_record,
+    parse_datetime,
+)
 from callcenter.intake.sealing import SealedDossier, Sealer, copy_line
 from callcenter.intake.service import (
     ImportCounts,
@@ -90,6 +98,10 @@ class BatchPreparer:
             result = normalise_record(values_dict(row_values), rules=rules, now=now)
             if not isinstance(result, DossierRecord):
                 batch.rejected.append((index, result))
+                # A refused record was still seen: its update time moves the sync watermark on.
+                updated = _updated_at(row_values)
+                if updated is not None and (batch.latest_update is None or updated > batch.latest_update):
+                    batch.latest_update = updated
                 continue
             updated = result.source_updated_at
             if updated is not None and (batch.latest_update is None or updated > batch.latest_update):
@@ -99,6 +111,21 @@ class BatchPreparer:
             batch.fields[sealed.field_code] = sealed.field_name
             batch.good.append((index, sealed.code, copy_line(sealed) if as_copy else sealed))
         return batch
+
+
+_UPDATED_AT = TARGET_FIELDS.index("updated_at")
+
+
+def _updated_at(values: tuple[Any, ...]) -> datetime | None:
+    raw = values[_UPDATED_AT] if len(values) > _UPDATED_AT else None
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo is not None else None
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    try:
+        return parse_datetime(raw)
+    except DateFormatError:
+        return None
 
 
 # Worker-process state, set once by the pool initializer (a cipher cannot be pickled).
@@ -278,7 +305,13 @@ def run_import(
                 )
             counts.unchanged += batch_in.unchanged
             counts.quarantined += quarantine_records(
-                session, rejections=rejections, source=source, import_run_id=run.id, cipher=cipher, now=now
+                session,
+                rejections=rejections,
+                source=source,
+                import_run_id=run.id,
+                cipher=cipher,
+                now=now,
+                skip_known=connector.kind == "api",
             )
             if progress is not None:
                 progress(batch_in.seen)

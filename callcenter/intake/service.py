@@ -466,24 +466,51 @@ def quarantine_records(
     import_run_id: int | None,
     cipher: PiiCipher,
     now: datetime,
+    skip_known: bool = False,
 ) -> int:
-    """Store rejected records with their reasons; the raw record is encrypted (it holds PII)."""
+    """Store rejected records with their reasons; the raw record is encrypted (it holds PII).
+
+    ``skip_known`` (API syncs, where a record id is stable): a record already quarantined for the
+    same reason is not stored again — every sync re-reads its overlap window, and an unfixed bad
+    record would otherwise pile up one entry per sync. Returns the number of rejections handled.
+    """
     if not rejections:
         return 0
+    if skip_known:
+        known = _known_quarantine(session, source=source, refs=[r.row_ref[:128] for r in rejections])
+        fresh = [r for r in rejections if (r.row_ref[:128], _reason(r)) not in known]
+    else:
+        fresh = list(rejections)
+    if not fresh:
+        return len(rejections)
     rows = [
         {
             "import_run_id": import_run_id,
             "source": source,
             "row_ref": r.row_ref[:128],
             "field": ",".join(dict.fromkeys(e.field for e in r.errors))[:64] or None,
-            "reason": "; ".join(f"{e.field}: {e.reason}" for e in r.errors),
+            "reason": _reason(r),
             "raw_enc": cipher.encrypt_optional(_raw_text(r.raw)),
             "created_at": now,
         }
-        for r in rejections
+        for r in fresh
     ]
     session.connection().execute(insert(_QUARANTINE), rows)
-    return len(rows)
+    return len(rejections)
+
+
+def _reason(rejection: Rejection) -> str:
+    return "; ".join(f"{e.field}: {e.reason}" for e in rejection.errors)
+
+
+def _known_quarantine(session: Session, *, source: str, refs: Sequence[str]) -> set[tuple[str, str]]:
+    t = _QUARANTINE.c
+    known: set[tuple[str, str]] = set()
+    for start in range(0, len(refs), _SQLITE_IN_CHUNK):
+        chunk = refs[start : start + _SQLITE_IN_CHUNK]
+        query = select(t.row_ref, t.reason).where(t.source == source, t.row_ref.in_(chunk))
+        known.update((row.row_ref, row.reason) for row in session.connection().execute(query))
+    return known
 
 
 def _raw_text(raw: Any) -> str | None:

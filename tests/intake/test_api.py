@@ -73,6 +73,8 @@ def test_full_sync_then_incremental_sync(
         assert client.updated_since == watermark - timedelta(minutes=5)
     assert (second.counts.inserted, second.counts.updated) == (0, 0)
     assert second.counts.total < 20
+    # Bad records re-read in the overlap window are not quarantined a second time.
+    assert db_session.scalar(select(func.count()).select_from(QuarantinedRecord)) == counts.quarantined
 
     # The agency returns a pending dossier's result: the incremental sync picks it up.
     pending_code = db_session.scalars(

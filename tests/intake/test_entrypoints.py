@@ -13,6 +13,7 @@ from intake_helpers import NOW
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+import celeryconfig
 from callcenter.cli.main import app as cli_app
 from callcenter.core.clock import ManualClock
 from callcenter.core.db import session_scope, upgrade_database
@@ -97,8 +98,6 @@ def test_sync_task_reports_a_refused_token_without_retrying(
 
 
 def test_celery_beat_schedules_the_sync() -> None:
-    import celeryconfig
-
     entry = celeryconfig.beat_schedule["intake-sync-api"]
     assert entry["task"] == "intake.sync_api"
     assert tasks.sync_api_task.name in tasks.app.tasks

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +151,17 @@ def test_workers_need_key_material(
     write_csv(path, make_raw_dossiers(3, seed=8, now=NOW), mapping=mapping)
     with pytest.raises(ValueError, match="worker_keys"):
         _run(db_session, path, mapping, cipher, workers=1)
+
+
+def test_a_refused_record_still_moves_the_sync_watermark(
+    db_session: Session, cipher: PiiCipher, mapping: MappingConfig
+) -> None:
+    rows = [
+        good_row("HS-1", updated_at="2026-01-10T08:00:00+07:00"),
+        good_row("HS-2", phone="garbage", updated_at="2026-01-12T08:00:00+07:00"),
+    ]
+    result = run_import(
+        db_session, connector=ListConnector(rows), source="onestop", mapping=mapping, cipher=cipher, now=NOW
+    )
+    assert (result.counts.inserted, result.counts.quarantined) == (1, 1)
+    assert result.latest_update == datetime(2026, 1, 12, 1, 0, tzinfo=UTC)
