@@ -144,7 +144,8 @@ class AgiRequest(Request):  # type: ignore[misc]
             await self.writer.drain()
         except (ConnectionError, RuntimeError) as exc:
             raise AGIConnectionClosed(f"cannot send {command.split(' ', 1)[0]}: {exc}") from exc
-        reply = await asyncio.wait_for(self._read_reply(command), timeout or self.reply_timeout)
+        async with asyncio.timeout(timeout or self.reply_timeout):  # no extra task, unlike wait_for
+            reply = await self._read_reply(command)
         if reply.code == 200:
             return reply
         if reply.code == 511:

@@ -75,11 +75,18 @@ class AgiTransport:
 
     async def _files(self, prompt: Prompt) -> list[str]:
         """Asterisk names of the prompt's parts, rendered concurrently (dynamic parts on first use)."""
-        tasks = [asyncio.ensure_future(self.prompts.render_async(u.text)) for u in prompt]
+        cached = [self.prompts.cached(u.text) for u in prompt]
+        if all(cached):  # the usual case: no task, no thread
+            return [c.asterisk_name for c in cached if c is not None]
+        tasks = [
+            None if hit is not None else asyncio.ensure_future(self.prompts.render_async(u.text))
+            for u, hit in zip(prompt, cached, strict=True)
+        ]
         names: list[str] = []
-        for utterance, task in zip(prompt, tasks, strict=True):
+        for utterance, hit, task in zip(prompt, cached, tasks, strict=True):
             try:
-                names.append((await task).asterisk_name)
+                rendered = hit if hit is not None else await task  # type: ignore[misc]
+                names.append(rendered.asterisk_name)
             except Exception:  # a missing part is better than a failed call
                 log.exception("prompt %s could not be rendered; skipping it", _describe(utterance))
         return names
