@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import pickle
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -52,6 +53,15 @@ class AsyncRecognizer:
     def __init__(self, recognizer_factory: Callable[[], Recognizer], workers: int = 1) -> None:
         if workers < 1:
             raise ValueError(f"AsyncRecognizer: workers must be at least 1, got {workers}")
+        try:
+            pickle.dumps(recognizer_factory)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            # Worker processes are spawned: the factory travels to them pickled. A lambda or a
+            # closure fails there, late and obscurely; say so now.
+            raise TypeError(
+                "AsyncRecognizer: recognizer_factory must be picklable (a module-level callable); "
+                "use callcenter.asr.engines.recognizer_factory(settings)"
+            ) from exc
         self._factory = recognizer_factory
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None

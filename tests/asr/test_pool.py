@@ -142,3 +142,9 @@ def test_timeout_is_reported() -> None:
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="workers must be at least 1"):
         AsyncRecognizer(SPEC, workers=0)
+
+
+def test_unpicklable_factory_is_refused_at_once() -> None:
+    # Workers are spawned, so the factory is pickled: a lambda would fail later inside the pool.
+    with pytest.raises(TypeError, match="must be picklable"):
+        AsyncRecognizer(lambda: SPEC(), workers=1)
