@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from callcenter.asr.errors import RecognizerUnavailable
 from callcenter.asr.service import Transcript
 from callcenter.ivr import constants as c
 from callcenter.ivr.adapters.audio import read_wav
@@ -175,7 +176,7 @@ class AgiTransport:
             transcript = await self.transcriber.transcribe(
                 audio.sln_bytes(), audio.rate, phrases=list(action.phrases or ())
             )
-        except (OSError, ValueError, RuntimeError):
+        except (OSError, ValueError, RuntimeError, TimeoutError, RecognizerUnavailable):
             log.exception("speech answer %s could not be recognised; treating it as no answer", path)
             return Timeout()
         if not transcript.text.strip():

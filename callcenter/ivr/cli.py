@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
-from typing import Any
 
 import typer
 from rich.console import Console
 
+from callcenter.asr.engines import recognizer_factory
+from callcenter.asr.pool import AsyncRecognizer
+from callcenter.asr.settings import AsrSettings
 from callcenter.core.runtime import build_runtime
 from callcenter.ivr import constants as c
 from callcenter.ivr.agi_server import SurveyAgiApplication, serve_forever
-from callcenter.ivr.agi_transport import AsyncTranscriber
 from callcenter.ivr.questionnaire import QuestionnaireError, load_questionnaire
 from callcenter.ivr.settings import IvrSettings
 from callcenter.ivr.tts import PromptLibrary, default_engines
@@ -50,22 +50,13 @@ def check() -> None:
         console.print(f"  {reason.key or '-'}  {reason.code:>2}  {reason.label}")
 
 
-def _load_transcriber() -> AsyncTranscriber | None:
-    """The ASR package's process pool when it is installed and an engine is configured; else keys only."""
-    try:
-        engines = importlib.import_module("callcenter.asr.engines")
-        pool = importlib.import_module("callcenter.asr.pool")
-        asr_settings = importlib.import_module("callcenter.asr.settings").AsrSettings()
-    except ModuleNotFoundError as exc:
-        log.info("speech answers off: %s is not available", exc.name)
+def _load_transcriber() -> AsyncRecognizer | None:
+    """The ASR package's process pool when a speech engine is configured; None = keys only."""
+    asr_settings = AsrSettings()
+    spec = recognizer_factory(asr_settings)  # logs which engine, or why keys only
+    if spec is None:
         return None
-    if engines.build_recognizer(asr_settings) is None:
-        log.info("speech answers off: no speech engine configured (keys only)")
-        return None
-    transcriber: Any = pool.AsyncRecognizer(
-        lambda: engines.build_recognizer(asr_settings), asr_settings.pool_workers
-    )
-    return transcriber  # type: ignore[no-any-return]
+    return AsyncRecognizer(spec, asr_settings.pool_workers)
 
 
 def agi_server(
@@ -89,6 +80,9 @@ def agi_server(
     transcriber = _load_transcriber() if speech else None
 
     async def main() -> None:
+        if transcriber is not None:
+            engine = await transcriber.start()  # load the model in every worker before the first call
+            log.info("speech answers on: %s in %d worker process(es)", engine, transcriber.workers)
         application = SurveyAgiApplication(
             sessions=runtime.sessions,
             clock=runtime.clock,
@@ -107,8 +101,12 @@ def agi_server(
             ready=lambda server: print(f"READY {server.sockets[0].getsockname()[1]}", flush=True),
         )
 
-    asyncio.run(main())
-    runtime.engine.dispose()
+    try:
+        asyncio.run(main())
+    finally:
+        if transcriber is not None:
+            transcriber.close()
+        runtime.engine.dispose()
 
 
 TOP_LEVEL_COMMANDS = (agi_server,)

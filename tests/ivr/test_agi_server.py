@@ -313,3 +313,20 @@ def test_usage_error_mid_call_keeps_the_answers(
     assert row is not None and row.satisfied is False and outcome is SurveyOutcome.PARTIAL
     assert row.status == "partial"
     assert "usage error" in agi_server.log.read_text()
+
+
+def test_keys_during_the_reason_list(agi_server: RunningServer, shared_dir: Path, cipher: PiiCipher) -> None:
+    """2 pressed during the greeting, then 1 and 3 during the list of reasons."""
+    dossier_id, attempt_id, _ = new_call(agi_server, cipher)
+    _, records = load_recording(shared_dir / "fixtures" / "asterisk" / "agi-answer.jsonl")
+    fake = FakeAsterisk(
+        environment_chunks(records),
+        [CitizenInput("digits", "2"), CitizenInput("digits", "13")],
+        variables={c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: str(dossier_id)},
+        barge_in=True,
+    )
+    stats = play(agi_server, fake)
+    assert "WAIT FOR" in verbs(stats)  # the digits after the first
+    row, outcome = stored(agi_server, attempt_id)
+    assert row is not None and row.satisfied is False and outcome is SurveyOutcome.COMPLETED
+    assert sorted(r.reason_code for r in row.reasons) == [1, 3]
