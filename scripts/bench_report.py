@@ -227,23 +227,28 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1022)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--database", help="time an existing loaded database (from --keep) instead of loading"
+    )
     args = parser.parse_args()
 
-    name = f"cc_bench_report_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    name = args.database or f"cc_bench_report_{uuid.uuid4().hex[:8]}"
+    if not args.database:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={name}"
     engine = None
     try:
         upgrade_database(url)
-        start = time.perf_counter()
-        counts = load(
-            dsn, attempts_goal=args.attempts, agencies=args.agencies, fields=args.fields, seed=args.seed
-        )
-        print(f"database {name}: loaded with COPY in {time.perf_counter() - start:.1f} s")
-        for table, n in counts.items():
-            print(f"  {table}: {n:,}")
+        if not args.database:
+            start = time.perf_counter()
+            counts = load(
+                dsn, attempts_goal=args.attempts, agencies=args.agencies, fields=args.fields, seed=args.seed
+            )
+            print(f"database {name}: loaded with COPY in {time.perf_counter() - start:.1f} s")
+            for table, n in counts.items():
+                print(f"  {table}: {n:,}")
         engine = make_engine(url)
         sessions = make_session_factory(engine)
         cipher = PiiCipher(Settings(env="test").pii_key_bytes, b"bench")
@@ -274,7 +279,7 @@ def main() -> int:
     finally:
         if engine is not None:
             engine.dispose()
-        if not args.keep:
+        if not args.keep and not args.database:
             with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

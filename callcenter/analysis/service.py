@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, text
+from sqlalchemy import and_, case, func, literal, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -254,8 +254,10 @@ def _response_cells(
     agency_id: int | None,
     field_id: int | None,
     channel: str | None,
+    with_stratum: bool = True,
 ) -> list[tuple[int, int | None, str, str, int, int, int]]:
-    stratum = _stratum_of(Dossier.timeliness).label("stratum")
+    # The stratum needs the dossier; comparisons only need the rate and skip that join.
+    stratum = (_stratum_of(Dossier.timeliness) if with_stratum else literal(UNKNOWN)).label("stratum")
     completed = func.sum(case((SurveyResponse.status == ResponseStatus.COMPLETED.value, 1), else_=0))
     rated = func.sum(
         case(
@@ -279,10 +281,13 @@ def _response_cells(
             satisfied.label("satisfied"),
         )
         .select_from(SurveyResponse)
-        .outerjoin(Dossier, Dossier.id == SurveyResponse.dossier_id)
         .where(_in_period(SurveyResponse.answered_at, period))
     )
-    group: list[Any] = [SurveyResponse.agency_id, SurveyResponse.channel, stratum]
+    if with_stratum:
+        stmt = stmt.outerjoin(Dossier, Dossier.id == SurveyResponse.dossier_id)
+    group: list[Any] = [SurveyResponse.agency_id, SurveyResponse.channel]
+    if with_stratum:
+        group.append(stratum)
     if by_field:
         stmt = stmt.add_columns(SurveyResponse.field_id)
         group.append(SurveyResponse.field_id)
@@ -360,6 +365,7 @@ def tune_for_aggregation(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL jit = off"))
         session.execute(text("SET LOCAL work_mem = '64MB'"))
+        session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
 
 
 def _collect(
@@ -386,7 +392,13 @@ def _collect(
         )
     )
     responses = _response_cells(
-        session, period=period, by_field=by_field, agency_id=agency_id, field_id=field_id, channel=channel
+        session,
+        period=period,
+        by_field=by_field,
+        agency_id=agency_id,
+        field_id=field_id,
+        channel=channel,
+        with_stratum=not answers_only,
     )
     reasons = (
         []
