@@ -47,7 +47,7 @@ from callcenter.dialer import metrics, service
 from callcenter.dialer.adapters.asterisk import AsteriskTrunk
 from callcenter.dialer.adapters.base import DialRequest, OriginateRefused, OwnedTrunk, TrunkUnavailable
 from callcenter.dialer.adapters.simulator import IvrSurveyRunner, SimulatedExchange
-from callcenter.dialer.pacing import AsyncPacer, Scope
+from callcenter.dialer.pacing import AsyncPacer, LocalSendWindow, Scope
 from callcenter.dialer.settings import DialerSettings
 from callcenter.dialer.trunks import RedisKeys, TrunkServer, scopes, server_named, servers
 from callcenter.ivr.questionnaire import load_questionnaire
@@ -84,6 +84,12 @@ class TrunkOwner:
         self.keys = RedisKeys(settings.redis_prefix)
         self.pacer = AsyncPacer(redis, prefix=settings.redis_prefix, cps_margin_ms=settings.cps_margin_ms)
         self.calls: dict[int, FollowedCall] = {}
+        self._send_windows = {
+            name: LocalSendWindow.for_scopes(
+                scopes(settings, server_named(settings, name)), settings.cps_margin_ms
+            )
+            for name in trunks
+        }
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = asyncio.Event()
 
@@ -189,6 +195,10 @@ class TrunkOwner:
         # the calls-per-second cap holds for the moments calls are really placed.
         while (wait := await self.pacer.take_call_permit(call_scopes)) > 0:
             await asyncio.sleep(wait)
+        local = self._send_windows.get(server.name)
+        while local is not None and (wait := local.delay()) > 0:
+            await asyncio.sleep(wait)
+        # No await from the local check to the originate leaving (see LocalSendWindow).
         self.calls[attempt_id] = FollowedCall(attempt_id, request.channel_id, server, call_scopes)
         metrics.CALLS_PLACED.labels(server.kind, server.name).inc()
         metrics.IN_FLIGHT.labels(server.kind, server.name).inc()

@@ -16,7 +16,9 @@ Both scripts read Redis' own ``TIME``: processes on several machines share one c
 from __future__ import annotations
 
 import math
+import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -248,3 +250,39 @@ class AsyncPacer:
         for scope in scopes:
             pipe.zrem(self.keys.lease(scope), attempt_id)
         await pipe.execute()
+
+
+class LocalSendWindow:
+    """The last guard before a call leaves one process: at most ``limit`` sends per ``window`` seconds.
+
+    The Redis permit coordinates every process, but a process starved of CPU may resume from it late,
+    so two batches of permitted calls could leave closer together than the window. This check runs in
+    the same synchronous step as the send (no ``await`` between them), on the process's own clock.
+    """
+
+    def __init__(self, limit: int, window_seconds: float, *, clock: Any = time.monotonic) -> None:
+        if limit < 1 or window_seconds <= 0:
+            raise ValueError("a send window needs a positive limit and length")
+        self.limit = limit
+        self.window = window_seconds
+        self._clock = clock
+        self._sent: deque[float] = deque()
+
+    @classmethod
+    def for_scopes(cls, scopes: Sequence[Scope], margin_ms: float) -> LocalSendWindow | None:
+        """The strictest window among the rated scopes (None when nothing is rated)."""
+        windows = [s.window(margin_ms) for s in scopes if s.cps is not None]
+        if not windows:
+            return None
+        limit, window_ms = min(windows, key=lambda w: w[0] / w[1])
+        return cls(limit, window_ms / 1000.0)
+
+    def delay(self) -> float:
+        """0.0 and the send is counted now, or the seconds to wait before asking again."""
+        now = self._clock()
+        while self._sent and self._sent[0] <= now - self.window:
+            self._sent.popleft()
+        if len(self._sent) < self.limit:
+            self._sent.append(now)
+            return 0.0
+        return self._sent[0] + self.window - now

@@ -82,7 +82,7 @@ class DialerSettings(BaseSettings):
     max_channels: int = Field(default=30, ge=1)  # global concurrent calls
     max_cps: float = Field(default=5.0, gt=0)  # global calls per second
     lease_seconds: float = Field(default=60.0, gt=1)  # a dead holder's channel comes back after this
-    cps_margin_ms: float = Field(default=100.0, ge=0)  # widens the window: send jitter never breaks the cap
+    cps_margin_ms: float = Field(default=50.0, ge=0)  # widens the window: send jitter never breaks the cap
 
     # Releasing and reaping.
     release_interval_seconds: float = Field(default=1.0, gt=0)

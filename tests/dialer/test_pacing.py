@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from callcenter.dialer.pacing import Pacer, Scope
+from callcenter.dialer.pacing import LocalSendWindow, Pacer, Scope
 
 pytestmark = pytest.mark.redis
 
@@ -95,3 +95,17 @@ def test_cps_cap_holds_across_processes(redis_url: str, redis_prefix: str, pacer
     assert 40 <= len(sent) <= 70
     worst = max(sum(1 for u in sent[i:] if u - t < 0.99) for i, t in enumerate(sent))
     assert worst <= 20
+
+
+def test_local_send_window_is_the_last_guard_before_sending() -> None:
+    now = [100.0]
+    window = LocalSendWindow(3, 1.0, clock=lambda: now[0])
+    assert [window.delay() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert window.delay() == pytest.approx(1.0)  # a starved process resuming late still waits its turn
+    now[0] += 0.6
+    assert window.delay() == pytest.approx(0.4)
+    now[0] += 0.4
+    assert window.delay() == 0.0
+    strictest = LocalSendWindow.for_scopes([Scope("g", 300, cps=30), Scope("t", 10, cps=1)], margin_ms=0)
+    assert strictest is not None and (strictest.limit, strictest.window) == (1, 1.0)
+    assert LocalSendWindow.for_scopes([Scope("g", 300)], margin_ms=0) is None
