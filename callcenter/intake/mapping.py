@@ -8,6 +8,7 @@ a file's header feeds which field, and which JSON path of an API record does.
 from __future__ import annotations
 
 import hashlib
+import operator
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -188,6 +189,17 @@ class ColumnMap:
     def extractor(self) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
         """A function: row cells → values in :data:`TARGET_FIELDS` order (``None`` where absent)."""
         positions = self.positions
+        if -1 not in positions and len(positions) > 1:
+            # Every field has a column: one C-level itemgetter call per row; short rows fall back.
+            picker = operator.itemgetter(*positions)
+            needed = max(positions) + 1
+
+            def extract_all(row: Sequence[Any]) -> tuple[Any, ...]:
+                if len(row) >= needed:
+                    return picker(row)  # type: ignore[no-any-return]
+                return tuple(row[i] if i < len(row) else None for i in positions)
+
+            return extract_all
 
         def extract(row: Sequence[Any]) -> tuple[Any, ...]:
             width = len(row)

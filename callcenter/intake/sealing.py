@@ -65,7 +65,10 @@ class Sealer:
 
     def source_digest(self, values: Sequence[Any]) -> str:
         """Keyed digest of a record's raw values as the source gave them (any types, ``None`` = empty)."""
-        payload = "\x1f".join("" if v is None else v if type(v) is str else str(v) for v in values)
+        try:
+            payload = "\x1f".join(values)  # the common case: every value is text
+        except TypeError:
+            payload = "\x1f".join("" if v is None else v if type(v) is str else str(v) for v in values)
         return hashlib.blake2b(payload.encode(), key=self._content_key, digest_size=32).hexdigest()
 
     def content_hash(self, record: DossierRecord) -> str:

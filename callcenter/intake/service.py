@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, text, update
@@ -410,6 +410,22 @@ def _history_row(dossier_id: int, s: SealedDossier, now: datetime) -> dict[str, 
     }
 
 
+# derive_timeliness() in SQL, so that only matching codes come back (parsing a timestamp per row
+# in Python cost more than the rest of a re-import). test_pipeline checks it on both databases.
+_PG_UNCHANGED = """
+SELECT d.code
+FROM unnest(CAST(:codes AS text[]), CAST(:hashes AS text[])) AS p(code, hash)
+JOIN dossiers d ON d.source = :source AND d.code = p.code
+WHERE d.content_hash = p.hash
+  AND d.timeliness = CASE
+      WHEN d.returned_at IS NOT NULL THEN
+          CASE WHEN d.due_at IS NOT NULL AND d.returned_at > d.due_at THEN 'late' ELSE 'on_time' END
+      WHEN d.due_at IS NOT NULL AND CAST(:now AS timestamptz) > d.due_at THEN 'overdue'
+      ELSE 'pending'
+  END
+"""
+
+
 def source_has_dossiers(session: Session, *, source: str) -> bool:
     """Whether anything was imported from this source before (worth probing for unchanged rows)."""
     query = select(_DOSSIERS.c.id).where(_DOSSIERS.c.source == source).limit(1)
@@ -427,30 +443,21 @@ def find_unchanged(session: Session, *, source: str, digests: Mapping[str, str],
     conn = session.connection()
     codes = list(digests)
     if conn.dialect.name == "postgresql":
-        query = text(
-            "SELECT code, content_hash, timeliness, due_at, returned_at FROM dossiers "
-            "WHERE source = :source AND code = ANY(:codes)"
+        params = {"source": source, "codes": codes, "hashes": list(digests.values()), "now": now}
+        return set(conn.execute(text(_PG_UNCHANGED), params).scalars())
+    rows: list[Any] = []
+    t = _DOSSIERS.c
+    for start in range(0, len(codes), _SQLITE_IN_CHUNK):
+        chunk = codes[start : start + _SQLITE_IN_CHUNK]
+        chunk_query = select(t.code, t.content_hash, t.timeliness, t.due_at, t.returned_at).where(
+            t.source == source, t.code.in_(chunk)
         )
-        rows = list(conn.execute(query, {"source": source, "codes": codes}))
-    else:
-        rows = []
-        t = _DOSSIERS.c
-        for start in range(0, len(codes), _SQLITE_IN_CHUNK):
-            chunk = codes[start : start + _SQLITE_IN_CHUNK]
-            chunk_query = select(t.code, t.content_hash, t.timeliness, t.due_at, t.returned_at).where(
-                t.source == source, t.code.in_(chunk)
-            )
-            rows.extend(conn.execute(chunk_query))
-    unchanged = set()
+        rows.extend(conn.execute(chunk_query))
+    unchanged: set[str] = set()
     for row in rows:
         if row.content_hash != digests[row.code]:
             continue
-        due, returned = row.due_at, row.returned_at
-        if due is not None and due.tzinfo is None:  # raw SQL on SQLite bypasses AwareDateTime
-            due = due.replace(tzinfo=UTC)
-        if returned is not None and returned.tzinfo is None:
-            returned = returned.replace(tzinfo=UTC)
-        if row.timeliness == derive_timeliness(due=due, returned=returned, now=now).value:
+        if row.timeliness == derive_timeliness(due=row.due_at, returned=row.returned_at, now=now).value:
             unchanged.add(row.code)
     return unchanged
 
