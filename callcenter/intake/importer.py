@@ -250,6 +250,7 @@ def run_import(
     run = start_import_run(session, source=source, kind=connector.kind, location=connector.location, now=now)
     counts = ImportCounts()
     as_copy = session.connection().dialect.name == "postgresql"
+    had_dossiers = source_has_dossiers(session, source=source)
     screen = _Screen(
         session,
         connector=connector,
@@ -258,7 +259,7 @@ def run_import(
         source=source,
         now=now,
         # On a first import nothing can be unchanged: skip the probe's round trips.
-        probe=source_has_dossiers(session, source=source),
+        probe=had_dossiers,
     )
     screened = (screen.screen(rows) for rows in _batches(connector.rows(), batch_size))
     references = ReferenceCache()
@@ -296,7 +297,15 @@ def run_import(
                     fields=batch.fields,
                 )
                 counts.add(
-                    upsert_staged(session, batch=staged, source=source, now=now, references=references)
+                    upsert_staged(
+                        session,
+                        batch=staged,
+                        source=source,
+                        now=now,
+                        references=references,
+                        # Codes are distinct across the whole import only under "quarantine".
+                        first_import=not had_dossiers and on_duplicate == "quarantine",
+                    )
                 )
             else:
                 sealed: list[SealedDossier] = [item for _, _, item in batch.good]

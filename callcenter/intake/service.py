@@ -231,19 +231,9 @@ CREATE TEMPORARY TABLE IF NOT EXISTS intake_stage (
 )
 """
 
-# One statement per batch. All parts of a WITH see the same snapshot, so "old" holds the rows as
-# they were before the upsert; history is appended for inserts and for changes of what the survey
-# cares about (status, timeliness, return date).
-_PG_UPSERT = """
-WITH old AS (
-    -- LATERAL: one index probe per staged row, whatever the (absent) statistics of the stage say.
-    SELECT d.id, d.status, d.timeliness, d.returned_at
-    FROM intake_stage s
-    CROSS JOIN LATERAL (
-        SELECT id, status, timeliness, returned_at FROM dossiers
-        WHERE source = :source AND code = s.code
-    ) d
-), up AS (
+# One statement per batch (two variants below).
+_PG_UPSERT_TEMPLATE = """
+WITH {old}up AS (
     INSERT INTO dossiers (
         source, code, agency_id, field_id, procedure_name, submitter_name_enc, phone_enc, phone_hash,
         phone_kind, national_id_enc, is_organisation, received_at, due_at, returned_at, status,
@@ -271,13 +261,32 @@ WITH old AS (
 ), history AS (
     INSERT INTO dossier_status_history (dossier_id, status, timeliness, returned_at, recorded_at)
     SELECT up.id, up.status, up.timeliness, up.returned_at, :now
-    FROM up LEFT JOIN old ON old.id = up.id
-    WHERE old.id IS NULL OR old.status <> up.status OR old.timeliness <> up.timeliness
-       OR old.returned_at IS DISTINCT FROM up.returned_at
+    FROM up {history_filter}
 )
 SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated
 FROM up
 """
+# All parts of a WITH see the same snapshot, so "old" holds the rows as they were before the upsert;
+# history is appended for inserts and for changes of what the survey cares about (status,
+# timeliness, return date). LATERAL: one index probe per staged row, whatever the (absent)
+# statistics of the staging table say.
+_PG_UPSERT = _PG_UPSERT_TEMPLATE.format(
+    old="""old AS (
+    SELECT d.id, d.status, d.timeliness, d.returned_at
+    FROM intake_stage s
+    CROSS JOIN LATERAL (
+        SELECT id, status, timeliness, returned_at FROM dossiers
+        WHERE source = :source AND code = s.code
+    ) d
+), """,
+    history_filter="""LEFT JOIN old ON old.id = up.id
+    WHERE old.id IS NULL OR old.status <> up.status OR old.timeliness <> up.timeliness
+       OR old.returned_at IS DISTINCT FROM up.returned_at""",
+)
+# A source's first import (it had no dossiers when the import began, and the codes of one import
+# are distinct): every row is new, there is no old state to compare with, and the index probe per
+# row is skipped. Every returned row gets its first history entry.
+_PG_UPSERT_FIRST = _PG_UPSERT_TEMPLATE.format(old="", history_filter="")
 
 
 def upsert_staged(
@@ -287,8 +296,12 @@ def upsert_staged(
     source: str,
     now: datetime,
     references: ReferenceCache | None = None,
+    first_import: bool = False,
 ) -> ImportCounts:
-    """The PostgreSQL bulk path: COPY the batch into a temporary table, upsert it in one statement."""
+    """The PostgreSQL bulk path: COPY the batch into a temporary table, upsert it in one statement.
+
+    ``first_import``: the source had no dossiers when this import began (see ``_PG_UPSERT_FIRST``).
+    """
     if batch.rows == 0:
         return ImportCounts()
     references = references or ReferenceCache()
@@ -302,7 +315,8 @@ def upsert_staged(
     copy_sql = f"COPY intake_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
     with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:
         copy.write(batch.payload)
-    row = conn.execute(text(_PG_UPSERT), {"source": source, "now": now}).one()
+    statement = _PG_UPSERT_FIRST if first_import else _PG_UPSERT
+    row = conn.execute(text(statement), {"source": source, "now": now}).one()
     inserted, updated = int(row.inserted), int(row.updated)
     return ImportCounts(inserted=inserted, updated=updated, unchanged=batch.rows - inserted - updated)
 
