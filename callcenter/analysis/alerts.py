@@ -18,10 +18,13 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
 
 from callcenter.analysis.adapters.notify import Outgoing
 from callcenter.analysis.models import (
@@ -175,7 +178,7 @@ def scan_unsatisfied(
 # --- delivery state machine --------------------------------------------------------------------------
 
 
-def _claimable(now: datetime) -> object:
+def _claimable(now: datetime) -> ColumnElement[bool]:
     return or_(
         and_(Alert.state == AlertState.PENDING.value, Alert.next_attempt_at <= now),
         and_(Alert.state == AlertState.SENDING.value, Alert.lease_expires_at < now),
@@ -194,7 +197,7 @@ def due_alerts(
     stmt = (
         select(Alert.id, Alert.subscription_id)
         .join(AlertSubscription, AlertSubscription.id == Alert.subscription_id)
-        .where(_claimable(now), AlertSubscription.mode == mode.value)  # type: ignore[arg-type]
+        .where(_claimable(now), AlertSubscription.mode == mode.value)
         .order_by(Alert.next_attempt_at, Alert.id)
         .limit(limit)
     )
@@ -206,9 +209,9 @@ def due_alerts(
 def claim(session: Session, *, alert_id: int, now: datetime, lease_seconds: int) -> int | None:
     """PENDING (due) or SENDING (lease expired) → SENDING; returns the attempt number, or None if lost."""
     _allowed(AlertState.PENDING, AlertState.SENDING)
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(Alert)
-        .where(Alert.id == alert_id, _claimable(now))  # type: ignore[arg-type]
+        .where(Alert.id == alert_id, _claimable(now))
         .values(
             state=AlertState.SENDING.value,
             attempts=Alert.attempts + 1,
@@ -216,7 +219,7 @@ def claim(session: Session, *, alert_id: int, now: datetime, lease_seconds: int)
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:
         return None
     return int(session.scalar(select(Alert.attempts).where(Alert.id == alert_id)) or 0)
 
@@ -224,13 +227,13 @@ def claim(session: Session, *, alert_id: int, now: datetime, lease_seconds: int)
 def mark_sent(session: Session, *, alert_id: int, attempt: int, now: datetime) -> bool:
     """SENDING → SENT, only for the holder of this attempt."""
     _allowed(AlertState.SENDING, AlertState.SENT)
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(Alert)
         .where(Alert.id == alert_id, Alert.state == AlertState.SENDING.value, Alert.attempts == attempt)
         .values(state=AlertState.SENT.value, sent_at=now, lease_expires_at=None, last_error=None)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return result.rowcount == 1
 
 
 def retry_delay(attempt: int, settings: AnalysisSettings) -> timedelta:
@@ -256,13 +259,13 @@ def mark_failed_attempt(
     values: dict[str, object] = {"state": target.value, "lease_expires_at": None, "last_error": error[:2000]}
     if not final:
         values["next_attempt_at"] = now + retry_delay(attempt, settings)
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(Alert)
         .where(Alert.id == alert_id, Alert.state == AlertState.SENDING.value, Alert.attempts == attempt)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return target if result.rowcount == 1 else None  # type: ignore[attr-defined]
+    return target if result.rowcount == 1 else None
 
 
 # --- messages ----------------------------------------------------------------------------------------

@@ -156,7 +156,9 @@ def get_trend(
     ]
 
 
-def _report(request: Request, session: Session, principal: Principal, period: str | None, agency: str | None):  # type: ignore[no-untyped-def]
+def _report(
+    request: Request, session: Session, principal: Principal, period: str | None, agency: str | None
+) -> tuple[report.ReportData, str]:
     chosen = _period(request, period)
     agency_id, agency_code = _agency_scope(session, principal, agency)
     runtime = _runtime(request)

@@ -17,6 +17,7 @@ from pathlib import Path
 from openpyxl import load_workbook
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
 
 from callcenter.analysis.models import Anomaly, AnomalyKind, StaffPhone
 from callcenter.analysis.periods import Period
@@ -37,7 +38,7 @@ class Thresholds:
     phone_min_answers: int = 3  # answers from one phone within the period
 
 
-def _answered_in(period: Period) -> list[object]:
+def _answered_in(period: Period) -> list[ColumnElement[bool]]:
     return [
         SurveyResponse.answered_at >= period.start,
         SurveyResponse.answered_at < period.end,
@@ -54,7 +55,7 @@ def _bursts(session: Session, period: Period, t: Thresholds) -> list[tuple[int, 
         bucket = ((epoch_bucket(SurveyResponse.answered_at) + offset) // width).label("bucket")
         stmt = (
             select(SurveyResponse.agency_id, bucket, func.count().label("n"))
-            .where(*_answered_in(period))  # type: ignore[arg-type]
+            .where(*_answered_in(period))
             .group_by(SurveyResponse.agency_id, bucket)
             .having(func.count() >= t.burst_min_answers)
         )
@@ -87,7 +88,7 @@ def detect_anomalies(
         )
     repeated = (
         select(SurveyResponse.agency_id, SurveyResponse.phone_hash, func.count().label("n"))
-        .where(*_answered_in(period), SurveyResponse.phone_hash.is_not(None))  # type: ignore[arg-type]
+        .where(*_answered_in(period), SurveyResponse.phone_hash.is_not(None))
         .group_by(SurveyResponse.agency_id, SurveyResponse.phone_hash)
         .having(func.count() >= t.phone_min_answers)
     )
@@ -114,7 +115,7 @@ def detect_anomalies(
                 StaffPhone.agency_id == SurveyResponse.agency_id,
             ),
         )
-        .where(*_answered_in(period))  # type: ignore[arg-type]
+        .where(*_answered_in(period))
     )
     for response_id, agency_id, answered_at, channel in session.execute(staff):
         candidates.append(
