@@ -72,7 +72,7 @@ end
 return out
 """
 
-# ARGV: member, then per key: limit, window_ms. Returns 0 (permit taken) or the ms to wait.
+# ARGV: member, then per key: limit, window_ms. Returns {ms to wait ("0" = permit taken), Redis time ms}.
 _TAKE_PERMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -88,13 +88,13 @@ for i, key in ipairs(KEYS) do
   end
 end
 if wait > 0 then
-  return tostring(wait)
+  return {tostring(wait), tostring(now)}
 end
 for i, key in ipairs(KEYS) do
   redis.call('ZADD', key, now, ARGV[1])
   redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[2 * i + 1]) * 2))
 end
-return '0'
+return {'0', tostring(now)}
 """
 
 _RELEASE_LOCK = """
@@ -192,13 +192,17 @@ class Pacer:
 
     def take_call_permit(self, scopes: Sequence[Scope]) -> float:
         """Take one calls-per-second permit in every rated scope: 0.0 if taken, else seconds to wait."""
+        return self.take_call_permit_stamped(scopes)[0]
+
+    def take_call_permit_stamped(self, scopes: Sequence[Scope]) -> tuple[float, float | None]:
+        """Like :meth:`take_call_permit`, plus the Redis time (ms) the decision was taken at."""
         rated = [s for s in scopes if s.cps is not None]
         if not rated:
-            return 0.0
-        wait_ms = float(
-            self._permit(keys=[self.keys.rate(s) for s in rated], args=_permit_args(rated, self.margin_ms))
+            return 0.0, None
+        wait_ms, at = self._permit(
+            keys=[self.keys.rate(s) for s in rated], args=_permit_args(rated, self.margin_ms)
         )
-        return wait_ms / 1000.0
+        return float(wait_ms) / 1000.0, float(at)
 
     def calls_in_last_second(self, scopes: Sequence[Scope]) -> dict[str, int]:
         """Permits taken in the last 1000 ms per rated scope (metrics, benchmark)."""

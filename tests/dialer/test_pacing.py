@@ -71,9 +71,9 @@ def _hammer(url: str, prefix: str, go: Any, out: Any) -> None:
     go.wait(timeout=60)
     until = time.time() + 2.5
     while time.time() < until:
-        wait = pacer.take_call_permit([scope])
+        wait, at = pacer.take_call_permit_stamped([scope])
         if wait == 0.0:
-            sent.append(time.time())
+            sent.append(at / 1000.0)  # when Redis granted it: the moment the cap is defined on
         else:
             time.sleep(min(wait, 0.05))
     out.put(sent)
