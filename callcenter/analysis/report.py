@@ -128,10 +128,12 @@ def build_report(
         session, period=period, group_by=("channel",), agency_id=agency_id, policy=policy, compare=False
     )
     months = trailing_months(period, TREND_MONTHS)
-    trend = service.monthly_trend(session, months=months, agency_id=agency_id)
-    trend_by_agency = (
-        service.monthly_trend(session, months=months, by_agency=True) if agency_id is None else trend
-    )
+    if agency_id is None:
+        # One query per agency and month; the city line is their sum.
+        trend_by_agency = service.monthly_trend(session, months=months, by_agency=True)
+        trend = service.sum_trend(trend_by_agency, months)
+    else:
+        trend = trend_by_agency = service.monthly_trend(session, months=months, agency_id=agency_id)
     comments = service.recent_comments(
         session, period=period, cipher=cipher, agency_id=agency_id, limit=comment_limit
     )

@@ -776,6 +776,19 @@ def monthly_trend(
     return points
 
 
+def sum_trend(points: Iterable[TrendPoint], months: Sequence[Period]) -> list[TrendPoint]:
+    """The city line from the per-agency lines (counts add up; the rate is recomputed)."""
+    totals: dict[str, list[int]] = {m.key: [0, 0] for m in months}
+    for p in points:
+        if p.month.key in totals:
+            totals[p.month.key][0] += p.rated
+            totals[p.month.key][1] += p.satisfied
+    return [
+        TrendPoint(month_key_to_period(key), None, r, s, stats.rate(s, r))
+        for key, (r, s) in sorted(totals.items())
+    ]
+
+
 def agency_by_code(session: Session, code: str) -> Agency:
     """The agency with this code, or a :class:`ValidationError` naming the unknown code."""
     agency = session.scalar(select(Agency).where(Agency.code == code))

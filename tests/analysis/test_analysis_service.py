@@ -115,6 +115,9 @@ def test_monthly_trend_in_local_time(db_session: Session, small_city: dict[str, 
     ]
     by_agency = service.monthly_trend(db_session, months=[MARCH], by_agency=True)
     assert sorted((p.rated, p.satisfied) for p in by_agency) == [(1, 0), (12, 7)]
+    months = trailing_months(Period.parse("2026-04"), 3)
+    summed = service.sum_trend(service.monthly_trend(db_session, months=months, by_agency=True), months)
+    assert summed == service.monthly_trend(db_session, months=months)
 
 
 def test_bad_arguments_are_named(db_session: Session) -> None:
