@@ -118,3 +118,36 @@ def test_reaper_settles_every_kind_of_stuck_attempt(world: World) -> None:
     world.clock.advance(timedelta(seconds=30))
     assert dispatch.reap(world.ctx, resent.append).still_followed == 1
     assert _statuses(world)[queued] == "dialing"
+
+
+def test_a_pool_of_asterisk_servers_each_keeps_its_own_limit(
+    tmp_path: Path, cipher: PiiCipher, redis_url: str, redis_prefix: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'pool.db'}"
+    upgrade_database(url)
+    runtime = build_runtime(Settings(env="test", database_url=url, redis_url=redis_url))
+    settings = DialerSettings(
+        trunk="asterisk", redis_prefix=redis_prefix, max_channels=10, max_cps=10,
+        asterisk_servers=[{"name": "pbx-a", "max_channels": 1}, {"name": "pbx-b", "max_channels": 2}],
+    )  # fmt: skip
+    with session_scope(runtime.sessions) as session:
+        code = seed_dossiers(session, cipher, 4)
+        start_campaign(session, total=4, agency_codes=[code], now=runtime.clock.now())
+    ctx = build_dialer_context(runtime, settings)
+    sent: list[int] = []
+    try:
+        assert dispatch.release_due(ctx, sent.append) == 4
+        results = [dispatch.place_call(ctx, attempt_id) for attempt_id in sent]
+        assert sorted(results) == [
+            "handed to asterisk:pbx-a", "handed to asterisk:pbx-b", "handed to asterisk:pbx-b", "throttled",
+        ]  # fmt: skip
+        with session_scope(runtime.sessions) as session:
+            servers_used = dict(session.execute(select(CallAttempt.id, CallAttempt.server)).all())
+        for server in servers(settings):
+            queued = [int(x) for x in ctx.redis.lrange(ctx.keys.outbox(server), 0, -1)]
+            assert all(servers_used[a] == server.name for a in queued)
+            assert len(queued) == server.channels
+    finally:
+        for key in ctx.redis.scan_iter(f"{redis_prefix}*"):
+            ctx.redis.delete(key)
+        runtime.engine.dispose()
