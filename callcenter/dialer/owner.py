@@ -30,7 +30,7 @@ import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -102,7 +102,7 @@ class TrunkOwner:
 
         return await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
-    def _now(self):  # type: ignore[no-untyped-def]
+    def _now(self) -> datetime:
         return self.runtime.clock.now()
 
     # --- life cycle ------------------------------------------------------------------------------------
@@ -137,12 +137,19 @@ class TrunkOwner:
         if not survivors:
             return
         live = await trunk.live_channels()
+        if live is None:
+            # The trunk cannot tell right now: settle nothing rather than guess; the reaper decides later.
+            log.warning("owner: %s cannot list its channels; %d live attempts left to the reaper",
+                        server.name, len(survivors))  # fmt: skip
+            return
         for attempt in survivors:
-            if live is not None and attempt.channel_id in live:
+            if attempt.channel_id in live:
                 self.calls[attempt.id] = FollowedCall(
                     attempt.id, attempt.channel_id or "", server, scopes(self.settings, server)
                 )
-                await trunk.adopt(attempt.channel_id or "", attempt.id)
+                await trunk.adopt(
+                    attempt.channel_id or "", attempt.id, answered=attempt.status is service.S.IN_SURVEY
+                )
                 continue
             await self.ended(
                 attempt.id,

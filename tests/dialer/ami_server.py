@@ -160,22 +160,23 @@ class FakeAmi:
                 )
             )
             live = [c for c in self.calls.values() if c.alive]
-            for call in live:
-                writer.write(
-                    _msg(
-                        Event="CoreShowChannel",
-                        ActionID=action_id,
-                        Uniqueid=call.channel_id,
-                        Linkedid=call.channel_id,
-                        Channel=f"Local/x-{call.channel_id[:8]};1",
+            for call in live:  # like Asterisk: one entry per channel, both Local halves
+                for uniqueid, half in ((call.channel_id, 1), (f"{call.channel_id};2", 2)):
+                    writer.write(
+                        _msg(
+                            Event="CoreShowChannel",
+                            ActionID=action_id,
+                            Uniqueid=uniqueid,
+                            Linkedid=call.channel_id,
+                            Channel=f"Local/x-{call.channel_id[:8]};{half}",
+                        )
                     )
-                )
             writer.write(
                 _msg(
                     Event="CoreShowChannelsComplete",
                     ActionID=action_id,
                     EventList="Complete",
-                    ListItems=str(len(live)),
+                    ListItems=str(2 * len(live)),
                 )
             )
         elif name == "originate":

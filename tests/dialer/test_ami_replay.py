@@ -177,15 +177,16 @@ def test_refused_originate_ends_as_failed_without_a_call(fixtures: Path) -> None
     assert events.endings == [(41, CallOutcome.FAILED, None, "originate refused: Extension does not exist.")]
 
 
-@pytest.mark.parametrize("hold_at", [0, 3])
+@pytest.mark.parametrize("hold_at", [0, 2])
 def test_dropped_ami_connection_never_sends_a_second_originate(fixtures: Path, hold_at: int) -> None:
     """Drop the AMI session mid-call; panoramisk must not re-send, the call is reconciled by ChannelId.
 
     hold_at=0: the session dies before even "Originate successfully queued" arrives, and the call
-    ends while we are away → FAILED ("unconfirmed"), never re-sent. hold_at=3: the call is still up
-    when we are back → followed to its real end (busy, cause 17).
+    ends while we are away → FAILED ("unconfirmed"), never re-sent. hold_at=2: the call is still
+    ringing when we are back → followed to its real end (no answer, cause 19), its OriginateResponse
+    arriving as a plain event on the new session.
     """
-    transcript = Transcript.load(fixtures / "ami-busy.jsonl")
+    transcript = Transcript.load(fixtures / "ami-no-answer.jsonl")
     number = str(transcript.meta["number"])
 
     async def scenario() -> tuple[RecordingEvents, FakeAmi, AsteriskTrunk]:
@@ -226,7 +227,7 @@ def test_dropped_ami_connection_never_sends_a_second_originate(fixtures: Path, h
         assert events.endings[0][1] is CallOutcome.FAILED
         assert "not re-sent" in (events.endings[0][3] or "")
     else:
-        assert events.endings[0][:3] == (41, CallOutcome.BUSY, 17)
+        assert events.endings[0][:3] == (41, CallOutcome.NO_ANSWER, 19)
 
 
 def test_live_channels_lists_calls_by_channel_id(fixtures: Path) -> None:
@@ -253,3 +254,35 @@ def test_live_channels_lists_calls_by_channel_id(fixtures: Path) -> None:
     empty, live, channel_id = asyncio.run(scenario())
     assert empty == set()
     assert live == {channel_id}
+
+
+def test_a_new_owner_adopts_a_call_still_up_and_follows_it_to_its_end(fixtures: Path) -> None:
+    """An owner restarted mid-call: the PBX still lists both halves of the ringing call."""
+    transcript = Transcript.load(fixtures / "ami-no-answer.jsonl")
+    number = str(transcript.meta["number"])
+
+    async def scenario() -> tuple[RecordingEvents, FakeAmi]:
+        fake = FakeAmi({number: transcript}, login=transcript)
+        port = await fake.start()
+        first, second = _trunk(port), _trunk(port)
+        request = _request(number)
+        fake.hold_after[request.channel_id] = 2  # ringing; the Originate timeout has not hit yet
+        try:
+            await first.start(RecordingEvents())
+            await first.originate(request)
+            await asyncio.sleep(0.1)
+            await first.close()  # the old owner dies
+            events = RecordingEvents()
+            await second.start(events)
+            assert await second.live_channels() == {request.channel_id}
+            await second.adopt(request.channel_id, request.attempt_id, answered=False)
+            fake.hold_after.pop(request.channel_id)
+            await asyncio.wait_for(events.done.wait(), timeout=10)
+        finally:
+            await second.close()
+            await fake.stop()
+        return events, fake
+
+    events, fake = asyncio.run(scenario())
+    assert len(fake.originates) == 1
+    assert events.endings == [(41, CallOutcome.NO_ANSWER, 19, None)]

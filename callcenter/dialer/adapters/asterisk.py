@@ -101,6 +101,7 @@ class AsteriskTrunk:
         self._manager: _SafeManager | None = None
         self._events: CallEvents | None = None
         self._calls: dict[str, tuple[AmiCall, int]] = {}  # ChannelId → (call, attempt id)
+        self._live_halves: dict[str, set[str]] = {}  # from the last CoreShowChannels
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -274,9 +275,14 @@ class AsteriskTrunk:
             outcome, cause = call.result()
             await events.ended(attempt_id, outcome, cause=cause)
 
-    async def adopt(self, channel_id: str, attempt_id: int) -> None:
-        """Follow a call an earlier owner placed; its OriginateResponse is long gone."""
-        call = AmiCall(channel_id=channel_id, originate_reason_lost=True)
+    async def adopt(self, channel_id: str, attempt_id: int, *, answered: bool) -> None:
+        """Follow a call an earlier owner placed; its OriginateResponse is long gone.
+
+        The halves the PBX listed in the last ``CoreShowChannels`` must all hang up before it is over.
+        """
+        call = AmiCall(channel_id=channel_id, originate_reason_lost=True, answered=answered)
+        call.halves.update(self._live_halves.get(channel_id, ()))
+        call.reported.update({Progress.RINGING, Progress.ANSWERED} if answered else set())
         self._calls[channel_id] = (call, attempt_id)
 
     @property
@@ -293,13 +299,15 @@ class AsteriskTrunk:
         except (TimeoutError, asyncio.CancelledError):
             return None
         messages = reply if isinstance(reply, list) else [reply]
-        live: set[str] = set()
+        halves: dict[str, set[str]] = {}
         for message in messages:
             if message.get("Event") == "CoreShowChannel":
-                for key in (message.get("Linkedid"), (message.get("Uniqueid") or "").split(";", 1)[0]):
-                    if key:
-                        live.add(key)
-        return live
+                uniqueid = message.get("Uniqueid") or ""
+                key = message.get("Linkedid") or uniqueid.split(";", 1)[0]
+                if key:
+                    halves.setdefault(key, set()).add(uniqueid or key)
+        self._live_halves = halves
+        return set(halves)
 
     async def reconcile(self) -> None:
         """After a reconnect: settle every call we were following, by ChannelId, without re-sending."""
@@ -310,8 +318,10 @@ class AsteriskTrunk:
             return  # lost again; the next reconnect tries again
         for channel_id, (call, attempt_id) in list(self._calls.items()):
             if channel_id in live:
-                # Still up: keep following it. Its OriginateResponse may have gone with the old session.
+                # Still up: keep following it. Its OriginateResponse may have gone with the old session,
+                # and a half created while we were away must still hang up before the call is over.
                 call.originate_reason_lost = call.originate_reason is None
+                call.halves.update(self._live_halves.get(channel_id, ()))
                 continue
             self._calls.pop(channel_id, None)
             if call.over or call.originate_reason is not None or call.answered:

@@ -71,7 +71,7 @@ class OwnedTrunk(Protocol):
         """ChannelIds of calls the trunk says exist now; None when it cannot tell (disconnected)."""
         ...
 
-    async def adopt(self, channel_id: str, attempt_id: int) -> None:
+    async def adopt(self, channel_id: str, attempt_id: int, *, answered: bool) -> None:
         """Follow a call placed by an earlier owner (found alive after a restart)."""
         ...
 

@@ -270,7 +270,7 @@ class SimulatedExchange:
     async def live_channels(self) -> set[str] | None:
         return set(self._live)
 
-    async def adopt(self, channel_id: str, attempt_id: int) -> None:
+    async def adopt(self, channel_id: str, attempt_id: int, *, answered: bool) -> None:
         # Calls live inside this process: after a restart there is nothing left to follow.
         return None
 
