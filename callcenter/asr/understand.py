@@ -49,29 +49,17 @@ _BINARY_FLIP = 0.85  # "không đúng" read as the other of two choices
 _DOUBLE_NEGATION = 0.5
 _PARTICLE_ONLY = 0.6  # only a politeness particle matched, among other unplaced words
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Words that negate what follows.
 _NEGATORS = {"không", "chưa", "chẳng", "chả", "hông", "hổng", "hem", "chửa"}
 # Two-word negators ("đâu có hài lòng").
 _NEGATOR_PAIRS = {("đâu", "có")}
 # Adverbs that may sit between a negator and what it negates; swallowed into NEG.
-_NEG_FILLERS = {
-    "được",
-    "có",
-    "thấy",
-    "cảm",
-    "hề",
-    "mấy",
-    "thật",
-    "sự",
-    "phải",
-    "là",
-    "hoàn",
-    "toàn",
-    "hẳn",
-    "lấy",
-    "quá",
-    "cho",
-}
+_NEG_FILLERS = _words("được có thấy cảm hề mấy thật sự phải là hoàn toàn hẳn lấy quá cho")
 # Spelling variants, dialect and texting forms, mapped before matching.
 _VARIANTS = {
     "ko": "không",
@@ -85,7 +73,6 @@ _VARIANTS = {
     "chả": "chẳng",
     "dzạ": "dạ",
     "zạ": "dạ",
-    "dạaa": "dạ",
     "ừm": "ừ",
     "ờ": "ừ",
     "ừa": "ừ",
@@ -94,7 +81,6 @@ _VARIANTS = {
     "dồi": "rồi",
     "gồi": "rồi",
     "bẩy": "bảy",
-    "ô": "ô",
     "okay": "ok",
     "oke": "ok",
     "okê": "ok",
@@ -102,70 +88,18 @@ _VARIANTS = {
 # Particles that open or close a reply whatever it says: weak evidence, never explained-away words.
 _PARTICLES = {"dạ", "vâng", "ạ", "ừ", "à", "ơi", "nhé", "nha", "nhá", "ha"}
 # Words that carry no answer: not counted against coverage.
-_IGNORABLE = _PARTICLES | {
-    "tôi",
-    "em",
-    "anh",
-    "chị",
-    "cháu",
-    "con",
-    "mình",
-    "tui",
-    "ông",
-    "bà",
-    "cô",
-    "chú",
-    "bác",
-    "thì",
-    "là",
-    "rồi",
-    "thấy",
-    "cảm",
-    "rất",
-    "cũng",
-    "thưa",
-    "xin",
-    "và",
-    "với",
-    "lắm",
-    "quá",
-    "ạ",
-    "chọn",
-    "số",
-    "lý",
-    "do",
-    "thứ",
-    "cái",
-    "nữa",
-    "luôn",
-    "đâu",
-    "mà",
-    _BOUNDARY,
-}
+_IGNORABLE = (
+    _PARTICLES
+    | _words(
+        "tôi em anh chị cháu con mình tui ông bà cô chú bác thì là rồi thấy cảm rất cũng thưa xin và với "
+        "lắm quá chọn số lý do thứ cái nữa luôn đâu mà"
+    )
+    | {_BOUNDARY}
+)
 # Nouns that make a preceding number a quantity ("một lần", "năm nay" — "year"), not a choice.
-_UNIT_NOUNS = {
-    "lần",
-    "ngày",
-    "tháng",
-    "năm",
-    "nay",
-    "ngoái",
-    "tuần",
-    "giờ",
-    "phút",
-    "chút",
-    "người",
-    "cái",
-    "buổi",
-    "lượt",
-    "trăm",
-    "nghìn",
-    "ngàn",
-    "triệu",
-    "tiếng",
-    "bộ",
-    "tờ",
-}
+_UNIT_NOUNS = _words(
+    "lần ngày tháng năm nay ngoái tuần giờ phút chút người cái buổi lượt trăm nghìn ngàn triệu tiếng bộ tờ"
+)
 
 _NUMBER_WORDS: dict[int, tuple[str, ...]] = {
     1: ("một", "mốt"),
