@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from callcenter.asr import engines
+from callcenter.asr.adapters import viet_asr_engine
 from callcenter.asr.adapters.viet_asr_engine import VietAsrRecognizer
 from callcenter.asr.adapters.vosk_engine import VoskRecognizer
 from callcenter.asr.engines import EngineSpec, build_recognizer, recognizer_factory, select_engine
@@ -68,8 +69,6 @@ def test_explicit_vosk_without_model_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_explicit_viet_asr_not_installed_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
-    from callcenter.asr.adapters import viet_asr_engine
-
     monkeypatch.setattr(engines, "viet_asr_installed", lambda: False)
     monkeypatch.setattr(viet_asr_engine, "viet_asr_installed", lambda: False)
     monkeypatch.setattr(viet_asr_engine, "_pipelines", {})
