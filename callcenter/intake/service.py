@@ -426,10 +426,15 @@ def _history_row(dossier_id: int, s: SealedDossier, now: datetime) -> dict[str, 
 
 # derive_timeliness() in SQL, so that only matching codes come back (parsing a timestamp per row
 # in Python cost more than the rest of a re-import). test_pipeline checks it on both databases.
+# LATERAL keeps it one index probe per code even before PostgreSQL has statistics for a table that
+# just grew by a million rows (a hash join over the whole table per batch, otherwise).
 _PG_UNCHANGED = """
-SELECT d.code
+SELECT p.code
 FROM unnest(CAST(:codes AS text[]), CAST(:hashes AS text[])) AS p(code, hash)
-JOIN dossiers d ON d.source = :source AND d.code = p.code
+CROSS JOIN LATERAL (
+    SELECT content_hash, timeliness, due_at, returned_at FROM dossiers
+    WHERE source = :source AND code = p.code
+) d
 WHERE d.content_hash = p.hash
   AND d.timeliness = CASE
       WHEN d.returned_at IS NOT NULL THEN
