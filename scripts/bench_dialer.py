@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -98,7 +99,12 @@ def max_calls_in_window(times: list[float], window: float = 1.0) -> int:
     return best
 
 
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit("stopped by SIGTERM")  # so the finally block stops every process it started
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -112,7 +118,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="run the owner under cProfile (owner.prof)")
     args = parser.parse_args()
 
-    name = f"cc_bench_{uuid.uuid4().hex[:8]}"
+    name = f"cc_bench_dialer_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"

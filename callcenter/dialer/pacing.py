@@ -234,12 +234,10 @@ class AsyncPacer:
         rated = [s for s in scopes if s.cps is not None]
         if not rated:
             return 0.0
-        wait_ms = float(
-            await self._permit(
-                keys=[self.keys.rate(s) for s in rated], args=_permit_args(rated, self.margin_ms)
-            )
+        wait_ms, _granted_at = await self._permit(
+            keys=[self.keys.rate(s) for s in rated], args=_permit_args(rated, self.margin_ms)
         )
-        return wait_ms / 1000.0
+        return float(wait_ms) / 1000.0
 
     async def renew_channels(
         self, *, attempt_ids: Sequence[int], scopes: Sequence[Scope], ttl_seconds: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import time
 from collections.abc import Iterator
@@ -9,8 +10,9 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
-from callcenter.dialer.pacing import LocalSendWindow, Pacer, Scope
+from callcenter.dialer.pacing import AsyncPacer, LocalSendWindow, Pacer, Scope
 
 pytestmark = pytest.mark.redis
 
@@ -109,3 +111,20 @@ def test_local_send_window_is_the_last_guard_before_sending() -> None:
     strictest = LocalSendWindow.for_scopes([Scope("g", 300, cps=30), Scope("t", 10, cps=1)], margin_ms=0)
     assert strictest is not None and (strictest.limit, strictest.window) == (1, 1.0)
     assert LocalSendWindow.for_scopes([Scope("g", 300)], margin_ms=0) is None
+
+
+def test_async_pacer_takes_the_same_permits(redis_url: str, redis_prefix: str) -> None:
+    async def scenario() -> list[float]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            pacer = AsyncPacer(client, prefix=redis_prefix)
+            scope = Scope("global", channels=10, cps=2)
+            waits = [await pacer.take_call_permit([scope]) for _ in range(3)]
+            await pacer.renew_channels(attempt_ids=[5], scopes=[scope], ttl_seconds=5)
+            await pacer.release_channel(attempt_id=5, scopes=[scope])
+            return waits
+        finally:
+            await client.aclose()
+
+    waits = asyncio.run(scenario())
+    assert waits[:2] == [0.0, 0.0] and 0.5 < waits[2] <= 1.1
