@@ -29,6 +29,7 @@ from callcenter.dialer.adapters.base import OriginateRefused, TrunkUnavailable
 from callcenter.dialer.context import DialerContext
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.dialer.outcomes import classify_twilio, twilio_is_final
+from callcenter.dialer.state import ACTIVE_STATUSES
 from callcenter.dialer.trunks import TrunkServer, scopes, server_named, servers
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,10 @@ def release_due(ctx: DialerContext, send: Callable[[int], None]) -> int:
             counts = dict(
                 session.execute(
                     select(CallAttempt.status, func.count())
-                    .where(CallAttempt.status.in_([s.value for s in (S.QUEUED, S.CLAIMED, S.DIALING,
-                                                                       S.RINGING, S.IN_SURVEY)]))
+                    .where(CallAttempt.status.in_([s.value for s in ACTIVE_STATUSES]))
                     .group_by(CallAttempt.status)
                 ).all()
-            )  # fmt: skip
+            )
             active = sum(counts.values())
             waiting = counts.get(S.QUEUED.value, 0) + counts.get(S.CLAIMED.value, 0)
             cps_budget = math.ceil(effective_cps(ctx) * settings.release_lookahead_seconds) - waiting

@@ -47,6 +47,7 @@ from callcenter.dialer import metrics, service
 from callcenter.dialer.adapters.asterisk import AsteriskTrunk
 from callcenter.dialer.adapters.base import DialRequest, OriginateRefused, OwnedTrunk, TrunkUnavailable
 from callcenter.dialer.adapters.simulator import IvrSurveyRunner, SimulatedExchange
+from callcenter.dialer.models import AttemptStatus
 from callcenter.dialer.pacing import AsyncPacer, LocalSendWindow, Scope
 from callcenter.dialer.settings import DialerSettings
 from callcenter.dialer.trunks import RedisKeys, TrunkServer, scopes, server_named, servers
@@ -148,7 +149,7 @@ class TrunkOwner:
                     attempt.id, attempt.channel_id or "", server, scopes(self.settings, server)
                 )
                 await trunk.adopt(
-                    attempt.channel_id or "", attempt.id, answered=attempt.status is service.S.IN_SURVEY
+                    attempt.channel_id or "", attempt.id, answered=attempt.status is AttemptStatus.IN_SURVEY
                 )
                 continue
             await self.ended(
@@ -216,7 +217,7 @@ class TrunkOwner:
 
     def _prepare(self, session: Session, *, attempt_id: int, connected: bool) -> DialRequest | None:
         attempt = service.get_attempt(session, attempt_id=attempt_id)
-        if attempt is None or attempt.status is not service.S.CLAIMED:
+        if attempt is None or attempt.status is not AttemptStatus.CLAIMED:
             return None  # already dialled, cancelled or reaped: never twice
         now = self._now()
         if not connected:
