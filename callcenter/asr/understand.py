@@ -33,6 +33,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 # Below this the IVR asks once to confirm (or to press the key instead).
 DEFAULT_CONFIRM_THRESHOLD = 0.6
@@ -297,6 +298,12 @@ def _word_quality(token: str, word: str, *, text_marked: bool, short: bool) -> f
     return 0.0
 
 
+@cache
+def _phrase_tokens(phrase: str) -> tuple[str, ...]:
+    # The IVR asks with the same few dozen phrases on every call: canonicalise each once.
+    return _canonical(tokenize(phrase)).tokens
+
+
 @dataclass(frozen=True, slots=True)
 class _Hit:
     choice: str
@@ -313,7 +320,7 @@ def _find_hits(
     hits: list[_Hit] = []
     text = canon.tokens
     for phrase in phrases:
-        p = _canonical(tokenize(phrase)).tokens
+        p = _phrase_tokens(phrase)
         if not p or len(p) > len(text):
             continue
         weak = all(t in _PARTICLES for t in p)
