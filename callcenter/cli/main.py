@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from callcenter.cli.demo import demo
 from callcenter.core.db import upgrade_database
 from callcenter.core.logging import configure_logging
 from callcenter.core.settings import get_settings
@@ -12,6 +13,7 @@ from callcenter.core.settings import get_settings
 app = typer.Typer(help="1022 survey caller: automated satisfaction surveys by phone.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.command("demo")(demo)
 console = Console()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from time import monotonic as _monotonic
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -54,4 +55,33 @@ def to_local(value: datetime) -> datetime:
     return value.astimezone(VN_TZ)
 
 
-__all__ = ["VN_TZ", "Clock", "ManualClock", "SystemClock", "ensure_aware", "timedelta", "to_local", "utcnow"]
+__all__ = [
+    "VN_TZ",
+    "Clock",
+    "CompressedClock",
+    "ManualClock",
+    "SystemClock",
+    "ensure_aware",
+    "timedelta",
+    "to_local",
+    "utcnow",
+]
+
+
+class CompressedClock:
+    """Simulated time for demos and benchmarks: starts at ``start`` and runs ``factor`` times faster."""
+
+    def __init__(self, start: datetime, factor: float) -> None:
+        if start.tzinfo is None:
+            raise ValueError("CompressedClock needs a timezone-aware start time")
+        if factor <= 0:
+            raise ValueError("CompressedClock needs a positive factor")
+        self.start = start
+        self.factor = factor
+        self._t0 = _monotonic()
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=(_monotonic() - self._t0) * self.factor)
+
+    def simulated(self, real_seconds: float) -> timedelta:
+        return timedelta(seconds=real_seconds * self.factor)
