@@ -303,6 +303,8 @@ def run_demo(
         policy="danang_2223",
         returned_from=(returned_from.astimezone(VN_TZ).date() if returned_from else local_today),
         returned_to=local_today,
+        agencies=None,
+        fields=None,
         starts_at=now,
         ends_at=now + timedelta(days=14),
         seed=seed,
