@@ -129,3 +129,17 @@ def test_parse_results_drops_unk_and_averages_word_confidence() -> None:
     assert [w.word for w in transcript.words] == ["hài", "lòng"]
     assert parse_results([{"text": "[unk]"}]).text == ""
     assert parse_results([{"text": "xin chào"}]).confidence == 0.0  # no word scores: not trusted
+
+
+def test_grammar_leaves_out_phrases_the_model_cannot_say(
+    korean_vosk: VoskRecognizer, asr_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The Korean model knows neither the Vietnamese words nor "[unk]": both are left out, loudly.
+    assert korean_vosk.in_vocabulary("네") and not korean_vosk.in_vocabulary("không")
+    with caplog.at_level("WARNING", logger="callcenter.asr.adapters.vosk_engine"):
+        grammar = korean_vosk.grammar_for(["네", "아니요", "không hài lòng"])
+    assert grammar is not None and json.loads(grammar) == ["네", "아니요"]
+    assert "không hài lòng" in caplog.text
+    assert korean_vosk.grammar_for(["hài lòng"]) is None  # nothing left: free recognition
+    pcm, rate = read_wav(asr_data / "ko_ne_8k.wav")
+    assert korean_vosk.transcribe(pcm, rate, phrases=["네", "아니요", "không"]).text == "네"

@@ -85,14 +85,18 @@ def load_model(model_path: Path) -> vosk.Model:
         return model
 
 
-def grammar_json(phrases: Sequence[str]) -> str:
-    """A Vosk grammar: the phrases (NFC, lower-case, de-duplicated) plus ``[unk]`` for anything else."""
-    cleaned = []
+def normalize_phrase(phrase: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", phrase).lower().split())
+
+
+def grammar_json(phrases: Sequence[str], *, unknown: bool = True) -> str:
+    """A Vosk grammar: the phrases (NFC, lower-case, de-duplicated), plus ``[unk]`` for anything else."""
+    cleaned: list[str] = []
     for phrase in phrases:
-        text = " ".join(unicodedata.normalize("NFC", phrase).lower().split())
+        text = normalize_phrase(phrase)
         if text and text not in cleaned:
             cleaned.append(text)
-    return json.dumps([*cleaned, UNKNOWN], ensure_ascii=False)
+    return json.dumps([*cleaned, UNKNOWN] if unknown else cleaned, ensure_ascii=False)
 
 
 def parse_results(results: Sequence[dict[str, Any]], *, engine: str = "vosk") -> Transcript:
@@ -130,6 +134,39 @@ class VoskRecognizer:
         self.model_path = check_model_dir(model_path)
         self.model = load_model(self.model_path)
         self.sample_rate = model_sample_rate(self.model_path)
+        self._grammars: dict[tuple[str, ...], str | None] = {}
+
+    def in_vocabulary(self, word: str) -> bool:
+        return bool(self.model.vosk_model_find_word(word) >= 0)
+
+    def grammar_for(self, phrases: Sequence[str]) -> str | None:
+        """The grammar for these phrases, leaving out (and logging once) those the model cannot say.
+
+        Kaldi only prints a warning on stderr for words outside its vocabulary; here a phrase is
+        kept whole or left out, and our log says which (a questionnaire phrase the model cannot
+        say is worth knowing). None when no phrase is left: recognition is then free and the
+        matcher does the rest.
+        """
+        key = tuple(normalize_phrase(p) for p in phrases if normalize_phrase(p))
+        if key in self._grammars:
+            return self._grammars[key]
+        kept = []
+        for phrase in dict.fromkeys(key):
+            missing = [w for w in phrase.split() if not self.in_vocabulary(w)]
+            if missing:
+                log.warning(
+                    "vosk model %s does not know %s: phrase %r left out of the grammar",
+                    self.model_path.name,
+                    ", ".join(missing),
+                    phrase,
+                )
+            else:
+                kept.append(phrase)
+        if not kept:
+            log.warning("vosk model %s knows none of the phrases: free recognition", self.model_path.name)
+        grammar = grammar_json(kept, unknown=self.in_vocabulary(UNKNOWN)) if kept else None
+        self._grammars[key] = grammar
+        return grammar
 
     def transcribe(
         self, pcm16: bytes, sample_rate: int, *, phrases: Sequence[str] | None = None
@@ -138,8 +175,9 @@ class VoskRecognizer:
         check_pcm16(pcm16, sample_rate)
         audio = resample_pcm16(pcm16, sample_rate, self.sample_rate)
         try:
-            if phrases:
-                recognizer = vosk.KaldiRecognizer(self.model, self.sample_rate, grammar_json(phrases))
+            grammar = self.grammar_for(phrases) if phrases else None
+            if grammar is not None:
+                recognizer = vosk.KaldiRecognizer(self.model, self.sample_rate, grammar)
             else:
                 recognizer = vosk.KaldiRecognizer(self.model, self.sample_rate)
             recognizer.SetWords(True)
