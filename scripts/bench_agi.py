@@ -268,6 +268,7 @@ def main() -> int:
             flush=True,
         )
         cpu_before = proc.cpu_times()
+        load_before = os.getloadavg()
         client = subprocess.run(
             [sys.executable, __file__, "--client", "--port", str(port), "--calls", str(calls_file),
              "--think-ms", str(args.think_ms), "--ramp-s", str(args.ramp_s), "--seed", str(args.seed)],
@@ -298,6 +299,8 @@ def main() -> int:
             think_ms=args.think_ms,
             ramp_s=args.ramp_s,
             machine=f"{os.cpu_count()} cores (shared)",
+            load_average_before=load_before,
+            load_average_after=os.getloadavg(),
             date=date.today().isoformat(),
         )
         print(json.dumps(result, indent=2, ensure_ascii=False))
