@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -11,8 +11,6 @@ from sqlalchemy.orm import Session
 
 from callcenter.core.pii import PiiCipher
 from callcenter.intake.models import Agency, Dossier, Field
-
-_seq = itertools.count(1)
 
 
 def make_dossier(
@@ -25,7 +23,8 @@ def make_dossier(
     returned_at: datetime | None = datetime(2025, 10, 21, 3, 0, tzinfo=UTC),
 ) -> Dossier:
     """Insert one returned dossier (and its agency and field) and return it, flushed."""
-    n = next(_seq)
+    # Unique across processes and module copies: some tests commit (the AGI server reads them).
+    n = uuid.uuid4().hex[:12]
     agency = Agency(code=f"ivr-test-agency-{n}", name=agency_name)
     field = Field(code=f"ivr-test-field-{n}", name=field_name)
     session.add_all([agency, field])
@@ -33,7 +32,7 @@ def make_dossier(
     now = datetime(2025, 10, 1, tzinfo=UTC)
     dossier = Dossier(
         source="ivr-test",
-        code=f"HS-{n:06d}",
+        code=f"HS-{n}",
         agency_id=agency.id,
         field_id=field.id,
         submitter_name_enc=cipher.encrypt("Nguyễn Văn An"),
