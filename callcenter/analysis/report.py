@@ -110,22 +110,14 @@ def build_report(
     comment_limit: int = 30,
 ) -> ReportData:
     """Gather every figure of a city or agency report for one period."""
-    group = ("agency",) if agency_id is None else ("agency", "field")
-    summary = service.summarise(session, period=period, group_by=group, agency_id=agency_id, policy=policy)
-    by_agency_field = (
-        summary
-        if agency_id is not None
-        else service.summarise(
-            session,
-            period=period,
-            group_by=("agency", "field"),
-            agency_id=agency_id,
-            policy=policy,
-            compare=False,
-        )
-    )
-    by_channel = service.summarise(
-        session, period=period, group_by=("channel",), agency_id=agency_id, policy=policy, compare=False
+    # One set of queries serves the three groupings the report shows.
+    main_view = ("agency",) if agency_id is None else ("agency", "field")
+    summary, by_agency_field, by_channel = service.summarise_views(
+        session,
+        period=period,
+        views=[main_view, ("agency", "field"), ("channel",)],
+        agency_id=agency_id,
+        policy=policy,
     )
     months = trailing_months(period, TREND_MONTHS)
     if agency_id is None:

@@ -369,22 +369,27 @@ def tune_for_aggregation(session: Session) -> None:
         session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
 
 
-def _collect(
+@dataclass(frozen=True)
+class _Cells:
+    """The raw aggregates of one period, at agency (and field) granularity, always split by channel."""
+
+    eligible: list[tuple[int, int | None, str, int]]
+    calls: list[tuple[int, int | None, int, int, int]]
+    responses: list[tuple[int, int | None, str, str, int, int, int]]
+    reasons: list[tuple[int, int | None, str, int, int]]
+
+
+def _fetch(
     session: Session,
     *,
     period: Period,
-    group_by: Sequence[str],
+    by_field: bool,
     agency_id: int | None,
     field_id: int | None,
     channel: str | None,
     answers_only: bool = False,
-) -> tuple[dict[GroupKey, _Counts], _Counts]:
-    """Aggregate the period's cells; ``answers_only`` (for comparisons) skips dossiers, calls, reasons."""
-    by_field = "field" in group_by
-    buckets: dict[GroupKey, _Counts] = defaultdict(_Counts)
-    total = _Counts()
-    channels_of_rows = [channel] if channel else None
-
+) -> _Cells:
+    """Run the period's aggregates; ``answers_only`` (for comparisons) skips dossiers, calls, reasons."""
     eligible = (
         []
         if answers_only
@@ -414,19 +419,34 @@ def _collect(
         if calls_wanted
         else []
     )
+    return _Cells(eligible=eligible, calls=calls, responses=responses, reasons=reasons)
+
+
+def _bucket(
+    cells: _Cells, *, group_by: Sequence[str], channel: str | None
+) -> tuple[dict[GroupKey, _Counts], _Counts]:
+    """Roll the cells up into one bucket per ``group_by`` key (a dossier has one agency and one field,
+    so distinct-dossier counts add up across fields)."""
+    buckets: dict[GroupKey, _Counts] = defaultdict(_Counts)
+    total = _Counts()
+    channels_of_rows = [channel] if channel else None
+    eligible, calls, responses, reasons = cells.eligible, cells.calls, cells.responses, cells.reasons
 
     # Dossier-side figures do not depend on the channel: with a channel dimension they belong to the
     # rows of every channel seen for that agency/field (and to the call row for calls).
-    seen_channels: dict[tuple[int, int | None], set[str]] = defaultdict(set)
+    # Channels are collected per row of the view (not per cell) so a view gives the same figures
+    # whatever granularity the cells were fetched at.
+    seen_channels: dict[GroupKey, set[str]] = defaultdict(set)
     for a, f, ch, *_ in responses:
-        seen_channels[(a, f)].add(ch)
+        seen_channels[_key(group_by, a, f, None)].add(ch)
 
     def keys_for(a: int, f: int | None, only_channel: str | None = None) -> list[GroupKey]:
         if "channel" not in group_by:
             return [_key(group_by, a, f, None)]
         if only_channel is not None:
             return [_key(group_by, a, f, only_channel)]
-        chans = channels_of_rows or sorted(seen_channels.get((a, f), set()) | {ResponseChannel.CALL.value})
+        seen = seen_channels.get(_key(group_by, a, f, None), set())
+        chans = channels_of_rows or sorted(seen | {ResponseChannel.CALL.value})
         return [_key(group_by, a, f, c) for c in chans]
 
     for a, f, stratum, n in eligible:
@@ -616,50 +636,71 @@ def summarise(
     ``"independent"`` for one. The total row covers everything the filters admit. The minimum sample
     applies to an agency as a whole, so it is given on rows not split by field.
     """
-    dims = tuple(d for d in DIMENSIONS if d in group_by)
-    unknown = set(group_by) - set(DIMENSIONS)
-    if unknown:
-        raise ValidationError(
-            f"unknown dimension(s) {sorted(unknown)}; use {', '.join(DIMENSIONS)}", field="group_by"
-        )
+    (summary,) = summarise_views(
+        session,
+        period=period,
+        views=[group_by],
+        agency_id=agency_id,
+        field_id=field_id,
+        channel=channel,
+        policy=policy,
+        policy_params=policy_params,
+        compare=compare,
+    )
+    return summary
+
+
+def summarise_views(
+    session: Session,
+    *,
+    period: Period,
+    views: Sequence[Sequence[str]],
+    agency_id: int | None = None,
+    field_id: int | None = None,
+    channel: str | None = None,
+    policy: str = "danang_2223",
+    policy_params: Mapping[str, Any] | None = None,
+    compare: bool = True,
+) -> list[Summary]:
+    """Several groupings of the same period from one set of queries (the report needs three)."""
+    all_dims = []
+    for group_by in views:
+        unknown = set(group_by) - set(DIMENSIONS)
+        if unknown:
+            raise ValidationError(
+                f"unknown dimension(s) {sorted(unknown)}; use {', '.join(DIMENSIONS)}", field="group_by"
+            )
+        all_dims.append(tuple(d for d in DIMENSIONS if d in group_by))
     if channel is not None and channel not in {c.value for c in ResponseChannel}:
         raise ValidationError(f"unknown channel '{channel}'", field="channel")
     policies.parse_policy(policy, policy_params)  # fail early on an unknown policy or bad parameters
     tune_for_aggregation(session)
 
-    buckets, total = _collect(
-        session, period=period, group_by=dims, agency_id=agency_id, field_id=field_id, channel=channel
-    )
-    prev_buckets: dict[GroupKey, _Counts] = {}
-    year_buckets: dict[GroupKey, _Counts] = {}
-    prev_total = year_total = None
-    if compare:
-        prev_buckets, prev_total = _collect(
+    by_field = any("field" in dims for dims in all_dims)
+
+    def fetch(when: Period, answers_only: bool) -> _Cells:
+        return _fetch(
             session,
-            period=period.previous(),
-            group_by=dims,
+            period=when,
+            by_field=by_field,
             agency_id=agency_id,
             field_id=field_id,
             channel=channel,
-            answers_only=True,
+            answers_only=answers_only,
         )
-        if period.same_last_year() == period.previous():  # a year: both comparisons are the year before
-            year_buckets, year_total = prev_buckets, prev_total
-        else:
-            year_buckets, year_total = _collect(
-                session,
-                period=period.same_last_year(),
-                group_by=dims,
-                agency_id=agency_id,
-                field_id=field_id,
-                channel=channel,
-                answers_only=True,
-            )
+
+    cells = fetch(period, False)
+    prev_cells = year_cells = None
+    if compare:
+        prev_cells = fetch(period.previous(), True)
+        # For a year both comparisons are the year before: one query serves both.
+        same = period.same_last_year() == period.previous()
+        year_cells = prev_cells if same else fetch(period.same_last_year(), True)
 
     agency_eligible: dict[int, int] = defaultdict(int)
-    for (a, _s), n in total.eligible.items():
+    for a, _f, _s, n in cells.eligible:
         agency_eligible[a] += n
-    agencies_in_play = {a for (a, _s) in total.eligible} | {a for (a, _s) in total.answers}
+    agencies_in_play = set(agency_eligible) | {r[0] for r in cells.responses}
     minimums = _yearly_minimums(
         session,
         period=period,
@@ -668,8 +709,48 @@ def summarise(
         policy_params=policy_params,
         period_eligible=agency_eligible,
     )
+    keys = [GroupKey(c[0], c[1]) for c in cells.eligible] + [GroupKey(c[0], c[1]) for c in cells.responses]
+    names = _names(session, keys)
+    return [
+        _summary_of(
+            dims,
+            cells=cells,
+            prev_cells=prev_cells,
+            year_cells=year_cells,
+            period=period,
+            minimums=minimums,
+            names=names,
+            agency_id=agency_id,
+            field_id=field_id,
+            channel=channel,
+            policy=policy,
+        )
+        for dims in all_dims
+    ]
 
-    names = _names(session, buckets.keys())
+
+def _summary_of(
+    dims: tuple[str, ...],
+    *,
+    cells: _Cells,
+    prev_cells: _Cells | None,
+    year_cells: _Cells | None,
+    period: Period,
+    minimums: Mapping[int, int | None],
+    names: Mapping[str, Mapping[int, tuple[str, str]]],
+    agency_id: int | None,
+    field_id: int | None,
+    channel: str | None,
+    policy: str,
+) -> Summary:
+    compare = prev_cells is not None and year_cells is not None
+    buckets, total = _bucket(cells, group_by=dims, channel=channel)
+    prev_buckets: dict[GroupKey, _Counts] = {}
+    year_buckets: dict[GroupKey, _Counts] = {}
+    prev_total = year_total = None
+    if prev_cells is not None and year_cells is not None:
+        prev_buckets, prev_total = _bucket(prev_cells, group_by=dims, channel=channel)
+        year_buckets, year_total = _bucket(year_cells, group_by=dims, channel=channel)
     rows: list[SummaryRow] = []
     for key in sorted(buckets, key=lambda k: _sort_key(k, names)):
         counts = buckets[key]
@@ -713,6 +794,7 @@ def summarise(
 
 
 def _names(session: Session, keys: Iterable[GroupKey]) -> dict[str, dict[int, tuple[str, str]]]:
+    """Codes and names of the agencies and fields in the keys (two small queries)."""
     keys = list(keys)
     agency_ids = {k.agency_id for k in keys if k.agency_id is not None}
     field_ids = {k.field_id for k in keys if k.field_id is not None}

@@ -224,3 +224,15 @@ def test_against_brute_force_recomputation(db_session: Session, build: Builder) 
             brute = sum(pop[s] / sum(covered.values()) * cell[s][1] / cell[s][0] for s in covered)
             assert f.weighted is not None
             assert f.weighted.estimate == pytest.approx(brute)
+
+
+def test_views_from_one_set_of_queries_match_separate_summaries(
+    db_session: Session, small_city: dict[str, Any]
+) -> None:
+    views = [("agency",), ("agency", "field"), ("channel",), ("field", "channel")]
+    together = service.summarise_views(db_session, period=MARCH, views=views)
+    for view, summary in zip(views, together, strict=True):
+        alone = service.summarise(db_session, period=MARCH, group_by=view)
+        assert summary.group_by == alone.group_by
+        assert [(r.key, r.figures) for r in summary.rows] == [(r.key, r.figures) for r in alone.rows]
+        assert summary.total == alone.total
