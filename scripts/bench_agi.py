@@ -234,7 +234,7 @@ def main() -> int:
             "CALLCENTER_DATABASE_URL": url,
             "CALLCENTER_VAR_DIR": str(work / "var"),
             "CALLCENTER_IVR_RECORDINGS_DIR": str(work / "recordings"),
-            "CALLCENTER_LOG_LEVEL": "WARNING",
+            "CALLCENTER_LOG_LEVEL": "INFO",
         }
         server = subprocess.Popen(
             [sys.executable, *(["-m", "cProfile", "-o", str(args.profile)] if args.profile else []),
@@ -314,7 +314,12 @@ def main() -> int:
             f"{stored}/{len(calls)} responses stored, {result['peak_concurrent']} sessions at once: "
             + ("PASS" if ok else "FAIL")
         )
-        log_tail = (work / "server.log").read_text()[-2000:]
+        server.send_signal(signal.SIGTERM)  # the server logs its own reply-time summary on exit
+        server.wait(timeout=60)
+        server_log = (work / "server.log").read_text()
+        summary = next((line for line in server_log.splitlines() if "AGI turnaround" in line), "")
+        print("server side: " + summary.split("; ", 1)[-1])
+        log_tail = server_log[-2000:]
         if "Traceback" in log_tail:
             print("server log:\n" + log_tail, file=sys.stderr)
         return 0 if ok else 1

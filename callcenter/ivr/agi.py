@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from panoramisk.fast_agi import Request
@@ -126,10 +128,19 @@ async def read_agi_environment(reader: asyncio.StreamReader) -> OrderedDict[str,
 class AgiRequest(Request):  # type: ignore[misc]
     """panoramisk's FastAGI request with a reply reader that survives what Asterisk really sends."""
 
-    def __init__(self, *args: object, reply_timeout: float = 120.0, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        reply_timeout: float = 120.0,
+        on_turnaround: Callable[[float], None] | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.hung_up = False  # a bare HANGUP line was seen
         self.reply_timeout = reply_timeout
+        # Our own reply time: from Asterisk's reply (or the environment) to our next command.
+        self.on_turnaround = on_turnaround
+        self.last_input_at = time.perf_counter()
 
     # panoramisk's public name, kept so code written against panoramisk still works.
     async def send_command(self, command: str) -> AgiReply:  # type: ignore[override]
@@ -139,6 +150,8 @@ class AgiRequest(Request):  # type: ignore[misc]
         """Send one command and return its reply; raises from the AGIError family."""
         if "\n" in command:
             raise ValueError("an AGI command is one line")
+        if self.on_turnaround is not None:
+            self.on_turnaround(time.perf_counter() - self.last_input_at)
         try:
             self.writer.write((command + "\n").encode(self.encoding))
             await self.writer.drain()
@@ -146,6 +159,7 @@ class AgiRequest(Request):  # type: ignore[misc]
             raise AGIConnectionClosed(f"cannot send {command.split(' ', 1)[0]}: {exc}") from exc
         async with asyncio.timeout(timeout or self.reply_timeout):  # no extra task, unlike wait_for
             reply = await self._read_reply(command)
+        self.last_input_at = time.perf_counter()
         if reply.code == 200:
             return reply
         if reply.code == 511:

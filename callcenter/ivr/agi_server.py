@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,6 +76,7 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
         )
         self.active_calls = 0
         self.calls_served = 0
+        self.turnarounds: deque[float] = deque(maxlen=500_000)  # seconds, see AgiRequest
         self.add_route(c.ROUTE_SURVEY, self.survey)
 
     def add_route(self, path: str, endpoint: Route) -> None:
@@ -98,7 +100,12 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
             await _close(writer)
             return
         request = AgiRequest(
-            app=self, headers=headers, reader=reader, writer=writer, encoding=self.default_encoding
+            app=self,
+            headers=headers,
+            reader=reader,
+            writer=writer,
+            encoding=self.default_encoding,
+            on_turnaround=self.turnarounds.append,
         )
         self.active_calls += 1
         try:
@@ -176,6 +183,17 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
             await request.set_variable(c.VAR_SURVEY_END, result.end_reason or "hangup")
             await request.set_variable(c.VAR_SURVEY_OUTCOME, result.outcome.value)
 
+    def turnaround_summary(self) -> str:
+        """Our reply time per AGI command so far (Asterisk's reply → our next command)."""
+        values = sorted(self.turnarounds)
+        if not values:
+            return "no AGI commands yet"
+        p50, p99 = values[len(values) // 2], values[min(len(values) - 1, int(len(values) * 0.99))]
+        return (
+            f"AGI turnaround over {len(values)} commands: p50 {p50 * 1000:.2f} ms, "
+            f"p99 {p99 * 1000:.2f} ms, max {values[-1] * 1000:.1f} ms"
+        )
+
     def close(self) -> None:
         self.db_executor.shutdown(wait=True)
         self.read_executor.shutdown(wait=True)
@@ -222,4 +240,4 @@ async def serve_forever(
         while app.active_calls and loop.time() < deadline:
             await asyncio.sleep(0.2)
     app.close()
-    log.info("FastAGI server stopped after %d call(s)", app.calls_served)
+    log.info("FastAGI server stopped after %d call(s); %s", app.calls_served, app.turnaround_summary())
