@@ -54,11 +54,15 @@ def static_prompts(library: PromptLibrary, questionnaire: Questionnaire) -> dict
     return {name: library.render(text) for name, text in questionnaire.static_texts().items()}
 
 
-def test_every_static_prompt_is_8khz_mono_16bit_and_not_silent(
-    static_prompts: dict[str, RenderedPrompt],
+def test_every_prompt_is_8khz_mono_16bit_and_not_silent(
+    static_prompts: dict[str, RenderedPrompt], library: PromptLibrary, questionnaire: Questionnaire
 ) -> None:
     assert len(static_prompts) >= 27
-    for name, rendered in static_prompts.items():
+    # and a dynamic one: the dossier sentence with agency, field and spoken date
+    flow = SurveyFlow(questionnaire, CTX)
+    dossier = next(u for a in flow.start() for u in getattr(a, "prompt", ()) if u.key is None)
+    prompts = {**static_prompts, "dossier (dynamic)": library.render(dossier.text)}
+    for name, rendered in prompts.items():
         info = sf.info(str(rendered.path("wav")))
         assert (info.samplerate, info.channels, info.subtype) == (8000, 1, "PCM_16"), name
         audio = read_wav(rendered.path("wav").read_bytes())
