@@ -84,16 +84,20 @@ def transcribe(
     )
     if choices:
         match = match_answer(transcript.text, choices, engine_confidence=transcript.confidence)
-        console.print(f"answer: {match.choices or '—'} confidence {match.confidence:.2f} ({match.matched})")
+        verdict = "taken" if match.is_confident(settings.confirm_threshold) else "confirm or ask for the key"
+        console.print(
+            f"answer: {match.choices or '—'} confidence {match.confidence:.2f} ({match.matched}) → {verdict}"
+        )
 
 
 @app.command("match")
 def match(text: str, question: Question = typer.Option(Question.YES_NO)) -> None:
     """Show how a transcript maps to a question's choices (typed text: engine confidence 1)."""
     result = match_answer(text, _choices(question))
+    verdict = "taken" if result.is_confident(AsrSettings().confirm_threshold) else "confirm"
     console.print(
         f"choice {result.choice} · all {list(result.choices)} · confidence {result.confidence:.2f} · "
-        f"matched {result.matched!r}"
+        f"matched {result.matched!r} → {verdict}"
     )
 
 

@@ -18,8 +18,10 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 
+from callcenter.asr.engines import recognizer_factory
 from callcenter.asr.errors import RecognizerUnavailable
 from callcenter.asr.service import Recognizer, Transcript
+from callcenter.asr.settings import AsrSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,9 @@ class AsyncRecognizer:
     gets :class:`RecognizerUnavailable` (transient) and the next call gets a fresh pool.
     """
 
-    def __init__(self, recognizer_factory: Callable[[], Recognizer], workers: int = 1) -> None:
+    def __init__(
+        self, recognizer_factory: Callable[[], Recognizer], workers: int = 1, *, timeout: float | None = None
+    ) -> None:
         if workers < 1:
             raise ValueError(f"AsyncRecognizer: workers must be at least 1, got {workers}")
         try:
@@ -64,7 +68,16 @@ class AsyncRecognizer:
             ) from exc
         self._factory = recognizer_factory
         self.workers = workers
+        self.timeout = timeout  # default for transcribe(); None waits as long as it takes
         self._pool: ProcessPoolExecutor | None = None
+
+    @classmethod
+    def from_settings(cls, settings: AsrSettings) -> AsyncRecognizer | None:
+        """The pool the settings describe (engine, workers, timeout), or None when speech is off."""
+        spec = recognizer_factory(settings)
+        if spec is None:
+            return None
+        return cls(spec, settings.pool_workers, timeout=settings.timeout_seconds)
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -95,7 +108,8 @@ class AsyncRecognizer:
     ) -> Transcript:
         """Recognise one utterance in a worker; the event loop stays free meanwhile.
 
-        Raises TimeoutError after ``timeout`` seconds (the worker finishes the job and is reused).
+        Raises TimeoutError after ``timeout`` seconds (default: the pool's ``timeout``); the worker
+        finishes the job and is reused.
         """
         pool = self._ensure_pool()
         loop = asyncio.get_running_loop()
@@ -103,7 +117,7 @@ class AsyncRecognizer:
             pool, _transcribe_in_worker, pcm16, sample_rate, tuple(phrases) if phrases else None
         )
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(future, timeout if timeout is not None else self.timeout)
         except BrokenProcessPool as exc:
             log.warning("recognition pool broke (a worker died); it will be rebuilt")
             self._discard_pool()

@@ -16,6 +16,7 @@ from callcenter.asr.audio import read_wav
 from callcenter.asr.engines import EngineSpec
 from callcenter.asr.errors import RecognizerUnavailable
 from callcenter.asr.pool import AsyncRecognizer
+from callcenter.asr.settings import AsrSettings
 
 pytestmark = pytest.mark.slow
 
@@ -132,11 +133,21 @@ def test_dead_worker_is_a_transient_error_and_the_pool_recovers(
 
 def test_timeout_is_reported() -> None:
     async def scenario() -> None:
-        async with AsyncRecognizer(SPEC, workers=1) as asr:
+        async with AsyncRecognizer(SPEC, workers=1, timeout=0.01) as asr:
             with pytest.raises(TimeoutError):
-                await asr.transcribe(bytes(8000 * 2 * 8), 8000, timeout=0.01)
+                await asr.transcribe(bytes(8000 * 2 * 8), 8000)  # the pool's default
+            with pytest.raises(TimeoutError):
+                await asr.transcribe(bytes(8000 * 2 * 8), 8000, timeout=0.02)
 
     asyncio.run(scenario())
+
+
+def test_from_settings() -> None:
+    assert AsyncRecognizer.from_settings(AsrSettings(engine="none")) is None
+    pool = AsyncRecognizer.from_settings(AsrSettings(engine="viet-asr", pool_workers=2, timeout_seconds=4))
+    assert pool is not None
+    assert (pool.workers, pool.timeout) == (2, 4)
+    pool.close()  # never started: nothing to stop
 
 
 def test_workers_must_be_positive() -> None:
