@@ -126,7 +126,8 @@ _COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r
 NULL = "\\N"
 
 
-def _copy_text(value: str | None) -> str:
+def copy_text(value: str | None) -> str:
+    """A text value in PostgreSQL COPY text format (escaped; ``None`` is ``\\N``)."""
     if value is None:
         return NULL
     # str.translate is slow on non-ASCII text and escaping is rarely needed: test first.
@@ -170,10 +171,10 @@ def copy_line(sealed: SealedDossier) -> str:
     return (
         "\t".join(
             (
-                _copy_text(sealed.code),
-                _copy_text(sealed.agency_code),
-                _copy_text(sealed.field_code),
-                _copy_text(sealed.procedure_name),
+                copy_text(sealed.code),
+                copy_text(sealed.agency_code),
+                copy_text(sealed.field_code),
+                copy_text(sealed.procedure_name),
                 _copy_bytes(sealed.submitter_name_enc),
                 _copy_bytes(sealed.phone_enc),
                 sealed.phone_hash,

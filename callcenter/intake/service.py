@@ -39,7 +39,7 @@ from callcenter.intake.models import (
     SyncState,
 )
 from callcenter.intake.normalise import DossierRecord, FieldError, derive_timeliness
-from callcenter.intake.sealing import STAGE_COLUMNS, SealedDossier, Sealer, copy_payload
+from callcenter.intake.sealing import STAGE_COLUMNS, SealedDossier, Sealer, copy_payload, copy_text
 
 # The raw record kept in quarantine is capped: a 10 MB line is evidence enough in its first 64 KB.
 MAX_QUARANTINE_RAW = 64 * 1024
@@ -430,7 +430,7 @@ def _history_row(dossier_id: int, s: SealedDossier, now: datetime) -> dict[str, 
 # just grew by a million rows (a hash join over the whole table per batch, otherwise).
 _PG_UNCHANGED = """
 SELECT p.code
-FROM unnest(CAST(:codes AS text[]), CAST(:hashes AS text[])) AS p(code, hash)
+FROM intake_probe p
 CROSS JOIN LATERAL (
     SELECT content_hash, timeliness, due_at, returned_at FROM dossiers
     WHERE source = :source AND code = p.code
@@ -462,8 +462,15 @@ def find_unchanged(session: Session, *, source: str, digests: Mapping[str, str],
     conn = session.connection()
     codes = list(digests)
     if conn.dialect.name == "postgresql":
-        params = {"source": source, "codes": codes, "hashes": list(digests.values()), "now": now}
-        return set(conn.execute(text(_PG_UNCHANGED), params).scalars())
+        # COPY, not array parameters: psycopg checks every array element with a regex in Python.
+        conn.execute(text("CREATE TEMPORARY TABLE IF NOT EXISTS intake_probe (code text, hash text)"))
+        conn.execute(text("TRUNCATE intake_probe"))
+        payload = "".join(f"{copy_text(code)}\t{digest}\n" for code, digest in digests.items())
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy("COPY intake_probe (code, hash) FROM STDIN") as copy:
+            copy.write(payload.encode("utf-8"))
+        return set(conn.execute(text(_PG_UNCHANGED), {"source": source, "now": now}).scalars().all())
     rows: list[Any] = []
     t = _DOSSIERS.c
     for start in range(0, len(codes), _SQLITE_IN_CHUNK):
