@@ -39,7 +39,7 @@ from callcenter.intake.models import (
     SyncState,
 )
 from callcenter.intake.normalise import DossierRecord, FieldError, derive_timeliness
-from callcenter.intake.sealing import STAGE_COLUMNS, SealedDossier, Sealer, copy_payload, copy_text
+from callcenter.intake.sealing import STAGE_COLUMNS, SealedDossier, Sealer, copy_payload
 
 # The raw record kept in quarantine is capped: a 10 MB line is evidence enough in its first 64 KB.
 MAX_QUARANTINE_RAW = 64 * 1024
@@ -428,9 +428,10 @@ def _history_row(dossier_id: int, s: SealedDossier, now: datetime) -> dict[str, 
 # in Python cost more than the rest of a re-import). test_pipeline checks it on both databases.
 # LATERAL keeps it one index probe per code even before PostgreSQL has statistics for a table that
 # just grew by a million rows (a hash join over the whole table per batch, otherwise).
+_PROBE_SEPARATOR = "\x1f"  # chr(31) in the SQL below
 _PG_UNCHANGED = """
 SELECT p.code
-FROM intake_probe p
+FROM unnest(string_to_array(:codes, chr(31)), string_to_array(:hashes, chr(31))) AS p(code, hash)
 CROSS JOIN LATERAL (
     SELECT content_hash, timeliness, due_at, returned_at FROM dossiers
     WHERE source = :source AND code = p.code
@@ -462,15 +463,17 @@ def find_unchanged(session: Session, *, source: str, digests: Mapping[str, str],
     conn = session.connection()
     codes = list(digests)
     if conn.dialect.name == "postgresql":
-        # COPY, not array parameters: psycopg checks every array element with a regex in Python.
-        conn.execute(text("CREATE TEMPORARY TABLE IF NOT EXISTS intake_probe (code text, hash text)"))
-        conn.execute(text("TRUNCATE intake_probe"))
-        payload = "".join(f"{copy_text(code)}\t{digest}\n" for code, digest in digests.items())
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        with driver.cursor() as cursor, cursor.copy("COPY intake_probe (code, hash) FROM STDIN") as copy:
-            copy.write(payload.encode("utf-8"))
-        return set(conn.execute(text(_PG_UNCHANGED), {"source": source, "now": now}).scalars().all())
+        # Two joined strings, split by the server: as array parameters, psycopg would check every
+        # element with a regex in Python. A code holding the separator is simply not probed (it is
+        # then prepared and upserted like a changed row, which gives the same result).
+        probed = {code: digest for code, digest in digests.items() if _PROBE_SEPARATOR not in code}
+        params = {
+            "source": source,
+            "now": now,
+            "codes": _PROBE_SEPARATOR.join(probed),
+            "hashes": _PROBE_SEPARATOR.join(probed.values()),
+        }
+        return set(conn.execute(text(_PG_UNCHANGED), params).scalars().all())
     rows: list[Any] = []
     t = _DOSSIERS.c
     for start in range(0, len(codes), _SQLITE_IN_CHUNK):
