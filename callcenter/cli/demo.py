@@ -41,7 +41,7 @@ from callcenter.analysis import report as report_module
 from callcenter.analysis.labels import reason_labels
 from callcenter.analysis.periods import Period, PeriodKind
 from callcenter.campaign.calendar_store import holiday_days
-from callcenter.campaign.lifecycle import get_campaign, start_campaign, stop_campaign
+from callcenter.campaign.lifecycle import campaign_calendar, get_campaign, start_campaign, stop_campaign
 from callcenter.campaign.lists import create_campaign
 from callcenter.campaign.models import CallTarget, CampaignStatus, TargetState
 from callcenter.campaign.reporting import campaign_report
@@ -58,9 +58,9 @@ from callcenter.dialer.pacing import Pacer
 from callcenter.dialer.settings import DialerSettings
 from callcenter.dialer.trunks import RedisKeys
 from callcenter.intake.demo import run_demo_intake
-from callcenter.intake.models import Dossier
+from callcenter.intake.models import Agency, Dossier
 
-console = Console()
+console = Console(width=None if Console().is_terminal else 120)
 
 # Timeouts the reaper compares with the (compressed) runtime clock are given in simulated seconds.
 _SIMULATED_TIMEOUTS = (
@@ -143,6 +143,11 @@ class DialerHost:
             )
             self._owner_ready.set()
             self._loop.run_until_complete(self._owner.run())
+            # Dials still being prepared when the owner stopped: cancel them rather than abandon them.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         except BaseException as exc:  # surfaced by the main thread; the demo must not hang silently
             self._owner_error = exc
             self._owner_ready.set()
@@ -183,6 +188,22 @@ def _target_counts(runtime: Runtime, campaign_id: int) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
+def _skip_idle_time(runtime: Runtime, clock: CompressedClock, campaign_id: int) -> None:
+    """With no call in flight, jump the simulated clock over idle time: closed windows, retry waits."""
+    with session_scope(runtime.sessions) as session:
+        calendar = campaign_calendar(session, get_campaign(session, campaign_id=campaign_id))
+        next_due = session.scalar(
+            select(func.min(CallTarget.next_attempt_at)).where(
+                CallTarget.campaign_id == campaign_id, CallTarget.state == TargetState.QUEUED.value
+            )
+        )
+    if next_due is None:
+        return
+    opens = calendar.next_open(max(next_due, clock.now()))
+    if opens is not None:
+        clock.skip_to(opens)
+
+
 def _summary_table(runtime: Runtime, campaign_id: int) -> Table:
     with session_scope(runtime.sessions) as session:
         status = campaign_report(session, campaign_id=campaign_id, now=runtime.clock.now())
@@ -194,7 +215,6 @@ def _summary_table(runtime: Runtime, campaign_id: int) -> Table:
         ("Hoàn thành", "right"),
         ("Đạt", "right"),
         ("Cuộc gọi", "right"),
-        ("Ghi chú", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     totals = [0, 0, 0, 0]
@@ -207,7 +227,6 @@ def _summary_table(runtime: Runtime, campaign_id: int) -> Table:
             str(agency.completed),
             reached,
             str(agency.attempts),
-            agency.note,
         )
         totals = [
             totals[0] + agency.population,
@@ -215,7 +234,7 @@ def _summary_table(runtime: Runtime, campaign_id: int) -> Table:
             totals[2] + agency.completed,
             totals[3] + agency.attempts,
         ]
-    table.add_row("Tổng", *(str(t) for t in totals[:3]), "", str(totals[3]), "", style="bold")
+    table.add_row("Tổng", *(str(t) for t in totals[:3]), "", str(totals[3]), style="bold")
     return table
 
 
@@ -225,6 +244,8 @@ def _city_table(data: report_module.ReportData) -> Table:
         table.add_column(column, justify="left" if column == "Cơ quan" else "right")
     for row in data.summary.rows:
         f = row.figures
+        if f.completed == 0:
+            continue  # agencies outside this campaign
         interval = (
             f"{report_module.pct(f.satisfied_interval.low)} – {report_module.pct(f.satisfied_interval.high)}"
             if f.satisfied_interval
@@ -245,6 +266,7 @@ def run_demo(
     *,
     settings: Settings,
     dossiers: int,
+    agencies: int,
     seed: int,
     time_factor: float,
     channels: int,
@@ -298,12 +320,22 @@ def run_demo(
     local_today = now.astimezone(VN_TZ).date()
     with session_scope(runtime.sessions) as session:
         returned_from = session.scalar(select(func.min(Dossier.returned_at)))
+    with session_scope(runtime.sessions) as session:
+        busiest = session.execute(
+            select(Agency.code)
+            .join(Dossier, Dossier.agency_id == Agency.id)
+            .where(Dossier.returned_at.is_not(None))
+            .group_by(Agency.code)
+            .order_by(func.count().desc(), Agency.code)
+            .limit(agencies)
+        ).scalars()
+        agency_codes = list(busiest)
     spec = CampaignSpec(
         name=f"Khảo sát chạy thử {local_today:%d/%m/%Y}",
         policy="danang_2223",
         returned_from=(returned_from.astimezone(VN_TZ).date() if returned_from else local_today),
         returned_to=local_today,
-        agencies=None,
+        agencies=agency_codes,
         fields=None,
         starts_at=now,
         ends_at=now + timedelta(days=14),
@@ -366,6 +398,8 @@ def run_demo(
                 )
                 if settled >= total or elapsed > max_seconds:
                     break
+                if states.get(TargetState.IN_CALL.value, 0) == 0:
+                    _skip_idle_time(runtime, clock, campaign_id)
                 time.sleep(0.2)
     finally:
         host.stop()
@@ -401,19 +435,23 @@ def run_demo(
 
 def demo(
     dossiers: int = typer.Option(3000, help="Dossiers the one-stop simulator serves."),
+    agencies: int = typer.Option(
+        10, help="The campaign covers this many agencies (those with most dossiers)."
+    ),
     seed: int = typer.Option(1022, help="Seed of the synthetic data, the draw and the simulated citizens."),
-    time_factor: float = typer.Option(240.0, help="Simulated seconds per real second."),
+    time_factor: float = typer.Option(1000.0, help="Simulated seconds per real second."),
     channels: int = typer.Option(60, help="Concurrent simulated calls."),
     cps: float = typer.Option(40.0, help="Calls per second cap."),
-    max_seconds: float = typer.Option(150.0, help="Stop dialling after this many real seconds."),
+    max_seconds: float = typer.Option(100.0, help="Stop dialling after this many real seconds."),
     out: Path = typer.Option(Path("var/reports"), help="Where the HTML and XLSX reports go."),
     keep: bool = typer.Option(False, help="Keep the existing SQLite database instead of starting fresh."),
 ) -> None:
     """Run the whole survey on the embedded default: intake, campaign, calls, IVR, report."""
     started = time.monotonic()
-    html, xlsx = run_demo(
+    run_demo(
         settings=get_settings(),
         dossiers=dossiers,
+        agencies=agencies,
         seed=seed,
         time_factor=time_factor,
         channels=channels,

@@ -79,9 +79,16 @@ class CompressedClock:
         self.start = start
         self.factor = factor
         self._t0 = _monotonic()
+        self._skipped = timedelta(0)
 
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=(_monotonic() - self._t0) * self.factor)
+        return self.start + self._skipped + timedelta(seconds=(_monotonic() - self._t0) * self.factor)
+
+    def skip_to(self, when: datetime) -> None:
+        """Jump ahead over idle simulated time (nights, lunch, waits for retries); never backwards."""
+        ahead = when - self.now()
+        if ahead > timedelta(0):
+            self._skipped += ahead
 
     def simulated(self, real_seconds: float) -> timedelta:
         return timedelta(seconds=real_seconds * self.factor)

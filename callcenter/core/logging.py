@@ -18,3 +18,6 @@ def configure_logging(level: str = "INFO") -> None:
     handler.addFilter(PiiMaskingFilter())
     root.addHandler(handler)
     root.setLevel(level)
+    # Libraries that narrate every request or migration step at INFO; their warnings still show.
+    for noisy in ("alembic", "httpx", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
