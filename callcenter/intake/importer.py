@@ -286,22 +286,14 @@ def run_import(
     references = ReferenceCache()
     latest: datetime | None = None
 
-    prepared: Iterator[tuple[ScreenedBatch, PreparedBatch]]
-    pool: ProcessPoolExecutor | None = None
-    if workers > 0:
-        if worker_keys is None:
-            raise ValueError("worker processes need worker_keys=(pii_key, phone_hash_key)")
-        pool = ProcessPoolExecutor(
-            max_workers=workers,
-            # spawn, not fork: the parent holds database connections and maybe threads.
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(mapping, worker_keys[0], worker_keys[1], now, as_copy),
-        )
-        prepared = _in_pool(pool, screened, ahead=workers + 1)
-    else:
-        preparer = BatchPreparer(mapping=mapping, cipher=cipher, now=now, as_copy=as_copy)
-        prepared = ((s, preparer.prepare([r.values for r in s.todo], s.digests)) for s in screened)
+    if workers > 0 and worker_keys is None:
+        raise ValueError("worker processes need worker_keys=(pii_key, phone_hash_key)")
+    preparation = _Preparation(
+        BatchPreparer(mapping=mapping, cipher=cipher, now=now, as_copy=as_copy),
+        workers=workers,
+        pool_args=(mapping, *(worker_keys or (b"", b"")), now, as_copy),
+    )
+    prepared = preparation.run(screened)
     try:
         with _cyclic_gc_paused():
             for batch_in, batch in prepared:
@@ -347,8 +339,7 @@ def run_import(
                 if progress is not None:
                     progress(batch_in.seen)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        preparation.close()
     finish_import_run(session, run=run, counts=counts, now=now)
     log.info(
         "import %s from %s: %d inserted, %d updated, %d unchanged, %d quarantined",
@@ -362,23 +353,53 @@ def run_import(
     return ImportResult(run=run, counts=counts, latest_update=latest)
 
 
-def _in_pool(
-    pool: ProcessPoolExecutor, batches: Iterator[ScreenedBatch], *, ahead: int
-) -> Iterator[tuple[ScreenedBatch, PreparedBatch]]:
-    """Prepare batches in the pool, at most ``ahead`` in flight (bounded memory), yielded in order.
+class _Preparation:
+    """Step 2, in order: batches that are mostly work go to worker processes, the rest stay here.
 
-    Only plain tuples and strings cross the process boundary: pickling them is cheap.
+    A re-import leaves a handful of rows per batch to prepare (the unchanged ones were screened
+    out): shipping those to a worker costs more than it saves, so the pool is only started — with
+    spawn, which takes seconds — when a batch is mostly work. At most ``workers + 1`` batches are in
+    flight (bounded memory). Only plain tuples and strings cross the process boundary.
     """
-    pending: deque[tuple[ScreenedBatch, Future[PreparedBatch]]] = deque()
-    for batch in batches:
+
+    def __init__(self, local: BatchPreparer, *, workers: int, pool_args: tuple[Any, ...]) -> None:
+        self._local = local
+        self._workers = workers
+        self._pool_args = pool_args
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _submit(self, batch: ScreenedBatch) -> Future[PreparedBatch] | PreparedBatch:
         values = [row.values for row in batch.todo]
-        pending.append((batch, pool.submit(_prepare_in_worker, values, batch.digests)))
-        if len(pending) >= ahead:
-            done, future = pending.popleft()
-            yield done, future.result()
-    while pending:
-        done, future = pending.popleft()
-        yield done, future.result()
+        if self._workers == 0 or len(batch.todo) * 4 < batch.seen:
+            return self._local.prepare(values, batch.digests)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._workers,
+                # spawn, not fork: the parent holds database connections and maybe threads.
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=self._pool_args,
+            )
+        return self._pool.submit(_prepare_in_worker, values, batch.digests)
+
+    def run(self, batches: Iterator[ScreenedBatch]) -> Iterator[tuple[ScreenedBatch, PreparedBatch]]:
+        pending: deque[tuple[ScreenedBatch, Future[PreparedBatch] | PreparedBatch]] = deque()
+        for batch in batches:
+            pending.append((batch, self._submit(batch)))
+            if len(pending) > self._workers:
+                yield _resolved(*pending.popleft())
+        while pending:
+            yield _resolved(*pending.popleft())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _resolved(
+    batch: ScreenedBatch, outcome: Future[PreparedBatch] | PreparedBatch
+) -> tuple[ScreenedBatch, PreparedBatch]:
+    return batch, outcome.result() if isinstance(outcome, Future) else outcome
 
 
 def sync_api(
