@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-
 from fastapi import FastAPI
 
+from callcenter.analysis import http as analysis_http
+from callcenter.campaign import http as campaign_http
 from callcenter.core.runtime import Runtime, build_runtime
+from callcenter.dialer import http as dialer_http
+from callcenter.ivr import twilio_http
 
 # Explicit list of the domains' HTTP modules; each exposes ``router`` (an APIRouter).
-ROUTER_MODULES = (
-    "callcenter.campaign.http",
-    "callcenter.analysis.http",
-    "callcenter.ivr.twilio_http",
-    "callcenter.dialer.http",
-)
+ROUTER_MODULES = (campaign_http, analysis_http, twilio_http, dialer_http)
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -25,13 +22,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         version="0.1.0",
     )
     app.state.runtime = runtime or build_runtime()
-    for name in ROUTER_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in ROUTER_MODULES:
         app.include_router(module.router)
 
     @app.get("/health", tags=["ops"])

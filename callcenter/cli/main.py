@@ -5,10 +5,16 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from callcenter.analysis import cli as analysis_cli
+from callcenter.asr import cli as asr_cli
+from callcenter.campaign import cli as campaign_cli
 from callcenter.cli.demo import demo
 from callcenter.core.db import upgrade_database
 from callcenter.core.logging import configure_logging
 from callcenter.core.settings import get_settings
+from callcenter.dialer import cli as dialer_cli
+from callcenter.intake import cli as intake_cli
+from callcenter.ivr import cli as ivr_cli
 
 app = typer.Typer(help="1022 survey caller: automated satisfaction surveys by phone.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -30,32 +36,19 @@ def db_upgrade() -> None:
     console.print(f"[green]database is up to date[/green] ({settings.database_url.split('@')[-1]})")
 
 
-def _register_domains() -> None:
-    # Explicit list, not discovery by side effect: a domain's CLI module exists once it has commands.
-    import importlib
-
-    for name, module in (
-        ("intake", "callcenter.intake.cli"),
-        ("campaign", "callcenter.campaign.cli"),
-        ("ivr", "callcenter.ivr.cli"),
-        ("asr", "callcenter.asr.cli"),
-        ("dialer", "callcenter.dialer.cli"),
-        ("analysis", "callcenter.analysis.cli"),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        sub = getattr(mod, "app", None)
-        if sub is not None:
-            app.add_typer(sub, name=getattr(mod, "COMMAND_NAME", name))
-        for extra in getattr(mod, "TOP_LEVEL_COMMANDS", ()):
-            app.command(extra.__name__.replace("_", "-"))(extra)
-
-
-_register_domains()
+# Explicit list, not discovery by side effect: each domain's Typer app, plus its top-level commands.
+DOMAIN_CLIS = (
+    ("intake", intake_cli),
+    ("campaign", campaign_cli),
+    ("ivr", ivr_cli),
+    ("asr", asr_cli),
+    ("dialer", dialer_cli),
+    ("analysis", analysis_cli),
+)
+for _name, _module in DOMAIN_CLIS:
+    app.add_typer(_module.app, name=getattr(_module, "COMMAND_NAME", _name))
+    for _command in getattr(_module, "TOP_LEVEL_COMMANDS", ()):
+        app.command(_command.__name__.replace("_", "-"))(_command)
 
 if __name__ == "__main__":
     app()
