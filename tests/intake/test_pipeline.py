@@ -114,8 +114,21 @@ def test_last_wins_keeps_the_later_copy_of_a_record(
 
 
 def test_worker_processes_give_the_same_result(
-    pg_session: Session, sqlite_session: Session, cipher: PiiCipher, mapping: MappingConfig, tmp_path: Path
+    pg_session: Session,
+    sqlite_session: Session,
+    cipher: PiiCipher,
+    mapping: MappingConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    pools: list[int] = []
+
+    class CountingPool(importer.ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pools.append(kwargs["max_workers"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(importer, "ProcessPoolExecutor", CountingPool)
     path = tmp_path / "export.csv"
     raws = list(make_raw_dossiers(600, seed=8, now=NOW, bad_share=0.03))
     raws.append(dict(raws[10]))  # a duplicate code
@@ -138,6 +151,7 @@ def test_worker_processes_give_the_same_result(
             .order_by(QuarantinedRecord.id)
         ).all()
         outcomes.append((result.counts, [tuple(r) for r in stored], [tuple(q) for q in quarantined]))
+    assert pools == [2, 1]  # the worker runs really used worker processes
     assert outcomes[0] == outcomes[1] == outcomes[2]
     counts, stored_rows, quarantined_rows = outcomes[0]
     assert counts.inserted == len(stored_rows) and counts.quarantined == len(quarantined_rows) >= 2
