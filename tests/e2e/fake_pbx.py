@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,12 +76,14 @@ EXPECTED: dict[Behaviour, Expected] = {
     Behaviour.OPT_OUT: Expected(None, (), completed=False, opted_out=True),
 }
 
-CYCLE = list(Behaviour)
+# Satisfied citizens are the most common, as in life; every other behaviour shows up too.
+CYCLE = [Behaviour.SATISFIED, Behaviour.SATISFIED, *Behaviour]
 
 
 def behaviour_for(number: str) -> Behaviour:
     """The deterministic script of the citizen behind a national-form number."""
-    return CYCLE[int(number) % len(CYCLE)]
+    digest = hashlib.sha256(number.encode()).digest()
+    return CYCLE[int.from_bytes(digest[:4], "big") % len(CYCLE)]
 
 
 @dataclass
@@ -131,6 +134,7 @@ def originate_variables(action: dict[str, str]) -> dict[str, str]:
 
 @dataclass
 class AgiSessionLog:
+    channel_id: str
     number: str
     behaviour: Behaviour
     variables: dict[str, str]
@@ -176,7 +180,7 @@ class FakePbx(FakeAmi):
         await super()._play(call, before, action_id, requester)
         call.alive = True
         citizen = self.citizens.agi_citizen(behaviour, variables)
-        log = AgiSessionLog(number, behaviour, variables, citizen.stats.commands, False)
+        log = AgiSessionLog(call.channel_id, number, behaviour, variables, citizen.stats.commands, False)
         self.agi_sessions.append(log)
         try:
             stats = await asyncio.wait_for(citizen.run("127.0.0.1", self.agi_port), 60)

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openpyxl import load_workbook
@@ -27,6 +28,7 @@ from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
 from callcenter.analysis import report as report_module
+from callcenter.analysis.labels import reason_labels
 from callcenter.analysis.periods import Period, PeriodKind
 from callcenter.campaign import service as campaign_service
 from callcenter.campaign.models import CallTarget, TargetState
@@ -47,8 +49,8 @@ from tests.e2e.fake_pbx import ANSWERED, EXPECTED, Behaviour, Citizens, FakePbx,
 
 pytestmark = pytest.mark.slow
 
-DOSSIERS = 160
-AGENCIES = 4
+DOSSIERS = 240
+AGENCIES = 5
 ALL_DAY = [{"weekdays": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "23:59:59"}]
 
 
@@ -228,9 +230,10 @@ def test_production_shape_from_intake_to_report(
     while open_targets() and time.monotonic() < deadline:
         time.sleep(0.5)
     left = open_targets()
-    logs = procs.logs()
     procs.stop_all()
+    logs = procs.logs()
     assert left == 0, f"{left} targets still open\n{logs}"
+    assert "Traceback" not in logs, logs
     dial_seconds = time.monotonic() - started
 
     # 4. What the database says happened.
@@ -269,6 +272,12 @@ def test_production_shape_from_intake_to_report(
     assert all(s.error is None and s.closed_by_server for s in fake.agi_sessions), [
         (s.behaviour, s.error) for s in fake.agi_sessions if s.error or not s.closed_by_server
     ]
+    # Each AGI session ran the survey for the attempt and dossier the Originate put on its channel.
+    for agi in fake.agi_sessions:
+        attempt = by_channel[agi.channel_id]
+        assert agi.variables == {"ATTEMPT_ID": str(attempt.id), "DOSSIER_ID": str(attempt.dossier_id)}
+        assert agi.commands[:3] == ["ANSWER", "GET VARIABLE ATTEMPT_ID", "GET VARIABLE DOSSIER_ID"]
+        assert agi.number == phones[attempt.dossier_id]
 
     # Every attempt in exactly one final state; every dialled one finished with the citizen's outcome.
     assert {a.status for a in attempts} <= {AttemptStatus.FINISHED.value, AttemptStatus.CANCELLED.value}
@@ -326,13 +335,16 @@ def test_production_shape_from_intake_to_report(
     unsatisfied = [a for a in completed if EXPECTED[behaviour[a.id]].satisfied is False]
     reasons = Counter(code for a in unsatisfied for code in EXPECTED[behaviour[a.id]].reasons)
     reached = [a for a in dialled if behaviour[a.id] in ANSWERED]
+    labels = reason_labels(settings.prompts_dir / "questionnaire.vi.yaml")
     with session_scope(runtime.sessions) as session:
         data = report_module.build_report(
             session, period=Period.containing(now, PeriodKind.YEAR), cipher=runtime.cipher,
-            now=runtime.clock.now(),
+            now=runtime.clock.now(), reason_labels=labels,
         )  # fmt: skip
         html = report_module.render_html(data)
         xlsx = report_module.render_xlsx(data)
+    (tmp_path / "report.html").write_text(html, encoding="utf-8")
+    (tmp_path / "report.xlsx").write_bytes(xlsx)
     total = data.summary.total
     figures = {
         "called": total.called, "attempts": total.attempts, "reached": total.reached,
@@ -354,18 +366,40 @@ def test_production_shape_from_intake_to_report(
         assert row.figures.completed == len(mine)
         assert row.figures.satisfied == sum(1 for a in mine if EXPECTED[behaviour[a.id]].satisfied)
     assert sum(r.figures.completed for r in data.summary.rows) == total.completed
-    # The rendered report shows the same figures.
-    assert "Toàn thành phố" in html
-    sheet_text = " ".join(
-        str(cell.value)
-        for ws in load_workbook(io.BytesIO(xlsx), read_only=True).worksheets
-        for row in ws.iter_rows()
-        for cell in row
-        if cell.value is not None
-    )
-    assert str(total.completed) in sheet_text
+    # The rendered reports show the same figures: the city line and every agency's line of the XLSX.
+    assert "Toàn thành phố" in html and report_module.pct(total.satisfied_rate) in html
+    sheet = load_workbook(io.BytesIO(xlsx), read_only=True)["Tổng hợp"]
+    rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+    header = next(r for r in rows if r and r[0] == "Mã cơ quan")
+    lines = {
+        r[0] or r[1]: dict(zip(header, r, strict=True)) for r in rows[rows.index(header) + 1 :] if any(r)
+    }
+    code_of = {row.key.agency_id: row.agency_code for row in data.summary.rows}
+
+    def xlsx_expected(mine: list[Any]) -> dict[str, int]:
+        done = [a for a in mine if EXPECTED[behaviour[a.id]].completed]
+        out = {
+            "Số hồ sơ đã gọi": len(mine),
+            "Số hồ sơ liên lạc được": sum(1 for a in mine if behaviour[a.id] in ANSWERED),
+            "Số phiếu hoàn thành": len(done),
+            "Số phiếu có đánh giá": sum(1 for a in done if EXPECTED[behaviour[a.id]].satisfied is not None),
+            "Số phiếu hài lòng": sum(1 for a in done if EXPECTED[behaviour[a.id]].satisfied),
+        }
+        for code in reasons:
+            out[f"Lý do: {labels[code]}"] = sum(EXPECTED[behaviour[a.id]].reasons.count(code) for a in done)
+        return out
+
+    def xlsx_line(key: str, want: dict[str, int]) -> dict[str, object]:
+        return {column: lines[key][column] for column in want}
+
+    want = xlsx_expected(dialled)
+    assert xlsx_line("Tổng cộng", want) == want
+    for agency_id, code in code_of.items():
+        want = xlsx_expected([a for a in dialled if agency_of[a.dossier_id] == agency_id])
+        assert xlsx_line(str(code), want) == want, code
     runtime.engine.dispose()
     print(
-        f"e2e: {len(dialled)} calls ({dict(did)}), targets {dict(states)}, report {figures}, "
+        f"e2e: {len(dialled)} calls, attempts {dict(Counter(a.status for a in attempts))}"
+        f" ({dict(did)}), targets {dict(states)}, report {figures}, "
         f"{dial_seconds:.1f} s to the last final target, {time.monotonic() - started:.1f} s in all"
     )
