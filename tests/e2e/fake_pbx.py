@@ -63,17 +63,19 @@ class Expected:
     reasons: tuple[int, ...]
     completed: bool
     opted_out: bool
+    survey_outcome: str  # what the dialer must have recorded on the attempt (SurveyOutcome)
 
 
 EXPECTED: dict[Behaviour, Expected] = {
-    Behaviour.BUSY: Expected(None, (), completed=False, opted_out=False),
-    Behaviour.NO_ANSWER: Expected(None, (), completed=False, opted_out=False),
-    Behaviour.SATISFIED: Expected(True, (), completed=True, opted_out=False),
-    Behaviour.UNSATISFIED_ATTITUDE: Expected(False, (4,), completed=True, opted_out=False),
-    Behaviour.UNSATISFIED_TWO_REASONS: Expected(False, (1, 3), completed=True, opted_out=False),
-    Behaviour.PARTIAL: Expected(False, (4,), completed=True, opted_out=False),
-    Behaviour.HANG_UP_EARLY: Expected(None, (), completed=False, opted_out=False),
-    Behaviour.OPT_OUT: Expected(None, (), completed=False, opted_out=True),
+    Behaviour.BUSY: Expected(None, (), False, False, "none"),
+    Behaviour.NO_ANSWER: Expected(None, (), False, False, "none"),
+    Behaviour.SATISFIED: Expected(True, (), True, False, "completed"),
+    Behaviour.UNSATISFIED_ATTITUDE: Expected(False, (4,), True, False, "completed"),
+    Behaviour.UNSATISFIED_TWO_REASONS: Expected(False, (1, 3), True, False, "completed"),
+    # Satisfaction and a reason were given before the hang-up: the survey counts as completed.
+    Behaviour.PARTIAL: Expected(False, (4,), True, False, "completed"),
+    Behaviour.HANG_UP_EARLY: Expected(None, (), False, False, "no_input"),
+    Behaviour.OPT_OUT: Expected(None, (), False, True, "opted_out"),
 }
 
 # Satisfied citizens are the most common, as in life; every other behaviour shows up too.

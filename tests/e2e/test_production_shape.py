@@ -37,7 +37,7 @@ from callcenter.core.clock import VN_TZ, SystemClock
 from callcenter.core.db import session_scope
 from callcenter.core.models import OptOut
 from callcenter.core.phones import national_format
-from callcenter.core.runtime import build_runtime
+from callcenter.core.runtime import Runtime, build_runtime
 from callcenter.core.settings import Settings
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.intake.demo import run_demo_intake
@@ -62,6 +62,15 @@ def own_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def runtime(pg_url: str) -> Iterator[Runtime]:
+    runtime = build_runtime(Settings(env="test", database_url=pg_url), clock=SystemClock())
+    try:
+        yield runtime
+    finally:
+        runtime.engine.dispose()
 
 
 @pytest.fixture
@@ -113,14 +122,14 @@ def start_agi_server(procs: Processes, log: Path) -> int:
 
 def test_production_shape_from_intake_to_report(
     pg_url: str,
+    runtime: Runtime,
     own_redis: PrivateRedis,
     pbx: tuple[FakePbx, int],
     processes: Callable[[dict[str, str]], Processes],
     tmp_path: Path,
 ) -> None:
     fake, ami_port = pbx
-    settings = Settings(env="test", database_url=pg_url)
-    runtime = build_runtime(settings, clock=SystemClock())
+    settings = runtime.settings
     started = time.monotonic()
 
     # 1. Intake: the real connector against the one-stop simulator, into PostgreSQL.
@@ -246,7 +255,7 @@ def test_production_shape_from_intake_to_report(
         attempts = session.execute(
             sql_select(
                 CallAttempt.id, CallAttempt.target_id, CallAttempt.dossier_id, CallAttempt.channel_id,
-                CallAttempt.status, CallAttempt.outcome, CallAttempt.detail,
+                CallAttempt.status, CallAttempt.outcome, CallAttempt.survey_outcome, CallAttempt.detail,
             )
         ).all()  # fmt: skip
         phones = {
@@ -293,6 +302,7 @@ def test_production_shape_from_intake_to_report(
     assert outcomes["answered"] == sum(did[b] for b in ANSWERED)
     assert len(fake.agi_sessions) == outcomes["answered"]
     assert sum(outcomes.values()) == len(dialled)
+    assert [a.survey_outcome for a in dialled] == [EXPECTED[behaviour[a.id]].survey_outcome for a in dialled]
     # Each survey stored as the citizen answered it (the channel carried ATTEMPT_ID/DOSSIER_ID).
     for a in dialled:
         want = EXPECTED[behaviour[a.id]]
@@ -397,7 +407,6 @@ def test_production_shape_from_intake_to_report(
     for agency_id, code in code_of.items():
         want = xlsx_expected([a for a in dialled if agency_of[a.dossier_id] == agency_id])
         assert xlsx_line(str(code), want) == want, code
-    runtime.engine.dispose()
     print(
         f"e2e: {len(dialled)} calls, attempts {dict(Counter(a.status for a in attempts))}"
         f" ({dict(did)}), targets {dict(states)}, report {figures}, "
