@@ -16,12 +16,14 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func
@@ -34,7 +36,7 @@ from callcenter.campaign import service as campaign_service
 from callcenter.campaign.models import CallTarget, TargetState
 from callcenter.campaign.schemas import parse_spec
 from callcenter.core.clock import VN_TZ, SystemClock
-from callcenter.core.db import session_scope
+from callcenter.core.db import session_scope, upgrade_database
 from callcenter.core.models import OptOut
 from callcenter.core.phones import national_format
 from callcenter.core.runtime import Runtime, build_runtime
@@ -44,7 +46,7 @@ from callcenter.intake.demo import run_demo_intake
 from callcenter.intake.models import Agency, Dossier
 from callcenter.ivr.models import SurveyResponse
 from tests.dialer.ami_server import ThreadedFakeAmi
-from tests.dialer.conftest import REPO, PrivateRedis, Processes, dialer_env
+from tests.dialer.conftest import PG_ADMIN_DSN, REPO, PrivateRedis, Processes, dialer_env
 from tests.e2e.fake_pbx import ANSWERED, EXPECTED, Behaviour, Citizens, FakePbx, behaviour_for
 
 pytestmark = pytest.mark.slow
@@ -65,8 +67,24 @@ def own_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture
-def runtime(pg_url: str) -> Iterator[Runtime]:
-    runtime = build_runtime(Settings(env="test", database_url=pg_url), clock=SystemClock())
+def e2e_pg_url() -> Iterator[str]:
+    """A fresh migrated database of this test's own: the session's ``pg_url`` holds other tests' commits,
+    and the report covers the whole city."""
+    name = f"cc_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def runtime(e2e_pg_url: str) -> Iterator[Runtime]:
+    runtime = build_runtime(Settings(env="test", database_url=e2e_pg_url), clock=SystemClock())
     try:
         yield runtime
     finally:
@@ -121,7 +139,7 @@ def start_agi_server(procs: Processes, log: Path) -> int:
 
 
 def test_production_shape_from_intake_to_report(
-    pg_url: str,
+    e2e_pg_url: str,
     runtime: Runtime,
     own_redis: PrivateRedis,
     pbx: tuple[FakePbx, int],
@@ -193,7 +211,7 @@ def test_production_shape_from_intake_to_report(
         "secret": "dialer-secret", "max_channels": 8, "dial_template": "Local/{number}@citizens",
     }  # fmt: skip
     env = dialer_env(
-        database_url=pg_url,
+        database_url=e2e_pg_url,
         redis_url=own_redis.url,
         trunk="asterisk",
         asterisk_servers=json.dumps([pbx_conf]),
@@ -239,8 +257,10 @@ def test_production_shape_from_intake_to_report(
     while open_targets() and time.monotonic() < deadline:
         time.sleep(0.5)
     left = open_targets()
+    agi_server = procs.procs["agi-server"]
     procs.stop_all()
     logs = procs.logs()
+    assert agi_server.returncode == 0, logs  # drained its calls and stopped cleanly on SIGTERM
     assert left == 0, f"{left} targets still open\n{logs}"
     assert "Traceback" not in logs, logs
     dial_seconds = time.monotonic() - started
