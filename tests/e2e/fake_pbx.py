@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import enum
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,10 +153,12 @@ class FakePbx(FakeAmi):
     citizens: Citizens | None = None
     agi_port: int = 0
     agi_sessions: list[AgiSessionLog] = field(default_factory=list)
+    originated_at: dict[str, float] = field(default_factory=dict)  # ChannelId → time.monotonic()
     _answered_by: dict[str, tuple[str, Behaviour, dict[str, str]]] = field(default_factory=dict)
 
     def _originate(self, action: dict[str, str], writer: asyncio.StreamWriter) -> None:
         assert self.citizens is not None
+        self.originated_at[action.get("channelid", "")] = time.monotonic()
         number = action.get("channel", "").split("/", 1)[-1].split("@", 1)[0]
         behaviour = behaviour_for(number)
         if behaviour is Behaviour.BUSY:

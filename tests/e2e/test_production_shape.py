@@ -12,6 +12,7 @@ sampled and started by the campaign service; the report is built and rendered by
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from callcenter.analysis.labels import reason_labels
 from callcenter.analysis.periods import Period, PeriodKind
 from callcenter.campaign import service as campaign_service
 from callcenter.campaign.models import CallTarget, TargetState
+from callcenter.campaign.retry import RetryKey
 from callcenter.campaign.schemas import parse_spec
 from callcenter.core.clock import VN_TZ, SystemClock
 from callcenter.core.db import session_scope, upgrade_database
@@ -53,6 +55,9 @@ pytestmark = pytest.mark.slow
 
 DOSSIERS = 240
 AGENCIES = 5
+RETRY_RULES = {key.value: {"delay_minutes": 1, "max_attempts": 1} for key in RetryKey} | {
+    RetryKey.BUSY.value: {"delay_minutes": 1, "max_attempts": 2}
+}
 ALL_DAY = [{"weekdays": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "23:59:59"}]
 
 
@@ -188,8 +193,9 @@ def test_production_shape_from_intake_to_report(
             "calling_rules": {
                 "windows": ALL_DAY,
                 "skip_holidays": False,
-                # Retry delays are whole minutes at the least: one attempt each keeps the test short.
-                "retry": {"max_attempts_total": 1},
+                # Retry delays are whole minutes at the least: only a busy line is tried again
+                # (one minute later), every other outcome ends its target at the first attempt.
+                "retry": {"max_attempts_total": 2, "rules": RETRY_RULES},
                 "caps": {"max_attempts_per_phone_per_day": 10, "cooloff_days": 0},
             },
             "seed": 7,
@@ -253,7 +259,7 @@ def test_production_shape_from_intake_to_report(
                 or 0
             )
 
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while open_targets() and time.monotonic() < deadline:
         time.sleep(0.5)
     left = open_targets()
@@ -296,8 +302,13 @@ def test_production_shape_from_intake_to_report(
     assert max(sent.values()) == 1, "an Originate was sent twice"
     by_channel = {a.channel_id: a for a in attempts}
     assert set(sent) <= set(by_channel)
+    # No dossier dialled twice in one wave: only busy lines are dialled again, a minute later at the least.
     dialled_dossiers = Counter(by_channel[c].dossier_id for c in sent)
-    assert max(dialled_dossiers.values()) == 1, "a dossier was dialled twice in one wave"
+    for dossier_id, times in dialled_dossiers.items():
+        expected_times = 2 if behaviour_for(phones[dossier_id]) is Behaviour.BUSY else 1
+        assert times == expected_times, (behaviour_for(phones[dossier_id]), times)
+        moments = sorted(fake.originated_at[c] for c in sent if by_channel[c].dossier_id == dossier_id)
+        assert all(b - a >= 59 for a, b in itertools.pairwise(moments)), moments
     assert all(s.error is None and s.closed_by_server for s in fake.agi_sessions), [
         (s.behaviour, s.error) for s in fake.agi_sessions if s.error or not s.closed_by_server
     ]
@@ -317,7 +328,7 @@ def test_production_shape_from_intake_to_report(
     behaviour = {a.id: behaviour_for(phones[a.dossier_id]) for a in dialled}
     outcomes = Counter(a.outcome for a in dialled)
     did = Counter(behaviour.values())
-    assert outcomes["busy"] == did[Behaviour.BUSY]
+    assert outcomes["busy"] == did[Behaviour.BUSY]  # counts attempts: two per busy citizen
     assert outcomes["no_answer"] == did[Behaviour.NO_ANSWER]
     assert outcomes["answered"] == sum(did[b] for b in ANSWERED)
     assert len(fake.agi_sessions) == outcomes["answered"]
@@ -382,7 +393,7 @@ def test_production_shape_from_intake_to_report(
         "reasons": {r.code: r.count for r in total.reasons if r.count},
     }  # fmt: skip
     expected = {
-        "called": len(dialled), "attempts": len(dialled), "reached": len(reached),
+        "called": len({a.dossier_id for a in dialled}), "attempts": len(dialled), "reached": len(reached),
         "completed": len(completed), "rated": len(satisfied) + len(unsatisfied), "satisfied": len(satisfied),
         "reasons": dict(reasons),
     }  # fmt: skip
@@ -409,7 +420,7 @@ def test_production_shape_from_intake_to_report(
     def xlsx_expected(mine: list[Any]) -> dict[str, int]:
         done = [a for a in mine if EXPECTED[behaviour[a.id]].completed]
         out = {
-            "Số hồ sơ đã gọi": len(mine),
+            "Số hồ sơ đã gọi": len({a.dossier_id for a in mine}),
             "Số hồ sơ liên lạc được": sum(1 for a in mine if behaviour[a.id] in ANSWERED),
             "Số phiếu hoàn thành": len(done),
             "Số phiếu có đánh giá": sum(1 for a in done if EXPECTED[behaviour[a.id]].satisfied is not None),
