@@ -7,6 +7,9 @@ server (``callcenter agi-server``). The test process plays the PBX and the phone
 session to the agi-server in which a citizen scripted by phone number answers the real Vietnamese
 questionnaire. Dossiers come from the one-stop simulator through the real intake; the campaign is
 sampled and started by the campaign service; the report is built and rendered by the analysis package.
+
+Busy lines are tried again after the shortest retry delay the rules allow (one minute), so the test
+sees two dialling waves and takes about 75 s; every other outcome ends its target at the first try.
 """
 
 from __future__ import annotations
