@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -90,6 +91,8 @@ async def run_clients(
     ]
     in_flight = 0
     peak = 0
+    gc.collect()  # the fakes and their recordings stay to the end: keep full collections off them
+    gc.freeze()
 
     async def one(index: int, fake: FakeAsterisk) -> None:
         nonlocal in_flight, peak

