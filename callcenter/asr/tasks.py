@@ -23,6 +23,7 @@ from callcenter.celery_app import app
 from callcenter.core.db import session_scope
 from callcenter.core.errors import TransientError
 from callcenter.core.runtime import Runtime, build_runtime
+from callcenter.core.sealed_audio import sealer_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ class _Worker:
         self.settings = AsrSettings()
         self.recognizer: Recognizer | None = build_recognizer(self.settings)
         self.load_audio = RecordingLoader(
-            recordings_dir=self.settings.recordings_dir, http_auth=self.settings.twilio_auth
+            recordings_dir=self.settings.recordings_dir,
+            http_auth=self.settings.twilio_auth,
+            sealer=sealer_from_settings(self.runtime.settings),
         )
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from callcenter.core.clock import Clock
 from callcenter.core.db import session_scope
 from callcenter.core.errors import NotFound
+from callcenter.core.sealed_audio import AudioSealer
 from callcenter.ivr import constants as c
 from callcenter.ivr.agi import MAX_LINE, AGIError, AGIHangup, AgiRequest, read_agi_environment
 from callcenter.ivr.agi_transport import AgiTransport, AsyncTranscriber
@@ -57,6 +58,7 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
         matcher: AnswerMatcher | None = None,
         db_threads: int = 8,
         env_timeout: float = 5.0,
+        sealer: AudioSealer | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(loop=loop or asyncio.get_running_loop())
@@ -68,6 +70,7 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
         self.transcriber = transcriber
         self.matcher = matcher
         self.env_timeout = env_timeout
+        self.sealer = sealer
         # Writes (answers) and reads (a new call's dossier) on separate threads: a new call must not
         # wait behind the queued answers of hundreds of others before its greeting can start.
         self.db_executor = ThreadPoolExecutor(max_workers=db_threads, thread_name_prefix="ivr-db-write")
@@ -169,6 +172,7 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
             prompts=self.prompts,
             recording_base=str(self.recordings_dir / f"attempt-{attempt_id}"),
             transcriber=self.transcriber,
+            sealer=self.sealer,
         )
         result = await run_survey(transport, flow, recorder)
         log.info(

@@ -19,8 +19,9 @@ from typing import Protocol
 
 from callcenter.asr.errors import RecognizerUnavailable
 from callcenter.asr.service import Transcript
+from callcenter.core.sealed_audio import AudioSealer
 from callcenter.ivr import constants as c
-from callcenter.ivr.adapters.audio import read_wav
+from callcenter.ivr.adapters.audio import PcmAudio, read_wav
 from callcenter.ivr.agi import AGICommandFailed, AGIHangup, AgiRequest
 from callcenter.ivr.flow import (
     CollectKeys,
@@ -64,12 +65,14 @@ class AgiTransport:
         recording_base: str,
         transcriber: AsyncTranscriber | None = None,
         speech_listen_seconds: int = 5,
+        sealer: AudioSealer | None = None,
     ) -> None:
         self.request = request
         self.prompts = prompts
         self.recording_base = recording_base  # path prefix on the Asterisk host, without extension
         self.transcriber = transcriber
         self.speech_listen_seconds = speech_listen_seconds
+        self.sealer = sealer  # seals comment recordings at rest (see callcenter.core.sealed_audio)
         self._recordings = 0
 
     # --------------------------------------------------------------------------------- helpers
@@ -172,7 +175,7 @@ class AgiTransport:
             return Timeout()
         assert self.transcriber is not None
         try:
-            audio = await asyncio.to_thread(read_wav, Path(path + ".wav").read_bytes())
+            audio = await asyncio.to_thread(_read_and_remove, Path(path + ".wav"))
             transcript = await self.transcriber.transcribe(
                 audio.sln_bytes(), audio.rate, phrases=list(action.phrases or ())
             )
@@ -196,17 +199,44 @@ class AgiTransport:
         except AGIHangup:
             return HangUp()
         duration = max(0, reply.endpos or 0) / c.ASTERISK_RATE
-        ref = f"{path}.wav"
+        ref = await self._seal(f"{path}.wav")
         if reply.data == "hangup" or reply.result == "-1":
             return RecordingDone(ref, duration, "hangup")
         ended_by = "dtmf" if reply.data == "dtmf" else ("timeout" if reply.data == "timeout" else "silence")
         return RecordingDone(ref, duration, ended_by)
+
+    async def _seal(self, ref: str) -> str:
+        """Seal a finished comment recording; returns the reference to store."""
+        if self.sealer is None:
+            return ref
+        clear = Path(ref)
+        if not clear.exists():
+            # Asterisk wrote it on a disk this server does not see: it stays in the clear there.
+            log.warning(
+                "recording %s is not visible to the AGI server, so it cannot be sealed; share the "
+                "recordings directory (CALLCENTER_IVR_RECORDINGS_DIR) with Asterisk",
+                clear.name,
+            )
+            return ref
+        try:
+            return str(await asyncio.to_thread(self.sealer.seal, clear))
+        except OSError:
+            log.exception("recording %s could not be sealed; it stays in the clear", clear.name)
+            return ref
 
     async def hangup(self, action: HangUpCall) -> None:
         # No AGI "HANGUP": the route returns and the server closes the socket, so the dialplan's
         # Hangup() runs, which gives a clean cause 16 on both halves instead of AGI's cause 0
         # (see the fixtures README). The route sets SURVEY_END/SURVEY_OUTCOME before that.
         return None
+
+
+def _read_and_remove(path: Path) -> PcmAudio:
+    """A spoken answer's clip, read into memory and deleted: only its transcript is kept."""
+    try:
+        return read_wav(path.read_bytes())
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _describe(utterance: Utterance) -> str:

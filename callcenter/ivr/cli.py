@@ -14,6 +14,7 @@ from callcenter.asr.engines import recognizer_factory
 from callcenter.asr.pool import AsyncRecognizer
 from callcenter.asr.settings import AsrSettings
 from callcenter.core.runtime import build_runtime
+from callcenter.core.sealed_audio import sealer_from_settings
 from callcenter.ivr import constants as c
 from callcenter.ivr.agi_server import SurveyAgiApplication, serve_forever
 from callcenter.ivr.questionnaire import QuestionnaireError, load_questionnaire
@@ -106,6 +107,7 @@ def agi_server(
             transcriber=transcriber,
             db_threads=settings.db_threads,
             env_timeout=settings.env_timeout_seconds,
+            sealer=sealer_from_settings(runtime.settings),
         )
         settle_heap()
         await serve_forever(

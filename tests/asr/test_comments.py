@@ -28,6 +28,7 @@ from callcenter.asr.adapters.viet_asr_engine import VietAsrRecognizer
 from callcenter.asr.service import transcribe_comment
 from callcenter.core.errors import NotFound
 from callcenter.core.pii import PiiCipher
+from callcenter.core.sealed_audio import AudioSealer
 from callcenter.intake.models import Agency
 from callcenter.ivr.models import ResponseReason, SurveyResponse
 
@@ -269,3 +270,31 @@ def test_task_runs_in_a_real_worker(
             session.execute(SurveyResponse.__table__.delete().where(SurveyResponse.id == response_id))
             session.execute(Agency.__table__.delete().where(Agency.id == agency_id))
             session.commit()
+
+
+def test_sealed_comment_is_opened_in_memory_and_transcribed(
+    db_session: Session, viet_asr: VietAsrRecognizer, cipher: PiiCipher, asr_data: Path, tmp_path: Path
+) -> None:
+    """The AGI server seals comment recordings; the worker decrypts them without writing clear audio."""
+    sealer = AudioSealer(b"k" * 32)
+    clear = tmp_path / "attempt-8-comment1.wav"
+    clear.write_bytes((asr_data / "vi_comment_8k.wav").read_bytes())
+    sealed = sealer.seal(clear)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    row = _response(db_session, recording_ref=str(sealed), keyed=(9,))
+    loader = RecordingLoader(sealer=sealer)
+    result = transcribe_comment(
+        db_session, response_id=row.id, recognizer=viet_asr, load_audio=loader, cipher=cipher
+    )
+    assert result.status == "done" and 3 in result.reasons_added
+    assert before == ["attempt-8-comment1.wav.enc"] == sorted(p.name for p in tmp_path.iterdir())
+    # Without the key, or with another one, the recording cannot be read: failed, and it says why.
+    other = _response(db_session, recording_ref=str(sealed), keyed=(9,))
+    failed = transcribe_comment(
+        db_session,
+        response_id=other.id,
+        recognizer=viet_asr,
+        load_audio=RecordingLoader(sealer=AudioSealer(b"x" * 32)),
+        cipher=cipher,
+    )
+    assert failed.status == "failed" and "attempt-8-comment1.wav.enc cannot be opened" in failed.detail

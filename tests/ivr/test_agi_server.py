@@ -26,7 +26,10 @@ from sqlalchemy.orm import Session
 from callcenter.core.models import OptOut
 from callcenter.core.outcomes import SurveyOutcome
 from callcenter.core.pii import PiiCipher
+from callcenter.core.sealed_audio import sealer_from_settings
+from callcenter.core.settings import Settings
 from callcenter.ivr import constants as c
+from callcenter.ivr.adapters.audio import read_wav
 from callcenter.ivr.agi_testing import (
     CitizenInput,
     FakeAsterisk,
@@ -161,17 +164,25 @@ def verbs(stats: SessionStats) -> list[str]:
     return [" ".join(cmd.split(" ")[:2]) for cmd in stats.commands]
 
 
-def test_full_survey_recorded_answer(agi_server: RunningServer, shared_dir: Path, cipher: PiiCipher) -> None:
-    """2 (not satisfied), 4 (attitude), then a voice comment ended by #."""
+def test_full_survey_recorded_answer(
+    agi_server: RunningServer, shared_dir: Path, cipher: PiiCipher, settings: Settings
+) -> None:
+    """2 (not satisfied), 4 (attitude), then a voice comment ended by #, sealed at rest."""
     dossier_id, attempt_id, phone_hash = new_call(agi_server, cipher)
-    fake = recorded_citizen(shared_dir, "answer", dossier_id, attempt_id)
+    fake = recorded_citizen(shared_dir, "answer", dossier_id, attempt_id, write_recordings=True)
     stats = play(agi_server, fake)
     row, outcome = stored(agi_server, attempt_id)
     assert row is not None and outcome is SurveyOutcome.COMPLETED
     assert (row.status, row.satisfied, row.answered_via) == ("completed", False, "dtmf")
     assert [r.reason_code for r in row.reasons] == [4]
     assert (row.dossier_id, row.phone_hash, row.channel) == (dossier_id, phone_hash, "call")
-    assert row.recording_ref == f"{agi_server.recordings}/attempt-{attempt_id}-comment1.wav"
+    clear = agi_server.recordings / f"attempt-{attempt_id}-comment1.wav"
+    assert row.recording_ref == f"{clear}.enc"
+    assert not clear.exists(), "the clear recording must not stay on disk"
+    sealed = Path(row.recording_ref).read_bytes()
+    assert b"RIFF" not in sealed and b"WAVE" not in sealed
+    audio = read_wav(sealer_from_settings(settings).open(row.recording_ref))
+    assert (audio.rate, len(audio.samples)) == (8000, 6400)  # endpos=6400 in agi-answer.jsonl: intact
     assert row.comment_status == "pending" and row.completed_at is not None
     assert stats.commands[:3] == ["ANSWER", "GET VARIABLE ATTEMPT_ID", "GET VARIABLE DOSSIER_ID"]
     assert "RECORD FILE" in verbs(stats) and "GET DATA" in verbs(stats)

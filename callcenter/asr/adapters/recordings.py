@@ -1,4 +1,4 @@
-"""Fetch a recorded comment: a WAV path written by Asterisk, or a Twilio recording URL."""
+"""Fetch a recorded comment: a sealed (or clear) WAV written by Asterisk, or a Twilio recording URL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from callcenter.asr.audio import read_wav
 from callcenter.asr.errors import AsrError
 from callcenter.core.errors import TransientError
+from callcenter.core.sealed_audio import AudioSealer, SealedAudioError
 
 
 class RecordingMissing(AsrError):
@@ -30,8 +31,10 @@ class RecordingLoader:
         recordings_dir: Path | None = None,
         http_auth: tuple[str, str] | None = None,
         timeout_seconds: float = 20.0,
+        sealer: AudioSealer | None = None,
     ) -> None:
         self.recordings_dir = recordings_dir
+        self.sealer = sealer
         self.http_auth = http_auth
         self.timeout_seconds = timeout_seconds
 
@@ -47,6 +50,13 @@ class RecordingLoader:
             path = self.recordings_dir / path
         if not path.is_file():
             raise RecordingMissing(f"recording {path} does not exist")
+        if AudioSealer.is_sealed(path):
+            if self.sealer is None:
+                raise RecordingMissing(f"recording {path.name} is sealed and no key was given to open it")
+            try:
+                return read_wav(self.sealer.open(path))  # decrypted in memory only
+            except SealedAudioError as exc:
+                raise RecordingMissing(str(exc)) from exc
         return read_wav(path)
 
     @retry(
