@@ -42,6 +42,7 @@ from pathlib import Path
 
 import psutil
 import psycopg
+import redis
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
@@ -86,6 +87,7 @@ async def run_clients(
             variables={c.VAR_ATTEMPT_ID: str(attempt), c.VAR_DOSSIER_ID: str(dossier)},
             think_time=think,
             seed=seed + attempt,
+            write_recordings=True,  # as Asterisk does: the server seals each comment recording
         )
         for attempt, dossier, scenario in calls
     ]
@@ -143,6 +145,16 @@ def client_main(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------ orchestrator
+
+
+def queued_followups(broker: str) -> dict[str, int]:
+    """Messages the server queued (alerts, transcriptions) in the scratch broker db, then flush it."""
+    client = redis.Redis.from_url(broker)
+    try:
+        return {queue: int(client.llen(queue)) for queue in ("analysis", "asr")}
+    finally:
+        client.flushdb()
+        client.close()
 
 
 def setup_database(
@@ -214,6 +226,9 @@ def main() -> int:
     parser.add_argument("--ramp-s", type=float, default=5.0, help="calls start spread over this many seconds")
     parser.add_argument("--pg-admin", default="host=127.0.0.1 port=5432 user=postgres dbname=postgres")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--broker", default="redis://127.0.0.1:6379/12", help="scratch Redis db for follow-up tasks (flushed)"
+    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of the server's event loop here")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -227,6 +242,7 @@ def main() -> int:
     cipher = PiiCipher(settings.pii_key_bytes, settings.phone_hash_key.get_secret_value().encode())
     print(f"setting up {args.sessions} dossiers in a scratch PostgreSQL database…", flush=True)
     db_name, url, calls = setup_database(args.pg_admin, args.sessions, cipher)
+    queued_followups(args.broker)  # start from an empty scratch broker db
     work = Path(tempfile.mkdtemp(prefix="bench-agi-"))
     server: subprocess.Popen[str] | None = None
     try:
@@ -238,6 +254,8 @@ def main() -> int:
             "CALLCENTER_VAR_DIR": str(work / "var"),
             "CALLCENTER_IVR_RECORDINGS_DIR": str(work / "recordings"),
             "CALLCENTER_LOG_LEVEL": "INFO",
+            # The follow-up tasks (alerts, transcriptions) go to a scratch Redis database, counted below.
+            "CALLCENTER_BROKER_URL": args.broker,
         }
         server = subprocess.Popen(
             [sys.executable, *(["-m", "cProfile", "-o", str(args.profile)] if args.profile else []),
@@ -299,6 +317,9 @@ def main() -> int:
             server_cpu_s=(cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system),
             responses_stored=stored,
             responses_by_status=by_status,
+            followups_queued=queued_followups(args.broker),
+            recordings_sealed=len(list((work / "recordings").glob("*.wav.enc"))),
+            recordings_left_clear=len(list((work / "recordings").glob("*.wav"))),
             think_ms=args.think_ms,
             ramp_s=args.ramp_s,
             machine=f"{os.cpu_count()} cores (shared)",

@@ -18,6 +18,7 @@ import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from callcenter.core.db import session_scope
 from callcenter.core.errors import NotFound
 from callcenter.core.sealed_audio import AudioSealer
 from callcenter.ivr import constants as c
+from callcenter.ivr.adapters.followups import SurveyFollowUps
 from callcenter.ivr.agi import MAX_LINE, AGIError, AGIHangup, AgiRequest, read_agi_environment
 from callcenter.ivr.agi_transport import AgiTransport, AsyncTranscriber
 from callcenter.ivr.context import load_call_context
@@ -59,6 +61,7 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
         db_threads: int = 8,
         env_timeout: float = 5.0,
         sealer: AudioSealer | None = None,
+        followups: SurveyFollowUps | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(loop=loop or asyncio.get_running_loop())
@@ -71,6 +74,7 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
         self.matcher = matcher
         self.env_timeout = env_timeout
         self.sealer = sealer
+        self.followups = followups  # alert / transcription queued the moment a survey ends
         # Writes (answers) and reads (a new call's dossier) on separate threads: a new call must not
         # wait behind the queued answers of hundreds of others before its greeting can start.
         self.db_executor = ThreadPoolExecutor(max_workers=db_threads, thread_name_prefix="ivr-db-write")
@@ -186,6 +190,18 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
         with contextlib.suppress(AGIHangup):  # SET VARIABLE works on a dead channel too
             await request.set_variable(c.VAR_SURVEY_END, result.end_reason or "hangup")
             await request.set_variable(c.VAR_SURVEY_OUTCOME, result.outcome.value)
+        response_id = recorder.response_id
+        if self.followups is not None and response_id is not None:
+            # After run_survey's flush, so the tasks find the answer committed.
+            await loop.run_in_executor(
+                self.db_executor,
+                partial(
+                    self.followups.survey_ended,
+                    response_id,
+                    unsatisfied=result.satisfied is False,
+                    has_recording=result.recording_ref is not None,
+                ),
+            )
 
     def turnaround_summary(self) -> str:
         """Our reply time per AGI command so far (Asterisk's reply → our next command)."""

@@ -16,6 +16,7 @@ from callcenter.asr.settings import AsrSettings
 from callcenter.core.runtime import build_runtime
 from callcenter.core.sealed_audio import sealer_from_settings
 from callcenter.ivr import constants as c
+from callcenter.ivr.adapters.followups import celery_followups
 from callcenter.ivr.agi_server import SurveyAgiApplication, serve_forever
 from callcenter.ivr.questionnaire import QuestionnaireError, load_questionnaire
 from callcenter.ivr.settings import IvrSettings
@@ -108,6 +109,7 @@ def agi_server(
             db_threads=settings.db_threads,
             env_timeout=settings.env_timeout_seconds,
             sealer=sealer_from_settings(runtime.settings),
+            followups=celery_followups() if settings.queue_followups else None,
         )
         settle_heap()
         await serve_forever(

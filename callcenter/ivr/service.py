@@ -311,6 +311,11 @@ class DbRecorder:
             result, self._pending = self._pending, None
             await loop.run_in_executor(self._executor, partial(self.save_sync, result))
 
+    @property
+    def response_id(self) -> int | None:
+        """The stored response's id once a write has committed (None before)."""
+        return None if self._stored is None else self._stored.id
+
     async def flush(self) -> None:
         """Wait until the latest saved result is committed (raises the write's error, if any)."""
         if self._writer is not None:

@@ -32,6 +32,9 @@ class IvrSettings(BaseSettings):
     # Seconds a survey may go on after SIGTERM before the server stops.
     drain_seconds: float = Field(default=90.0, ge=0)
     gtts_timeout_seconds: float = Field(default=3.0, gt=0)
+    # Queue the alert (unsatisfied answer) and the comment's transcription the moment a survey ends
+    # (Celery broker CALLCENTER_BROKER_URL). Off: the periodic sweeps pick them up instead.
+    queue_followups: bool = True
     # Twilio webhooks: the public base URL Twilio calls (signatures cover the full URL) and the
     # account's auth token (shared with the dialer's CALLCENTER_DIALER_TWILIO_AUTH_TOKEN).
     public_base_url: str = Field(

@@ -9,6 +9,8 @@ checks what the server stored in PostgreSQL or SQLite.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import select
 import signal
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import Engine
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import Session
@@ -52,6 +55,16 @@ class RunningServer:
     engine: Engine
     log: Path
     recordings: Path
+    broker: str  # a Redis db of its own: the follow-up tasks the server queues land there
+
+    def queued(self, queue: str) -> list[tuple[str, list[object]]]:
+        """(task name, args) of each Celery message waiting in ``queue``."""
+        client = redis.Redis.from_url(self.broker)
+        try:
+            messages = [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
+        finally:
+            client.close()
+        return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in messages]
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +85,20 @@ def _wait_ready(proc: subprocess.Popen[str], timeout: float = 60.0) -> int:
 
 @pytest.fixture(scope="module", params=["sqlite", "pg"])
 def agi_server(
-    request: pytest.FixtureRequest, ivr_var_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    ivr_var_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_url: str,
 ) -> Iterator[RunningServer]:
     url = request.getfixturevalue(f"{request.param}_url")
     engine = request.getfixturevalue(f"{request.param}_engine")
     work = tmp_path_factory.mktemp(f"agi-{request.param}")
     log = work / "server.log"
     recordings = work / "recordings"
+    broker = redis_url.rsplit("/", 1)[0] + "/11"
+    redis.Redis.from_url(broker).flushdb()
     env = os.environ | {
+        "CALLCENTER_BROKER_URL": broker,
         "CALLCENTER_ENV": "test",
         "CALLCENTER_DATABASE_URL": url,
         "CALLCENTER_VAR_DIR": str(ivr_var_dir),
@@ -108,7 +127,7 @@ def agi_server(
         )
         try:
             port = _wait_ready(proc)
-            yield RunningServer(port, engine, log, recordings)
+            yield RunningServer(port, engine, log, recordings, broker)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -184,6 +203,9 @@ def test_full_survey_recorded_answer(
     audio = read_wav(sealer_from_settings(settings).open(row.recording_ref))
     assert (audio.rate, len(audio.samples)) == (8000, 6400)  # endpos=6400 in agi-answer.jsonl: intact
     assert row.comment_status == "pending" and row.completed_at is not None
+    # The agency's alert and the comment's transcription were queued the moment the call ended.
+    assert ("analysis.raise_alert", [row.id]) in agi_server.queued("analysis")
+    assert ("asr.transcribe_comment", [row.id]) in agi_server.queued("asr")
     assert stats.commands[:3] == ["ANSWER", "GET VARIABLE ATTEMPT_ID", "GET VARIABLE DOSSIER_ID"]
     assert "RECORD FILE" in verbs(stats) and "GET DATA" in verbs(stats)
     record = next(cmd for cmd in stats.commands if cmd.startswith("RECORD FILE"))
@@ -229,6 +251,8 @@ def test_silent_citizen_ends_politely(agi_server: RunningServer, shared_dir: Pat
     assert (row.status, row.satisfied, row.reasons) == ("partial", None, [])
     assert verbs(stats).count("GET DATA") == 3  # asked, re-prompted twice
     assert fake.variables[c.VAR_SURVEY_END] == "no_input"
+    queued = agi_server.queued("analysis") + agi_server.queued("asr")
+    assert not [args for _, args in queued if args == [row.id]]  # nothing to alert or transcribe
 
 
 def test_hang_up_after_one_second(agi_server: RunningServer, shared_dir: Path, cipher: PiiCipher) -> None:
