@@ -75,12 +75,17 @@ def mask_name(name: str | None) -> str:
 
 # Runs of 7+ digits (phones, CCCD/CMND numbers), allowing spaces, dots and dashes inside.
 _DIGIT_RUN = re.compile(r"(?<!\w)\+?\d(?:[\s.\-]?\d){6,}(?!\w)")
+# ... except dates and versions written year first (2026-11-22 08:30, 2025.11-1): no phone or ID number
+# starts with 19/20 followed by a month, and masking every timestamp would blind the logs.
+_YEAR_FIRST = re.compile(r"(?:19|20)\d\d[.\-](?:0?[1-9]|1[0-2])(?:[.\-]\d{1,2}(?:\s\d\d)?)?")
 
 
 def mask_digit_runs(text: str) -> str:
     """Mask phone numbers and ID-like digit runs in free text, keeping the last three digits."""
 
     def _mask(match: re.Match[str]) -> str:
+        if _YEAR_FIRST.fullmatch(match.group(0)):
+            return match.group(0)
         digits = re.sub(r"\D", "", match.group(0))
         return "*" * (len(digits) - 3) + digits[-3:]
 

@@ -60,3 +60,19 @@ def test_masking() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "calling %s", ("+84905123456",), None)
     PiiMaskingFilter().filter(record)
     assert "905123" not in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("questionnaire 2025.11-1 loaded", "questionnaire 2025.11-1 loaded"),
+        ("due 2026-11-22 08:30:00+07:00", "due 2026-11-22 08:30:00+07:00"),
+        ("window 2026-11-22T08:30", "window 2026-11-22T08:30"),
+        ("phone 0905.123.456 at 2026-11-22", "phone *******456 at 2026-11-22"),
+        ("not a month 2026.13.01", "not a month *****301"),  # not a date: masked as digits
+        ("20261122", "*****122"),  # no separators: could be a number, masked
+        ("2026-11-22 0905123456", "*" * 15 + "456"),  # a phone glued to a date: masked, date too
+    ],
+)
+def test_masking_keeps_year_first_dates_and_versions(text: str, expected: str) -> None:
+    assert mask_digit_runs(text) == expected
