@@ -10,7 +10,6 @@ import os
 import typer
 from rich.console import Console
 
-from callcenter.asr.engines import recognizer_factory
 from callcenter.asr.pool import AsyncRecognizer
 from callcenter.asr.settings import AsrSettings
 from callcenter.core.runtime import build_runtime
@@ -55,11 +54,8 @@ def check() -> None:
 
 def _load_transcriber() -> AsyncRecognizer | None:
     """The ASR package's process pool when a speech engine is configured; None = keys only."""
-    asr_settings = AsrSettings()
-    spec = recognizer_factory(asr_settings)  # logs which engine, or why keys only
-    if spec is None:
-        return None
-    return AsyncRecognizer(spec, asr_settings.pool_workers)
+    # Engine, workers and CALLCENTER_ASR_TIMEOUT_SECONDS; logs which engine, or why keys only.
+    return AsyncRecognizer.from_settings(AsrSettings())
 
 
 def settle_heap() -> None:
