@@ -40,13 +40,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.orm import Session
 
-from callcenter.core.db import session_scope
 from callcenter.core.outcomes import CallOutcome
 from callcenter.core.runtime import Runtime
 from callcenter.dialer import metrics, service
 from callcenter.dialer.adapters.asterisk import AsteriskTrunk
 from callcenter.dialer.adapters.base import DialRequest, OriginateRefused, OwnedTrunk, TrunkUnavailable
 from callcenter.dialer.adapters.simulator import IvrSurveyRunner, SimulatedExchange
+from callcenter.dialer.batching import DbBatcher
 from callcenter.dialer.models import AttemptStatus
 from callcenter.dialer.pacing import AsyncPacer, LocalSendWindow, Scope
 from callcenter.dialer.settings import DialerSettings
@@ -76,12 +76,14 @@ class TrunkOwner:
         trunks: dict[str, OwnedTrunk],
         redis: aioredis.Redis,
         executor: ThreadPoolExecutor,
+        batcher: DbBatcher | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = settings
         self.trunks = trunks
         self.redis = redis
         self.executor = executor
+        self.batcher = batcher or DbBatcher(runtime.sessions, executor)
         self.keys = RedisKeys(settings.redis_prefix)
         self.pacer = AsyncPacer(redis, prefix=settings.redis_prefix, cps_margin_ms=settings.cps_margin_ms)
         self.calls: dict[int, FollowedCall] = {}
@@ -91,17 +93,16 @@ class TrunkOwner:
             )
             for name in trunks
         }
+        # One originate at a time asks Redis for a calls-per-second permit: the others queue here
+        # instead of all polling Redis while the window is full.
+        self._permit_locks = {name: asyncio.Lock() for name in trunks}
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = asyncio.Event()
 
-    # --- database on worker threads ------------------------------------------------------------------
+    # --- database on worker threads, in shared transactions (see callcenter.dialer.batching) ------------
 
     async def _db(self, func: Callable[[Session], T]) -> T:
-        def run() -> T:
-            with session_scope(self.runtime.sessions) as session:
-                return func(session)
-
-        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        return await self.batcher.run(func)
 
     def _now(self) -> datetime:
         return self.runtime.clock.now()
@@ -201,8 +202,10 @@ class TrunkOwner:
             return
         # The permit is taken right before the originate leaves (after the database round trip), so
         # the calls-per-second cap holds for the moments calls are really placed.
-        while (wait := await self.pacer.take_call_permit(call_scopes)) > 0:
-            await asyncio.sleep(wait)
+        lock = self._permit_locks.get(server.name) or asyncio.Lock()
+        async with lock:
+            while (wait := await self.pacer.take_call_permit(call_scopes)) > 0:
+                await asyncio.sleep(wait)
         local = self._send_windows.get(server.name)
         while local is not None and (wait := local.delay()) > 0:
             await asyncio.sleep(wait)
@@ -299,6 +302,7 @@ def build_owned_trunks(
     redis: aioredis.Redis,
     executor: ThreadPoolExecutor,
     questionnaire_path: str | None = None,
+    batcher: DbBatcher | None = None,
 ) -> dict[str, OwnedTrunk]:
     """One trunk object per server of the configured trunk (AMI connections, or the simulator)."""
     if settings.trunk == "asterisk":
@@ -319,6 +323,7 @@ def build_owned_trunks(
             clock=runtime.clock,
             questionnaire=load_questionnaire(Path(questionnaire_path) if questionnaire_path else None),
             executor=executor,
+            batcher=batcher,
         )
         server = servers(settings)[0]
         return {
@@ -339,8 +344,16 @@ async def run_owner(runtime: Runtime, settings: DialerSettings, *, stop: asyncio
     client = aioredis.Redis.from_url(runtime.settings.redis_url, socket_connect_timeout=5)
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="owner-db")
     try:
-        trunks = build_owned_trunks(runtime, settings, redis=client, executor=executor)
-        owner = TrunkOwner(runtime=runtime, settings=settings, trunks=trunks, redis=client, executor=executor)
+        batcher = DbBatcher(runtime.sessions, executor)
+        trunks = build_owned_trunks(runtime, settings, redis=client, executor=executor, batcher=batcher)
+        owner = TrunkOwner(
+            runtime=runtime,
+            settings=settings,
+            trunks=trunks,
+            redis=client,
+            executor=executor,
+            batcher=batcher,
+        )
         if stop is not None:
             waiter = asyncio.create_task(stop.wait())
             waiter.add_done_callback(lambda _t: owner.stop())

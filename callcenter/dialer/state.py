@@ -9,9 +9,10 @@ the code base writes ``call_attempts.status``.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, Table, Update, bindparam, update
 from sqlalchemy.orm import Session
 
 from callcenter.dialer.models import AttemptStatus, CallAttempt
@@ -59,16 +60,31 @@ def compare_and_set(
     """Move one attempt from ``expected`` to ``new`` if nobody moved it first; True when this call won.
 
     ``expected`` may be a set (e.g. "any live status" for a hang-up that can arrive in DIALING,
-    RINGING or IN_SURVEY). Extra column values are written in the same statement.
+    RINGING or IN_SURVEY). Extra column values are written in the same statement. The statement is
+    a Core UPDATE built once per shape (see :func:`_cas_statement`): no ORM work per call.
     """
     expected_set = expected if isinstance(expected, frozenset) else frozenset({expected})
-    for current in expected_set:
-        check_transition(current, new)
-    stmt = (
-        update(CallAttempt)
-        .where(CallAttempt.id == attempt_id, CallAttempt.status.in_([s.value for s in expected_set]))
-        .values(status=new.value, updated_at=now, **values)
-        .execution_options(synchronize_session=False)
-    )
-    result: CursorResult[Any] = session.execute(stmt)  # type: ignore[assignment]
+    stmt = _cas_statement(expected_set, new, tuple(sorted(values)))
+    params = {"cas_id": attempt_id, "cas_now": now, **{f"cas_{k}": v for k, v in values.items()}}
+    result: CursorResult[Any] = session.connection().execute(stmt, params)
     return result.rowcount == 1
+
+
+@lru_cache(maxsize=256)
+def _cas_statement(
+    expected: frozenset[AttemptStatus], new: AttemptStatus, columns: tuple[str, ...]
+) -> Update:
+    """One Core UPDATE per (expected, new, columns), built once: the hot paths run it per call."""
+    for current in expected:
+        check_transition(current, new)
+    table: Table = CallAttempt.__table__  # type: ignore[assignment]
+    statuses = sorted(s.value for s in expected)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("cas_id"), table.c.status.in_(statuses))
+        .values(
+            status=new.value,
+            updated_at=bindparam("cas_now"),
+            **{c: bindparam(f"cas_{c}") for c in columns},
+        )
+    )

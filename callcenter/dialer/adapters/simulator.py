@@ -28,6 +28,7 @@ from callcenter.core.clock import Clock
 from callcenter.core.db import session_scope
 from callcenter.core.outcomes import CallOutcome
 from callcenter.dialer.adapters.base import CallEvents, DialRequest
+from callcenter.dialer.batching import DbBatcher
 from callcenter.dialer.settings import SimulatorProfile
 from callcenter.ivr.context import load_call_context
 from callcenter.ivr.driver import run_survey
@@ -148,20 +149,25 @@ class IvrSurveyRunner:
         questionnaire: Questionnaire,
         executor: Executor | None = None,
         speech_enabled: bool = True,
+        batcher: DbBatcher | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.questionnaire = questionnaire
         self.executor = executor
         self.speech_enabled = speech_enabled
+        self.batcher = batcher  # the owner's shared transactions, for the context read
 
     def _context(self, dossier_id: int) -> CallContext:
         with session_scope(self.sessions) as session:
             return load_call_context(session, dossier_id=dossier_id)
 
     async def __call__(self, request: DialRequest, citizen: ScriptedCitizen) -> None:
-        loop = asyncio.get_running_loop()
-        context = await loop.run_in_executor(self.executor, partial(self._context, request.dossier_id))
+        if self.batcher is not None:
+            context = await self.batcher.run(partial(load_call_context, dossier_id=request.dossier_id))
+        else:
+            loop = asyncio.get_running_loop()
+            context = await loop.run_in_executor(self.executor, partial(self._context, request.dossier_id))
         flow = SurveyFlow(self.questionnaire, context, speech_enabled=self.speech_enabled)
         recorder = DbRecorder(
             self.sessions,
