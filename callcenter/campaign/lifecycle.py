@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.calendar_store import holiday_days
@@ -215,10 +215,13 @@ def complete_if_done(session: Session, *, campaign_id: int, now: datetime) -> No
     campaign = get_campaign(session, campaign_id=campaign_id)
     if campaign.status != CampaignStatus.RUNNING.value:
         return
+    # One row is enough to know it is not done (a count walked every live target, once per result).
     live = session.scalar(
-        select(func.count()).where(CallTarget.campaign_id == campaign_id, CallTarget.state.in_(ACTIVE_STATES))
+        select(CallTarget.id)
+        .where(CallTarget.campaign_id == campaign_id, CallTarget.state.in_(ACTIVE_STATES))
+        .limit(1)
     )
-    if not live:
+    if live is None:
         transition(
             session,
             campaign_id=campaign_id,

@@ -41,7 +41,8 @@ from callcenter.campaign.lifecycle import (
 from callcenter.campaign.lists import create_campaign, replenish
 from callcenter.campaign.models import CallTarget, Campaign, CampaignStatus, PhoneCallGuard, TargetState
 from callcenter.campaign.retry import decide, retry_key
-from callcenter.campaign.rules import parse_rules
+from callcenter.campaign.rules import CallingRules, parse_rules
+from callcenter.campaign.windows import CallingCalendar
 from callcenter.core.clock import VN_TZ
 from callcenter.core.errors import ValidationError
 from callcenter.core.models import OptOut
@@ -198,7 +199,7 @@ def record_attempt_result(
     if target.state != TargetState.IN_CALL.value:
         return TargetState(target.state)
     campaign = get_campaign(session, campaign_id=target.campaign_id)
-    rules = parse_rules(campaign.calling_rules)
+    rules, calendar = _rules_and_calendar(session, campaign)
     previous = dict(target.attempts_by_outcome or {})
     by_outcome = {**previous, **_bump(previous, outcome, survey)}  # including this attempt
     decision = decide(
@@ -208,7 +209,7 @@ def record_attempt_result(
         attempts_total=target.attempts + 1,
         now=now,
         policy=rules.retry,
-        calendar=campaign_calendar(session, campaign, rules),
+        calendar=calendar,
         ends_at=campaign.ends_at,
     )
     state, next_at = decision.state, decision.next_attempt_at
@@ -254,6 +255,25 @@ def record_attempt_result(
     session.flush()
     session.expire(target)
     return state
+
+
+def _rules_and_calendar(session: Session, campaign: Campaign) -> tuple[CallingRules, CallingCalendar]:
+    """The campaign's parsed rules and calendar, parsed once per transaction (``session.info``).
+
+    The trunk owner records many results in one transaction (see ``callcenter.dialer.batching``);
+    parsing the rules and reading the holidays once per result was most of its campaign work. The
+    cache dies with the transaction's session and is keyed on the campaign's ``updated_at``.
+    """
+    cache: dict[int, tuple[object, CallingRules, CallingCalendar]] = session.info.setdefault(
+        "campaign_rules_calendar", {}
+    )
+    hit = cache.get(campaign.id)
+    if hit is not None and hit[0] == campaign.updated_at:
+        return hit[1], hit[2]
+    rules = parse_rules(campaign.calling_rules)
+    calendar = campaign_calendar(session, campaign, rules)
+    cache[campaign.id] = (campaign.updated_at, rules, calendar)
+    return rules, calendar
 
 
 def release_target(session: Session, *, target_id: int, now: datetime, retry_at: datetime) -> TargetState:
