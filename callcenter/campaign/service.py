@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import Table, Update, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -215,21 +216,19 @@ def record_attempt_result(
     state, next_at = decision.state, decision.next_attempt_at
     if state == TargetState.QUEUED and CampaignStatus(campaign.status) in FINAL_STATUSES:
         state, next_at = TargetState.SKIPPED, None
-    moved = session.execute(
-        update(CallTarget)
-        .where(CallTarget.id == target_id, CallTarget.state == TargetState.IN_CALL.value)
-        .values(
-            state=state.value,
-            attempts=CallTarget.attempts + 1,
-            attempts_by_outcome=by_outcome,
-            last_outcome=outcome.value,
-            next_attempt_at=next_at,
-            completed_at=now if state == TargetState.COMPLETED else None,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    moved = session.connection().execute(
+        _RECORD_RESULT,
+        {
+            "r_id": target_id,
+            "r_state": state.value,
+            "r_by": by_outcome,
+            "r_outcome": outcome.value,
+            "r_next": next_at,
+            "r_completed": now if state == TargetState.COMPLETED else None,
+            "r_now": now,
+        },
     )
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if moved.rowcount != 1:
         session.refresh(target)
         return TargetState(target.state)
     _release_phone(session, phone_hash=target.phone_hash, target_id=target_id, now=now, uncount=False)
@@ -255,6 +254,23 @@ def record_attempt_result(
     session.flush()
     session.expire(target)
     return state
+
+
+_TARGETS: Table = CallTarget.__table__  # type: ignore[assignment]
+# IN_CALL → the decided state, by compare-and-set; built once (it runs once per finished call).
+_RECORD_RESULT = (
+    update(_TARGETS)
+    .where(_TARGETS.c.id == bindparam("r_id"), _TARGETS.c.state == TargetState.IN_CALL.value)
+    .values(
+        state=bindparam("r_state"),
+        attempts=_TARGETS.c.attempts + 1,
+        attempts_by_outcome=bindparam("r_by"),
+        last_outcome=bindparam("r_outcome"),
+        next_attempt_at=bindparam("r_next"),
+        completed_at=bindparam("r_completed"),
+        updated_at=bindparam("r_now"),
+    )
+)
 
 
 def _rules_and_calendar(session: Session, campaign: Campaign) -> tuple[CallingRules, CallingCalendar]:
@@ -327,48 +343,66 @@ def _acquire_phone(
     session: Session, *, phone_hash: str, target_id: int, today: date, cap: int, now: datetime
 ) -> bool:
     """Compare-and-set on the phone's guard: free and under today's cap → held by this target, counted."""
-    guard = PhoneCallGuard
-    same_day = guard.day == today
+    params = {"g_phone": phone_hash, "g_target": target_id, "g_today": today, "g_cap": cap, "g_now": now}
+    result = session.connection().execute(_acquire_phone_statement(_dialect(session)), params)
+    return result.rowcount == 1
+
+
+_GUARDS: Table = PhoneCallGuard.__table__  # type: ignore[assignment]
+
+
+@lru_cache(maxsize=4)
+def _acquire_phone_statement(dialect: str) -> Update:
+    """The guard's CAS as a Core UPDATE built once per dialect (it runs once per claimed target)."""
+    guard = _GUARDS.c
     conditions = [
-        guard.phone_hash == phone_hash,
+        guard.phone_hash == bindparam("g_phone"),
         guard.active_target_id.is_(None),
-        or_(guard.day.is_(None), guard.day != today, guard.attempts_today < cap),
+        or_(
+            guard.day.is_(None),
+            guard.day != bindparam("g_today"),
+            guard.attempts_today < bindparam("g_cap"),
+        ),
     ]
-    if _dialect(session) == "postgresql":
+    if dialect == "postgresql":
         # Skip a guard another claimer is changing instead of waiting for it: no queueing, and no
         # deadlock between claimers that meet the same phones in a different order.
         unlocked = (
-            select(guard.phone_hash).where(guard.phone_hash == phone_hash).with_for_update(skip_locked=True)
+            select(guard.phone_hash)
+            .where(guard.phone_hash == bindparam("g_phone"))
+            .with_for_update(skip_locked=True)
         )
         conditions.append(guard.phone_hash.in_(unlocked.scalar_subquery()))
-    result = session.execute(
-        update(guard)
+    return (
+        update(_GUARDS)
         .where(*conditions)
         .values(
-            active_target_id=target_id,
-            attempts_today=case((same_day, guard.attempts_today + 1), else_=1),
-            day=today,
-            updated_at=now,
+            active_target_id=bindparam("g_target"),
+            attempts_today=case((guard.day == bindparam("g_today"), guard.attempts_today + 1), else_=1),
+            day=bindparam("g_today"),
+            updated_at=bindparam("g_now"),
         )
-        .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
 def _release_phone(
     session: Session, *, phone_hash: str, target_id: int, now: datetime, uncount: bool
 ) -> None:
-    values: dict[str, Any] = {"active_target_id": None, "updated_at": now}
+    params = {"g_phone": phone_hash, "g_target": target_id, "g_now": now}
+    session.connection().execute(_release_phone_statement(uncount), params)
+
+
+@lru_cache(maxsize=2)
+def _release_phone_statement(uncount: bool) -> Update:
+    guard = _GUARDS.c
+    values: dict[str, Any] = {"active_target_id": None, "updated_at": bindparam("g_now")}
     if uncount:
         # The attempt never happened: give today's count back (never below zero).
-        values["attempts_today"] = case(
-            (PhoneCallGuard.attempts_today > 0, PhoneCallGuard.attempts_today - 1), else_=0
-        )
-    session.execute(
-        update(PhoneCallGuard)
-        .where(PhoneCallGuard.phone_hash == phone_hash, PhoneCallGuard.active_target_id == target_id)
+        values["attempts_today"] = case((guard.attempts_today > 0, guard.attempts_today - 1), else_=0)
+    return (
+        update(_GUARDS)
+        .where(guard.phone_hash == bindparam("g_phone"), guard.active_target_id == bindparam("g_target"))
         .values(**values)
-        .execution_options(synchronize_session=False)
     )
 
 
