@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import cast
+from typing import Protocol, TypeVar, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -232,16 +233,20 @@ def store_comment_transcript(
 
 def survey_outcome_for_attempt(session: Session, *, attempt_id: int) -> SurveyOutcome:
     """What one call attempt yielded for the survey (NONE when the IVR never started)."""
+    # One Core statement (it runs for every finished answered call): no ORM object, no lazy load.
+    r = _RESPONSES.c
+    has_reason = exists().where(_REASONS.c.response_id == r.id)
     row = session.execute(
-        select(SurveyResponse).where(SurveyResponse.attempt_id == attempt_id)
-    ).scalar_one_or_none()
+        select(r.status, r.satisfied, has_reason).where(r.attempt_id == attempt_id)
+    ).one_or_none()
     if row is None:
         return SurveyOutcome.NONE
-    if row.status == ResponseStatus.OPTED_OUT:
+    status, satisfied, with_reasons = row
+    if status == ResponseStatus.OPTED_OUT.value:
         return SurveyOutcome.OPTED_OUT
-    if row.satisfied is True or (row.satisfied is False and row.reasons):
+    if satisfied is True or (satisfied is False and with_reasons):
         return SurveyOutcome.COMPLETED
-    if row.satisfied is not None:
+    if satisfied is not None:
         return SurveyOutcome.PARTIAL
     return SurveyOutcome.NO_INPUT
 
@@ -254,6 +259,16 @@ _transient = retry(
     wait=wait_exponential(multiplier=0.05, max=0.5),
     reraise=True,
 )
+T = TypeVar("T")
+
+
+class SharedTransactions(Protocol):
+    """Runs one database step in a transaction it may share with other steps and answers only after
+    the commit that holds it (the trunk owner's ``DbBatcher.run``). A busy simulator owner stores the
+    answers of hundreds of concurrent surveys: one transaction each (pool checkout and ping, BEGIN,
+    COMMIT) cost more CPU than the statements themselves."""
+
+    def __call__(self, step: Callable[[Session], T], /) -> Awaitable[T]: ...
 
 
 class DbRecorder:
@@ -273,29 +288,48 @@ class DbRecorder:
         context: CallContext,
         clock: Clock,
         executor: Executor | None = None,
+        shared: SharedTransactions | None = None,
     ) -> None:
         self._sessions = sessions
         self.attempt_id = attempt_id
         self.context = context
         self._clock = clock
         self._executor = executor
+        self._shared = shared
         self._pending: SurveyResult | None = None
         self._stored: StoredResponse | None = None
         self._writer: asyncio.Task[None] | None = None
         self.writes = 0
 
+    def _step(self, result: SurveyResult, session: Session) -> StoredResponse:
+        return save_survey_progress(
+            session,
+            attempt_id=self.attempt_id,
+            context=self.context,
+            result=result,
+            now=self._clock.now(),
+            stored=self._stored,
+        )
+
     @_transient
     def save_sync(self, result: SurveyResult) -> None:
         with session_scope(self._sessions) as session:
-            stored = save_survey_progress(
-                session,
-                attempt_id=self.attempt_id,
-                context=self.context,
-                result=result,
-                now=self._clock.now(),
-                stored=self._stored,
-            )
+            stored = self._step(result, session)
         self._stored = stored  # only after the commit: a failed write is re-read next time
+        self.writes += 1
+
+    async def _save_shared(self, result: SurveyResult) -> None:
+        """One write as a step of the caller's shared transactions (same retries as :meth:`save_sync`)."""
+        assert self._shared is not None
+        for retry_no in range(3):  # as _transient: OperationalError retried twice, backing off
+            try:
+                stored = await self._shared(partial(self._step, result))
+                break
+            except OperationalError:
+                if retry_no == 2:
+                    raise
+                await asyncio.sleep(min(0.5, 0.05 * 2**retry_no))
+        self._stored = stored  # the shared runner answers only after the commit that holds the step
         self.writes += 1
 
     async def save(self, result: SurveyResult) -> None:
@@ -309,7 +343,10 @@ class DbRecorder:
         loop = asyncio.get_running_loop()
         while self._pending is not None:
             result, self._pending = self._pending, None
-            await loop.run_in_executor(self._executor, partial(self.save_sync, result))
+            if self._shared is not None:
+                await self._save_shared(result)
+            else:
+                await loop.run_in_executor(self._executor, partial(self.save_sync, result))
 
     @property
     def response_id(self) -> int | None:

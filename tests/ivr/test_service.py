@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from callcenter.core.clock import ManualClock
 from callcenter.core.errors import NotFound
 from callcenter.core.models import OptOut
 from callcenter.core.outcomes import SurveyOutcome
@@ -20,6 +23,7 @@ from callcenter.ivr.flow import HangUp, Keys, RecordingDone, SurveyFlow, Timeout
 from callcenter.ivr.models import SurveyResponse
 from callcenter.ivr.questionnaire import load_questionnaire
 from callcenter.ivr.service import (
+    DbRecorder,
     get_response,
     save_survey_progress,
     store_comment_transcript,
@@ -27,6 +31,7 @@ from callcenter.ivr.service import (
 )
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+T = TypeVar("T")
 
 
 def test_load_call_context(db_session: Session, dossier_factory: Callable[..., Dossier]) -> None:
@@ -165,3 +170,38 @@ def test_comment_transcript_is_encrypted(
     )
     with pytest.raises(NotFound, match="attempt 1"):
         store_comment_transcript(db_session, attempt_id=1, transcript="x", cipher=cipher)
+
+
+def test_recorder_can_store_through_the_callers_shared_transactions(
+    db_session: Session, dossier_factory: Callable[..., Dossier]
+) -> None:
+    """The trunk owner runs the recorder's writes as steps of its shared transactions."""
+    dossier = dossier_factory()
+    ctx = load_call_context(db_session, dossier_id=dossier.id)
+    steps: list[object] = []
+
+    async def shared(step: Callable[[Session], T]) -> T:
+        steps.append(step)
+        return step(db_session)
+
+    flow = SurveyFlow(load_questionnaire(), ctx)
+    recorder = DbRecorder(
+        sessionmaker(), attempt_id=5101, context=ctx, clock=ManualClock(NOW), shared=shared
+    )  # the session factory is never used when steps are shared
+
+    async def answer() -> None:
+        flow.start()
+        await recorder.save(flow.result)
+        await recorder.flush()
+        flow.handle(Keys("2"))
+        await recorder.save(flow.result)
+        flow.handle(Keys("49"))
+        await recorder.save(flow.result)
+        await recorder.flush()
+
+    asyncio.run(answer())
+    assert 2 <= len(steps) == recorder.writes <= 3 and recorder.response_id is not None
+    row = get_response(db_session, attempt_id=5101)
+    assert row is not None and row.satisfied is False
+    assert sorted(r.reason_code for r in row.reasons) == [4, 9]
+    assert survey_outcome_for_attempt(db_session, attempt_id=5101) is SurveyOutcome.COMPLETED

@@ -156,7 +156,7 @@ class IvrSurveyRunner:
         self.questionnaire = questionnaire
         self.executor = executor
         self.speech_enabled = speech_enabled
-        self.batcher = batcher  # the owner's shared transactions, for the context read
+        self.batcher = batcher  # the owner's shared transactions: context read and answers stored
 
     def _context(self, dossier_id: int) -> CallContext:
         with session_scope(self.sessions) as session:
@@ -175,6 +175,7 @@ class IvrSurveyRunner:
             context=context,
             clock=self.clock,
             executor=self.executor,
+            shared=self.batcher.run if self.batcher is not None else None,
         )
         await run_survey(citizen, flow, recorder)
 
