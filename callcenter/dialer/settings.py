@@ -86,6 +86,9 @@ class DialerSettings(BaseSettings):
 
     # Releasing and reaping.
     release_interval_seconds: float = Field(default=1.0, gt=0)
+    # The trunk owner asks for a release (dialer.release_due) when calls end, at most this often, so
+    # a freed channel is refilled at once rather than at the next beat tick (0 = beat only).
+    release_kick_seconds: float = Field(default=0.25, ge=0)
     release_batch: int = Field(default=200, ge=1)
     # Release no more than this many seconds' worth of calls at the CPS cap per run.
     release_lookahead_seconds: float = Field(default=2.0, gt=0)
