@@ -169,18 +169,27 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
                 _postpone(session, target, calendar.next_day_open(now), ends_at, now)
             # else another claimer holds the guard row this very moment: leave the target due
             continue
-        moved = session.execute(
-            update(CallTarget)
-            .where(CallTarget.id == target.id, CallTarget.state == TargetState.QUEUED.value)
-            .values(state=TargetState.IN_CALL.value, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
-            _release_phone(session, phone_hash=target.phone_hash, target_id=target.id, now=now, uncount=True)
-            continue
         claimed.append(
             DueTarget(target.id, target.campaign_id, target.dossier_id, target.agency_id, target.phone_hash)
         )
+    if claimed:
+        # Every phone is held: move the targets QUEUED → IN_CALL in one statement (not one per target;
+        # this runs several times a second). A target that is no longer QUEUED gives its phone back.
+        moved_ids = set(
+            session.execute(
+                update(CallTarget)
+                .where(
+                    CallTarget.id.in_([t.target_id for t in claimed]),
+                    CallTarget.state == TargetState.QUEUED.value,
+                )
+                .values(state=TargetState.IN_CALL.value, updated_at=now)
+                .returning(CallTarget.id)
+                .execution_options(synchronize_session=False)
+            ).scalars()
+        )
+        for t in [t for t in claimed if t.target_id not in moved_ids]:
+            _release_phone(session, phone_hash=t.phone_hash, target_id=t.target_id, now=now, uncount=True)
+        claimed = [t for t in claimed if t.target_id in moved_ids]
     for campaign_id, agency_id in sorted(to_replenish):
         replenish(session, campaign_id=campaign_id, agency_id=agency_id, now=now)
     session.flush()
