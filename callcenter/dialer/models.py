@@ -29,6 +29,11 @@ class CallAttempt(Base):
     target_id: Mapped[int] = mapped_column(ForeignKey("call_targets.id"), index=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"))
+    # The dossier's agency and field when the attempt was created, copied so that the summaries group
+    # attempts without joining every dossier (issue 7). A later re-import that moves a dossier to
+    # another agency does not move its past calls, as with survey_responses.agency_id.
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
+    field_id: Mapped[int] = mapped_column(ForeignKey("fields.id"))
     trunk: Mapped[str | None] = mapped_column(String(32))  # simulator | asterisk | twilio
     server: Mapped[str | None] = mapped_column(String(64))  # which Asterisk server or Twilio account
     channel_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # AMI ChannelId / Twilio CallSid

@@ -102,11 +102,22 @@ def create_attempts(
 ) -> list[int]:
     if not targets:
         return []
+    # The dossiers' agency and field are copied onto the attempts for the summaries (one read per batch).
+    placement = {
+        int(r.id): (int(r.agency_id), int(r.field_id))
+        for r in session.execute(
+            select(Dossier.id, Dossier.agency_id, Dossier.field_id).where(
+                Dossier.id.in_({t.dossier_id for t in targets})
+            )
+        )
+    }
     rows = [
         {
             "target_id": t.target_id,
             "campaign_id": t.campaign_id,
             "dossier_id": t.dossier_id,
+            "agency_id": placement[t.dossier_id][0],
+            "field_id": placement[t.dossier_id][1],
             "trunk": trunk,
             "channel_id": str(uuid.uuid4()),  # the AMI ChannelId, known before any originate
             "status": S.QUEUED.value,

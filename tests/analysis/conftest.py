@@ -134,6 +134,8 @@ class Builder:
             target_id=target.id,
             campaign_id=campaign_id,
             dossier_id=dossier.id,
+            agency_id=dossier.agency_id,
+            field_id=dossier.field_id,
             trunk="simulator",
             status=status,
             outcome=outcome,
