@@ -134,7 +134,8 @@ def load(url_dsn: str, *, attempts_goal: int, agencies: int, fields: int, seed: 
                 attempt_id += 1
                 at = first + k * 7200
                 attempt_lines.append(
-                    f"{attempt_id}\t{target_id}\t1\t{i + 1}\tsimulator\tfinished\t{outcome}\t"
+                    f"{attempt_id}\t{target_id}\t1\t{i + 1}\t{agency[i]}\t{field[i]}\tsimulator\tfinished\t"
+                    f"{outcome}\t"
                     f"{'completed' if outcome == 'answered' else 'none'}\t{ts(at)}\t{ts(at + 90)}\t"
                     f"{ts(at)}\t0\n"
                 )
@@ -175,7 +176,8 @@ def load(url_dsn: str, *, attempts_goal: int, agencies: int, fields: int, seed: 
         copy_rows(
             conn,
             "call_attempts",
-            "id, target_id, campaign_id, dossier_id, trunk, status, outcome, survey_outcome, created_at, "
+            "id, target_id, campaign_id, dossier_id, agency_id, field_id, trunk, status, outcome, "
+            "survey_outcome, created_at, "
             "updated_at, dialed_at, error_count",
             attempt_lines,
         )
