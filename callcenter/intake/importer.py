@@ -48,7 +48,7 @@ from callcenter.intake.normalise import (
     normalise_record,
     parse_datetime,
 )
-from callcenter.intake.sealing import SealedDossier, Sealer, copy_line
+from callcenter.intake.sealing import SealedDossier, Sealer, seal_copy_line
 from callcenter.intake.service import (
     ImportCounts,
     ReferenceCache,
@@ -73,10 +73,14 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass
 class PreparedBatch:
-    """A batch after the CPU work, by position in the input: good rows (position, code, COPY line
-    or sealed record), rejected ones (position, errors) and the agencies and fields they use."""
+    """A batch after the CPU work, by position in the input: good rows (sealed records, or for
+    PostgreSQL their COPY text already joined and encoded in ``payload``: one bytes object crosses
+    the process boundary instead of a tuple per row), rejected ones (position, errors) and the
+    agencies and fields they use."""
 
-    good: list[tuple[int, str, Any]] = field(default_factory=list)
+    good: list[SealedDossier] = field(default_factory=list)
+    payload: bytes = b""
+    good_rows: int = 0
     rejected: list[tuple[int, list[FieldError]]] = field(default_factory=list)
     agencies: dict[str, str] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
@@ -96,6 +100,8 @@ class BatchPreparer:
         """``values`` in TARGET_FIELDS order, with their source digests (see ``Sealer.source_digest``)."""
         batch = PreparedBatch()
         rules, now, sealer, as_copy = self._rules, self._now, self._sealer, self._as_copy
+        lines: list[str] = []
+        agencies, fields = batch.agencies, batch.fields
         for index, row_values in enumerate(values):
             result = normalise_record(values_dict(row_values), rules=rules, now=now)
             if not isinstance(result, DossierRecord):
@@ -108,10 +114,14 @@ class BatchPreparer:
             updated = result.source_updated_at
             if updated is not None and (batch.latest_update is None or updated > batch.latest_update):
                 batch.latest_update = updated
-            sealed = sealer.seal(result, digest=digests[index])
-            batch.agencies[sealed.agency_code] = sealed.agency_name
-            batch.fields[sealed.field_code] = sealed.field_name
-            batch.good.append((index, sealed.code, copy_line(sealed) if as_copy else sealed))
+            agencies[result.agency_code] = result.agency_name
+            fields[result.field_code] = result.field_name
+            if as_copy:
+                lines.append(seal_copy_line(sealer, result, digest=digests[index]))
+            else:
+                batch.good.append(sealer.seal(result, digest=digests[index]))
+        batch.good_rows = len(lines) if as_copy else len(batch.good)
+        batch.payload = "".join(lines).encode("utf-8")
         return batch
 
 
@@ -305,8 +315,8 @@ def run_import(
                 ]
                 if as_copy:
                     staged = StagedBatch(
-                        payload="".join(item for _, _, item in batch.good).encode("utf-8"),
-                        rows=len(batch.good),
+                        payload=batch.payload,
+                        rows=batch.good_rows,
                         agencies=batch.agencies,
                         fields=batch.fields,
                     )
@@ -322,9 +332,10 @@ def run_import(
                         )
                     )
                 else:
-                    sealed: list[SealedDossier] = [item for _, _, item in batch.good]
                     counts.add(
-                        upsert_sealed(session, sealed=sealed, source=source, now=now, references=references)
+                        upsert_sealed(
+                            session, sealed=batch.good, source=source, now=now, references=references
+                        )
                     )
                 counts.unchanged += batch_in.unchanged
                 counts.quarantined += quarantine_records(

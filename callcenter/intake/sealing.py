@@ -166,6 +166,40 @@ STAGE_COLUMNS = (
 )
 
 
+def seal_copy_line(sealer: Sealer, record: DossierRecord, *, digest: str | None = None) -> str:
+    """``copy_line(sealer.seal(record, digest=digest))`` without building the sealed record.
+
+    The import's hot path: a million rows, so no intermediate dataclass and no extra calls.
+    ``tests/intake/test_sealing.py`` checks that both give the same line up to the random nonces.
+    """
+    encrypt = sealer._cipher.encrypt
+    national_id = record.national_id
+    return (
+        "\t".join(
+            (
+                copy_text(record.code),
+                copy_text(record.agency_code),
+                copy_text(record.field_code),
+                copy_text(record.procedure_name),
+                "\\\\x" + encrypt(record.submitter_name).hex(),
+                "\\\\x" + encrypt(record.phone_e164).hex(),
+                sealer._cipher.phone_hash(record.phone_e164),
+                record.phone_kind,
+                NULL if not national_id else "\\\\x" + encrypt(national_id).hex(),
+                "t" if record.is_organisation else "f",
+                record.received_at.isoformat(),
+                _copy_time(record.due_at),
+                _copy_time(record.returned_at),
+                record.status.value,
+                record.timeliness.value,
+                _copy_time(record.source_updated_at),
+                digest or sealer.content_hash(record),
+            )
+        )
+        + "\n"
+    )
+
+
 def copy_line(sealed: SealedDossier) -> str:
     """One line of PostgreSQL COPY text for the staging table, in :data:`STAGE_COLUMNS` order."""
     return (
