@@ -23,6 +23,7 @@ def load_call_context(session: Session, *, dossier_id: int) -> CallContext:
             Dossier.field_id,
             Dossier.returned_at,
             Dossier.phone_hash,
+            Dossier.timeliness,
             Agency.name,
             Field.name,
         )
@@ -32,7 +33,7 @@ def load_call_context(session: Session, *, dossier_id: int) -> CallContext:
     ).one_or_none()
     if row is None:
         raise NotFound(f"dossier {dossier_id} does not exist")
-    did, agency_id, field_id, returned_at, phone_hash, agency_name, field_name = row
+    did, agency_id, field_id, returned_at, phone_hash, timeliness, agency_name, field_name = row
     return CallContext(
         dossier_id=did,
         agency_id=agency_id,
@@ -41,4 +42,5 @@ def load_call_context(session: Session, *, dossier_id: int) -> CallContext:
         field_name=field_name,
         returned_on=to_local(returned_at).date() if returned_at else None,
         phone_hash=phone_hash,
+        timeliness=timeliness,
     )

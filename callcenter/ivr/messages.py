@@ -42,6 +42,7 @@ class CallContext:
     field_name: str
     returned_on: date | None
     phone_hash: str | None = None
+    timeliness: str | None = None  # the dossier's, copied onto its survey response for the summaries
 
 
 # ---------------------------------------------------------------------------------------------------

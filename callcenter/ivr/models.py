@@ -43,6 +43,10 @@ class SurveyResponse(Base):
     dossier_id: Mapped[int | None] = mapped_column(ForeignKey("dossiers.id"), index=True)
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
     field_id: Mapped[int | None] = mapped_column(ForeignKey("fields.id"), index=True)
+    # The dossier's timeliness (intake Timeliness) when the response was created, copied so that the
+    # summaries split answers into the on-time and late/overdue strata without joining every dossier
+    # (issue 7); NULL for an answer with no dossier. Like agency_id, it is not rewritten by re-imports.
+    dossier_timeliness: Mapped[str | None] = mapped_column(String(16))
     phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     questionnaire_version: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))  # ResponseStatus

@@ -131,6 +131,7 @@ def save_survey_progress(
                 dossier_id=context.dossier_id,
                 agency_id=context.agency_id,
                 field_id=context.field_id,
+                dossier_timeliness=context.timeliness,
                 phone_hash=context.phone_hash,
                 questionnaire_version=result.questionnaire_version,
                 status=status.value,

@@ -40,6 +40,7 @@ def test_load_call_context(db_session: Session, dossier_factory: Callable[..., D
     assert ctx.agency_name == "Sở Tư pháp thành phố Đà Nẵng" and ctx.field_name == "Hộ tịch"
     assert ctx.returned_on == date(2025, 10, 21)  # 01:30 on the 21st in Vietnam
     assert ctx.phone_hash == dossier.phone_hash and ctx.agency_id == dossier.agency_id
+    assert ctx.timeliness == dossier.timeliness
     with pytest.raises(NotFound, match="dossier 987654"):
         load_call_context(db_session, dossier_id=987654)
 
@@ -68,6 +69,8 @@ def test_each_answer_is_stored_as_it_comes(
         ctx.field_id,
     )
     assert row.phone_hash == dossier.phone_hash and row.channel == "call"
+    # The dossier's timeliness is copied for the summaries' strata (issue 7).
+    assert dossier.timeliness is not None and row.dossier_timeliness == dossier.timeliness
     flow.handle(Keys("2"))
     row = save(1)
     assert row.satisfied is False and row.answered_at == NOW + timedelta(minutes=1)
