@@ -146,6 +146,7 @@ def load(url_dsn: str, *, attempts_goal: int, agencies: int, fields: int, seed: 
                 has_comment = not satisfied and rng.random() < 0.2
                 response_lines.append(
                     f"{response_id}\tcall\t{attempt_id}\t{null}\t{i + 1}\t{agency[i]}\t{field[i]}\t"
+                    f"{'late' if late[i] else 'on_time'}\t"
                     f"{i:064x}\tv1\tcompleted\t{'t' if satisfied else 'f'}\tdtmf\t"
                     f"{comment if has_comment else null}\t"
                     f"{'done' if has_comment else 'none'}\t{ts(at + 5)}\t{ts(at + 40)}\t{ts(at + 60)}\n"
@@ -161,7 +162,8 @@ def load(url_dsn: str, *, attempts_goal: int, agencies: int, fields: int, seed: 
             at = float(rng.uniform(EPOCH_START, EPOCH_END))
             satisfied = rng.random() < 0.9
             response_lines.append(
-                f"{response_id}\tweb\t{null}\tW{response_id}\t{null}\t{a}\t{f}\t{null}\tweb\tcompleted\t"
+                f"{response_id}\tweb\t{null}\tW{response_id}\t{null}\t{a}\t{f}\t{null}\t{null}\tweb\t"
+                f"completed\t"
                 f"{'t' if satisfied else 'f'}\tweb\t{null}\tnone\t{ts(at)}\t{ts(at)}\t{ts(at)}\n"
             )
             if not satisfied:
@@ -184,9 +186,9 @@ def load(url_dsn: str, *, attempts_goal: int, agencies: int, fields: int, seed: 
         copy_rows(
             conn,
             "survey_responses",
-            "id, channel, attempt_id, external_ref, dossier_id, agency_id, field_id, phone_hash, "
-            "questionnaire_version, status, satisfied, answered_via, comment_enc, comment_status, "
-            "started_at, answered_at, completed_at",
+            "id, channel, attempt_id, external_ref, dossier_id, agency_id, field_id, dossier_timeliness, "
+            "phone_hash, questionnaire_version, status, satisfied, answered_via, comment_enc, "
+            "comment_status, started_at, answered_at, completed_at",
             response_lines,
         )
         copy_rows(conn, "response_reasons", "response_id, reason_code, source", reason_lines)

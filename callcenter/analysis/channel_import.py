@@ -181,13 +181,15 @@ def import_results(
     fields = {code: fid for fid, code in session.execute(select(Field.id, Field.code))}
     dossier_codes = {_text(r.get(cols.dossier_code)) for _n, r in rows} - {""} if cols.dossier_code else set()
     dossiers: dict[str, list[tuple[int, int, int]]] = {}
+    timeliness_of: dict[int, str | None] = {}  # copied onto the response (its stratum in the summaries)
     if dossier_codes:
-        for did, code, aid, fid in session.execute(
-            select(Dossier.id, Dossier.code, Dossier.agency_id, Dossier.field_id).where(
+        for did, code, aid, fid, timeliness in session.execute(
+            select(Dossier.id, Dossier.code, Dossier.agency_id, Dossier.field_id, Dossier.timeliness).where(
                 Dossier.code.in_(dossier_codes)
             )
         ):
             dossiers.setdefault(code, []).append((did, aid, fid))
+            timeliness_of[did] = timeliness
     valid_reasons = set(reason_codes)
 
     errors: list[RowError] = []
@@ -310,6 +312,7 @@ def import_results(
             dossier_id=p.dossier_id,
             agency_id=p.agency_id,
             field_id=p.field_id,
+            dossier_timeliness=timeliness_of.get(p.dossier_id) if p.dossier_id else None,
             phone_hash=p.phone_hash,
             questionnaire_version=f"import-{channel}",
             status=ResponseStatus.COMPLETED.value,

@@ -169,7 +169,15 @@ ANALYSIS_INDEXES = (
     Index(
         "ix_analysis_responses_answered",
         SurveyResponse.answered_at,
-        postgresql_include=["agency_id", "field_id", "channel", "status", "satisfied", "dossier_id"],
+        postgresql_include=[
+            "agency_id",
+            "field_id",
+            "channel",
+            "status",
+            "satisfied",
+            "dossier_id",
+            "dossier_timeliness",
+        ],
     ),
     Index(
         "ix_analysis_attempts_created",

@@ -169,6 +169,7 @@ class Builder:
             dossier_id=dossier.id if dossier else None,
             agency_id=agency.id,
             field_id=fld.id if fld else None,
+            dossier_timeliness=dossier.timeliness if dossier else None,
             phone_hash=phone_hash or (dossier.phone_hash if dossier else None),
             questionnaire_version="v1",
             status=status,

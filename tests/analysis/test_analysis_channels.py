@@ -89,6 +89,7 @@ def test_web_csv_import_and_channel_summary(
     w2 = db_session.scalar(select(SurveyResponse).where(SurveyResponse.external_ref == "W-2"))
     assert w2 is not None
     assert w2.dossier_id == d.id and w2.field_id == f.id  # field taken from the linked dossier
+    assert w2.dossier_timeliness == d.timeliness == "late"  # copied: the answer's stratum
     assert w2.phone_hash == cipher.phone_hash("+84905123456")
     assert cipher.decrypt(w2.comment_enc or b"") == "Gọi 0905123456"  # stored encrypted, not in clear
     assert sorted(r.reason_code for r in w2.reasons) == [2, 4]
