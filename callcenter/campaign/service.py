@@ -12,6 +12,8 @@ re-exported so callers import from one place.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -283,22 +285,36 @@ _RECORD_RESULT = (
 
 
 def _rules_and_calendar(session: Session, campaign: Campaign) -> tuple[CallingRules, CallingCalendar]:
-    """The campaign's parsed rules and calendar, parsed once per transaction (``session.info``).
+    """The campaign's parsed rules and calendar, shared by every transaction of the process briefly.
 
-    The trunk owner records many results in one transaction (see ``callcenter.dialer.batching``);
-    parsing the rules and reading the holidays once per result was most of its campaign work. The
-    cache dies with the transaction's session and is keyed on the campaign's ``updated_at``.
+    The trunk owner records about thirty results a second, each in a short transaction; parsing the
+    rules and reading the holidays for each was most of its campaign work. An entry is keyed on the
+    database, the campaign, its ``updated_at`` and its rules (so any edit of the campaign is seen at
+    once) and lives :data:`_CALENDAR_TTL_SECONDS`: a holiday added or removed is honoured by retry
+    decisions at most that much later (claiming due targets reads the calendar afresh).
     """
-    cache: dict[int, tuple[object, CallingRules, CallingCalendar]] = session.info.setdefault(
-        "campaign_rules_calendar", {}
+    engine = session.get_bind().engine
+    key = (
+        id(engine),
+        str(engine.url),
+        campaign.id,
+        campaign.updated_at,
+        json.dumps(campaign.calling_rules, sort_keys=True, default=str),
     )
-    hit = cache.get(campaign.id)
-    if hit is not None and hit[0] == campaign.updated_at:
+    now = time.monotonic()
+    hit = _CALENDARS.get(key)
+    if hit is not None and hit[0] > now:
         return hit[1], hit[2]
     rules = parse_rules(campaign.calling_rules)
     calendar = campaign_calendar(session, campaign, rules)
-    cache[campaign.id] = (campaign.updated_at, rules, calendar)
+    if len(_CALENDARS) > 256:
+        _CALENDARS.clear()
+    _CALENDARS[key] = (now + _CALENDAR_TTL_SECONDS, rules, calendar)
     return rules, calendar
+
+
+_CALENDAR_TTL_SECONDS = 5.0
+_CALENDARS: dict[tuple[object, ...], tuple[float, CallingRules, CallingCalendar]] = {}
 
 
 def release_target(session: Session, *, target_id: int, now: datetime, retry_at: datetime) -> TargetState:
