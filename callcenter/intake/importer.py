@@ -23,6 +23,8 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -260,6 +262,53 @@ def _batches(rows: Iterable[SourceRow], size: int) -> Iterator[list[SourceRow]]:
         yield batch
 
 
+_DONE = object()
+
+
+def _read_ahead(batches: Iterator[list[SourceRow]], depth: int = 2) -> Iterator[list[SourceRow]]:
+    """Read the next batches in a thread while this one waits for the database.
+
+    Reading and splitting the source is Python work; the COPY, the upsert and the unchanged-row
+    probe are waits on PostgreSQL that release the GIL. Overlapping them saves most of the reading
+    time. At most ``depth`` batches wait (bounded memory); an error in the reader is re-raised here,
+    and leaving early stops the reader.
+    """
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed over to the consumer, raised there
+            put(exc)
+
+    thread = threading.Thread(target=reader, name="intake-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def run_import(
     session: Session,
     *,
@@ -299,7 +348,7 @@ def run_import(
         # On a first import nothing can be unchanged: skip the probe's round trips.
         probe=had_dossiers,
     )
-    screened = (screen.screen(rows) for rows in _batches(connector.rows(), batch_size))
+    screened = (screen.screen(rows) for rows in _read_ahead(_batches(connector.rows(), batch_size)))
     references = ReferenceCache()
     latest: datetime | None = None
 

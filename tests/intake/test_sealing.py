@@ -35,3 +35,25 @@ def test_seal_copy_line_matches_copy_line_of_seal(cipher: PiiCipher) -> None:
             slow = _fields(copy_line(sealer.seal(record, digest=digest)), cipher)
             fast = _fields(seal_copy_line(sealer, record, digest=digest), cipher)
             assert fast == slow
+
+
+def test_read_ahead_keeps_order_raises_reader_errors_and_stops_early() -> None:
+    from collections.abc import Iterator
+    from typing import Any
+
+    import pytest
+
+    from callcenter.intake.importer import _read_ahead
+
+    assert list(_read_ahead(iter([[1], [2], [3]]))) == [[1], [2], [3]]  # type: ignore[list-item]
+
+    def broken() -> Iterator[list[int]]:
+        yield [1]
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(_read_ahead(broken()))  # type: ignore[arg-type]
+
+    endless: Any = _read_ahead(iter([[i] for i in range(1000)]))  # type: ignore[list-item]
+    assert next(endless) == [0]
+    endless.close()  # the reader thread is stopped and joined
