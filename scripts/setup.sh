@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a fresh clone: system packages (espeak-ng for offline Vietnamese speech, sox, libsndfile),
+# Set up a fresh clone: system packages (espeak-ng for offline Vietnamese speech, sox, libsndfile,
+# chromium for the report test),
 # a virtualenv in .venv and the project with its test and speech extras. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +8,8 @@ need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need_apt+=(sox)
 ldconfig -p 2>/dev/null | grep -q libsndfile || need_apt+=(libsndfile1)
+# Headless Chromium opens the HTML report in a test (its charts must render).
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
