@@ -29,7 +29,7 @@ from callcenter.dialer.adapters.base import OriginateRefused, TrunkUnavailable
 from callcenter.dialer.context import DialerContext
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.dialer.outcomes import classify_twilio, twilio_is_final
-from callcenter.dialer.state import ACTIVE_STATUSES
+from callcenter.dialer.state import ACTIVE_STATUSES, FINAL_STATUSES
 from callcenter.dialer.trunks import TrunkServer, scopes, server_named, servers
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,11 @@ def place_call(ctx: DialerContext, attempt_id: int) -> str:
             ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
             raise
         if not won:
-            ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
+            # Another task moved the attempt first. Leases are keyed by attempt id, so a winner that
+            # claimed it holds this very lease: give it back only when no call can be using it.
+            current = service.get_attempt(session, attempt_id=attempt_id)
+            if current is None or current.status in FINAL_STATUSES:
+                ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
             return "lost race"
         try:
             session.commit()  # CLAIMED is stored before the owner can read the id from the outbox

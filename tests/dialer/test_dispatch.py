@@ -151,3 +151,52 @@ def test_a_pool_of_asterisk_servers_each_keeps_its_own_limit(
         for key in ctx.redis.scan_iter(f"{redis_prefix}*"):
             ctx.redis.delete(key)
         runtime.engine.dispose()
+
+
+def _lease_holders(world: World) -> set[int]:
+    server = servers(world.ctx.settings)[0]
+    key = world.ctx.pacer.keys.lease(scopes(world.ctx.settings, server)[0])
+    return {int(m) for m in world.ctx.redis.zrange(key, 0, -1)}
+
+
+def test_a_task_that_loses_the_claim_keeps_the_winners_lease(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A redelivered place_call racing the first one: both lease the same attempt id (one lease),
+    the other task's claim commits first. The loser must not free the channel the winner's call uses."""
+    dispatch.release_due(world.ctx, world.sent.append)
+    attempt_id = world.sent[0]
+    real_claim = service.claim_attempt
+
+    def claim_lost_to_another_task(session: object, **kwargs: object) -> bool:
+        assert real_claim(session, **{**kwargs, "worker": "other-host:4242"})  # type: ignore[arg-type]
+        return False  # what this task's CAS then sees
+
+    monkeypatch.setattr(service, "claim_attempt", claim_lost_to_another_task)
+    assert dispatch.place_call(world.ctx, attempt_id) == "lost race"
+    assert _statuses(world)[attempt_id] == "claimed"
+    assert attempt_id in _lease_holders(world)  # the winner still holds its channel
+
+
+def test_a_task_that_loses_to_a_final_state_gives_the_channel_back(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dispatch.release_due(world.ctx, world.sent.append)
+    attempt_id = world.sent[0]
+
+    def cancelled_meanwhile(session: object, **kwargs: object) -> bool:
+        ref = service.get_attempt(session, attempt_id=attempt_id)  # type: ignore[arg-type]
+        assert ref is not None
+        assert service.give_back(
+            session,  # type: ignore[arg-type]
+            attempt=ref,
+            now=world.clock.now(),
+            retry_after=timedelta(seconds=5),
+            detail="cancelled by the operator",
+        )
+        return False
+
+    monkeypatch.setattr(service, "claim_attempt", cancelled_meanwhile)
+    assert dispatch.place_call(world.ctx, attempt_id) == "lost race"
+    assert _statuses(world)[attempt_id] == "cancelled"
+    assert attempt_id not in _lease_holders(world)  # nobody can be using it: not left to expire
