@@ -30,8 +30,8 @@ class CallAttempt(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"))
     # The dossier's agency and field when the attempt was created, copied so that the summaries group
-    # attempts without joining every dossier (issue 7). A later re-import that moves a dossier to
-    # another agency does not move its past calls, as with survey_responses.agency_id.
+    # attempts without joining every dossier (issue 7). An import that moves a dossier to another
+    # agency or field rewrites these too (callcenter.analysis.dossier_copies).
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"))
     field_id: Mapped[int] = mapped_column(ForeignKey("fields.id"))
     trunk: Mapped[str | None] = mapped_column(String(32))  # simulator | asterisk | twilio

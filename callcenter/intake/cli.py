@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import select
 
+from callcenter.analysis.dossier_copies import refresh_dossier_copies
 from callcenter.core.clock import to_local
 from callcenter.core.db import session_scope
 from callcenter.core.pii import mask_digit_runs
@@ -139,13 +140,14 @@ def intake_file(
                 done = progress.tasks[0].completed
                 progress.update(task, rate=f"{done / elapsed:,.0f} rows/s" if elapsed else "")
 
+            now = runtime.clock.now()
             result = run_import(
                 session,
                 connector=connector,
                 source=source_name,
                 mapping=mapping,
                 cipher=runtime.cipher,
-                now=runtime.clock.now(),
+                now=now,
                 batch_size=settings.batch_size,
                 workers=workers,
                 worker_keys=(
@@ -154,6 +156,8 @@ def intake_file(
                 ),
                 progress=advance,
             )
+            # Same transaction: the calls and answers of corrected dossiers follow them.
+            refresh_dossier_copies(session, changed_since=now)
     except IntakeError as exc:
         _record_failure(runtime, source=source_name, kind="file", location=str(path), error=str(exc))
         raise _fail(str(exc)) from exc

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from callcenter.analysis.dossier_copies import refresh_dossier_copies
 from callcenter.core.db import session_scope
 from callcenter.core.runtime import Runtime
 from callcenter.intake.adapters.onestop_api import OneStopApiClient
@@ -37,16 +38,20 @@ def run_api_sync(
 ) -> ImportResult:
     """Sync the configured source in one transaction: committed on success, rolled back on error."""
     mapping = load_mapping(settings.mapping_path)
+    now = runtime.clock.now()
     with build_api_client(settings, mapping) as client, session_scope(runtime.sessions) as session:
-        return sync_api(
+        result = sync_api(
             session,
             client=client,
             source=settings.source,
             mapping=mapping,
             cipher=runtime.cipher,
-            now=runtime.clock.now(),
+            now=now,
             overlap=timedelta(seconds=settings.sync_overlap_seconds),
             full=full,
             batch_size=settings.batch_size,
             progress=progress,
         )
+        # Same transaction: the calls and answers of corrected dossiers follow them (see the module).
+        refresh_dossier_copies(session, changed_since=now)
+        return result

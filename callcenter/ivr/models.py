@@ -45,7 +45,8 @@ class SurveyResponse(Base):
     field_id: Mapped[int | None] = mapped_column(ForeignKey("fields.id"), index=True)
     # The dossier's timeliness (intake Timeliness) when the response was created, copied so that the
     # summaries split answers into the on-time and late/overdue strata without joining every dossier
-    # (issue 7); NULL for an answer with no dossier. Like agency_id, it is not rewritten by re-imports.
+    # (issue 7); NULL for an answer with no dossier. An import that corrects
+    # the dossier rewrites it, with agency_id and field_id (callcenter.analysis.dossier_copies).
     dossier_timeliness: Mapped[str | None] = mapped_column(String(16))
     phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     questionnaire_version: Mapped[str] = mapped_column(String(32))
