@@ -53,7 +53,7 @@ from callcenter.ivr.flow import (
     Timeout,
 )
 from callcenter.ivr.questionnaire import Questionnaire, load_questionnaire
-from callcenter.ivr.service import close_unfinished_response, save_survey_progress
+from callcenter.ivr.service import save_survey_progress
 from callcenter.ivr.settings import IvrSettings
 from callcenter.ivr.tts import PromptLibrary, default_engines
 
@@ -297,16 +297,6 @@ def step(attempt_id: int, dossier_id: int, state: str, kind: str, params: Params
         except ValueError as exc:  # the questionnaire changed during the call
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         return _respond(ivr, session, flow, flow.handle(event), attempt_id)
-
-
-@router.post("/status")
-def call_status(attempt_id: int, params: Params, ivr: Ivr) -> dict[str, str]:
-    """Twilio's status callback: a call that ended mid-question leaves its answers as a partial response."""
-    call_status = params.get("CallStatus", "")
-    if call_status in ("completed", "busy", "failed", "no-answer", "canceled"):
-        with session_scope(ivr.sessions) as session:
-            close_unfinished_response(session, attempt_id=attempt_id, now=ivr.clock.now())
-    return {"status": "ok"}
 
 
 @router.get("/audio/{key}.{fmt}")

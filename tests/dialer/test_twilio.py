@@ -32,6 +32,7 @@ from callcenter.dialer.models import CallAttempt
 from callcenter.dialer.pacing import Pacer
 from callcenter.dialer.settings import DialerSettings
 from callcenter.dialer.trunks import scopes, servers
+from callcenter.ivr.models import SurveyResponse
 from tests.dialer.conftest import seed_dossiers, start_campaign
 
 SID = "AC" + "0" * 32
@@ -169,3 +170,32 @@ def test_signed_callbacks_move_and_finish_the_attempt_once(world: dict[str, Any]
         target = session.execute(select(CallTarget.state, CallTarget.attempts)).one()
     assert target.attempts == 1 and target.state == "exhausted"
     assert world["pacer"].usage(world["scopes"])[0].in_use == 0  # the channel lease came back
+
+
+def test_a_hang_up_mid_question_finishes_the_attempt_and_closes_its_survey(world: dict[str, Any]) -> None:
+    """The citizen pressed 2 (not satisfied) and hung up before the reasons: a partial answer, kept."""
+    aid = world["attempt_id"]
+    answered = {"CallStatus": "in-progress", "CallSid": "CA1"}
+    reply = _post(world["app"], aid, answered, signature=_sign(aid, answered))
+    assert reply.json() == {"status": "in_survey"}
+    started = datetime.now(UTC)
+    with session_scope(world["runtime"].sessions) as session:
+        attempt = session.get(CallAttempt, aid)
+        assert attempt is not None
+        session.add(
+            SurveyResponse(
+                channel="call", attempt_id=aid, dossier_id=attempt.dossier_id, agency_id=attempt.agency_id,
+                field_id=attempt.field_id, questionnaire_version="v1", status="in_progress",
+                satisfied=False, answered_via="dtmf", comment_status="none", started_at=started,
+                answered_at=started,
+            )
+        )  # fmt: skip
+    completed = {"CallStatus": "completed", "CallSid": "CA1", "CallDuration": "25"}
+    reply = _post(world["app"], aid, completed, signature=_sign(aid, completed))
+    assert reply.json() == {"status": "finished"}
+    assert _attempt(world) == ("finished", "answered")
+    with session_scope(world["runtime"].sessions) as session:
+        response = session.scalars(select(SurveyResponse).where(SurveyResponse.attempt_id == aid)).one()
+        survey = session.execute(select(CallAttempt.survey_outcome).where(CallAttempt.id == aid)).scalar_one()
+    assert response.status == "partial" and response.satisfied is False and response.completed_at is not None
+    assert survey == "partial"  # the campaign hears of a partial survey, not of a bare answered call
