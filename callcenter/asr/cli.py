@@ -19,6 +19,8 @@ from callcenter.asr.understand import (
     match_answer,
     reason_choices,
 )
+from callcenter.ivr.questionnaire import QuestionnaireError, load_questionnaire
+from callcenter.ivr.settings import IvrSettings
 
 app = typer.Typer(help="Speech answers: engines, matching, comment classification.", no_args_is_help=True)
 console = Console()
@@ -28,6 +30,16 @@ class Question(StrEnum):
     YES_NO = "yes-no"
     SATISFACTION = "satisfaction"
     REASONS = "reasons"
+
+
+def _confirm_threshold() -> float:
+    """The confidence below which the IVR confirms a spoken answer: the questionnaire's
+    ``speech.min_confidence`` (the one threshold; CALLCENTER_IVR_QUESTIONNAIRE picks the file)."""
+    try:
+        return load_questionnaire(IvrSettings().questionnaire).speech.min_confidence
+    except QuestionnaireError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
 
 
 def _choices(question: Question) -> dict[str, list[str]]:
@@ -84,7 +96,7 @@ def transcribe(
     )
     if choices:
         match = match_answer(transcript.text, choices, engine_confidence=transcript.confidence)
-        verdict = "taken" if match.is_confident(settings.confirm_threshold) else "confirm or ask for the key"
+        verdict = "taken" if match.is_confident(_confirm_threshold()) else "confirm or ask for the key"
         console.print(
             f"answer: {match.choices or '—'} confidence {match.confidence:.2f} ({match.matched}) → {verdict}"
         )
@@ -94,7 +106,7 @@ def transcribe(
 def match(text: str, question: Question = typer.Option(Question.YES_NO)) -> None:
     """Show how a transcript maps to a question's choices (typed text: engine confidence 1)."""
     result = match_answer(text, _choices(question))
-    verdict = "taken" if result.is_confident(AsrSettings().confirm_threshold) else "confirm"
+    verdict = "taken" if result.is_confident(_confirm_threshold()) else "confirm"
     console.print(
         f"choice {result.choice} · all {list(result.choices)} · confidence {result.confidence:.2f} · "
         f"matched {result.matched!r} → {verdict}"

@@ -8,8 +8,6 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from callcenter.asr.understand import DEFAULT_CONFIRM_THRESHOLD
-
 EngineName = Literal["auto", "vosk", "viet-asr", "none"]
 
 
@@ -26,8 +24,6 @@ class AsrSettings(BaseSettings):
     viet_asr_preset: str = "transcribe"
     # viet-asr reports no confidence of its own; this prior stands in for it (see docs/speech.md).
     viet_asr_confidence: float = Field(default=0.9, gt=0.0, le=1.0)
-    # Below this a spoken answer is confirmed once (or the key asked for instead).
-    confirm_threshold: float = Field(default=DEFAULT_CONFIRM_THRESHOLD, ge=0.0, le=1.0)
     # Recognition processes per AGI server (each loads the model once).
     pool_workers: int = Field(default=1, ge=1, le=16)
     # Seconds one utterance may take before the call goes on without it (keys instead).

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from callcenter.asr.cli import app
+from callcenter.ivr.questionnaire import DEFAULT_QUESTIONNAIRE
 
 runner = CliRunner()
 
@@ -37,3 +38,21 @@ def test_transcribe_a_real_clip(monkeypatch: pytest.MonkeyPatch, speech_dir: Pat
     result = runner.invoke(app, ["transcribe", str(speech_dir / "DDUSNG0003.wav"), "--question", "yes-no"])
     assert result.exit_code == 0, result.output
     assert "'đúng'" in result.output and "('yes',)" in result.output
+
+
+def test_the_verdict_uses_the_questionnaires_threshold(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One threshold for spoken answers: the questionnaire's speech.min_confidence, as in the IVR."""
+    result = runner.invoke(app, ["match", "chắc là hài lòng", "--question", "satisfaction"])
+    assert "confidence 0.92" in result.output and "taken" in result.output  # default 0.6
+    strict = tmp_path / "questionnaire.yaml"
+    text = DEFAULT_QUESTIONNAIRE.read_text(encoding="utf-8")
+    assert "min_confidence: 0.6" in text
+    strict.write_text(text.replace("min_confidence: 0.6", "min_confidence: 0.95"), encoding="utf-8")
+    monkeypatch.setenv("CALLCENTER_IVR_QUESTIONNAIRE", str(strict))
+    result = runner.invoke(app, ["match", "chắc là hài lòng", "--question", "satisfaction"])
+    assert result.exit_code == 0 and "taken" not in result.output and "confirm" in result.output
+    monkeypatch.setenv("CALLCENTER_IVR_QUESTIONNAIRE", str(tmp_path / "missing.yaml"))
+    result = runner.invoke(app, ["match", "hài lòng", "--question", "satisfaction"])
+    assert result.exit_code == 2 and "missing.yaml" in result.output

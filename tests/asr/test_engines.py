@@ -25,12 +25,12 @@ def _fresh_log_memory(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_settings_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CALLCENTER_ASR_ENGINE", "vosk")
     monkeypatch.setenv("CALLCENTER_ASR_VOSK_MODEL_PATH", str(tmp_path))
-    monkeypatch.setenv("CALLCENTER_ASR_CONFIRM_THRESHOLD", "0.7")
+    monkeypatch.setenv("CALLCENTER_ASR_TIMEOUT_SECONDS", "4.5")
     monkeypatch.setenv("CALLCENTER_ASR_POOL_WORKERS", "3")
     settings = AsrSettings()
     assert settings.engine == "vosk"
     assert settings.vosk_model_path == tmp_path
-    assert settings.confirm_threshold == 0.7
+    assert settings.timeout_seconds == 4.5
     assert settings.pool_workers == 3
 
 
