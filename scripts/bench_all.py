@@ -110,8 +110,10 @@ def parse_dialer(out: str, _json: Path) -> list[Figure]:
     cpu = float(r["cpu_ms_per_call_our_processes"])  # type: ignore[arg-type]
     cpu_pg = float(r["cpu_ms_per_call_with_postgres"])  # type: ignore[arg-type]
     size = f"{r['dossiers']:,} dossiers, {r['channels']} channels"
+    finished = int(r["finished_attempts"])  # type: ignore[call-overload]
     return [
         _figure(f"completed calls/s ({size})", "—", f"{r['completed_calls_per_second']}", None),
+        _figure("wall time / finished attempts", "—", f"{r['wall_seconds']} s / {finished:,}", None),
         _figure("channel occupancy while work remains", "≥ 95 %", f"{occupancy:.0%}", occupancy >= 0.95),
         _figure("highest calls in any 1 s window", f"≤ {cap:g}", str(max_cps), max_cps <= cap),
         _figure(
@@ -246,7 +248,10 @@ def render_markdown(store: dict[str, dict[str, object]]) -> str:
     ]
     for name in [b.name for b in BENCHES if b.name in store]:
         entry = store[name]
-        when = f"{entry['date']}, load {entry['load_before'][0]} → {entry['load_after'][0]}"  # type: ignore[index]
+        if entry.get("load_before") is None:  # recorded from an earlier run's output (--record)
+            when = f"{entry['date']}, {entry.get('note', 'recorded from its output')}"
+        else:
+            when = f"{entry['date']}, load {entry['load_before'][0]} → {entry['load_after'][0]}"  # type: ignore[index]
         for f in entry["figures"]:  # type: ignore[attr-defined]
             met = {True: "yes", False: "**no**", None: "—"}[f["met"]]
             lines.append(
@@ -264,10 +269,39 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes than the issues name")
     parser.add_argument("--from-json", action="store_true", help="run nothing; use docs/benchmarks.json")
     parser.add_argument("--write-readme", action="store_true")
+    parser.add_argument(
+        "--record",
+        nargs=2,
+        metavar=("NAME", "OUTPUT"),
+        help="run nothing; read the figures of a benchmark run by hand from its saved output "
+        "(for runs too long for this script, e.g. the dialer's 100,000 dossiers); needs --command",
+    )
+    parser.add_argument("--command", help="with --record: the command that produced OUTPUT")
+    parser.add_argument("--note", default="", help="with --record: load or other context of that run")
     args = parser.parse_args()
+    if args.record and not args.command:
+        parser.error("--record needs --command (the command line that produced the output)")
 
     store: dict[str, dict[str, object]] = json.loads(STORE.read_text()) if STORE.exists() else {}
-    if not args.from_json:
+    if args.record:
+        name, output = args.record
+        bench = next((b for b in BENCHES if b.name == name), None)
+        if bench is None:
+            parser.error(f"--record: no benchmark named {name!r} ({', '.join(b.name for b in BENCHES)})")
+        out = Path(output).read_text(encoding="utf-8")
+        store[name] = {
+            "issue": bench.issue,
+            "date": date.fromtimestamp(Path(output).stat().st_mtime).isoformat(),
+            "command": args.command,
+            "exit_code": None,
+            "cores": os.cpu_count(),
+            "load_before": None,
+            "load_after": None,
+            "note": args.note or f"recorded from {Path(output).name}",
+            "figures": bench.parse(out, Path(output)),
+        }
+        STORE.write_text(json.dumps(store, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    elif not args.from_json:
         for bench in BENCHES:
             if args.only and bench.name not in args.only:
                 continue

@@ -169,6 +169,7 @@ def main() -> None:
         role_start = {role: cpu_seconds(tree([proc.pid])) for role, proc in procs.procs.items()}
         pg_start = cpu_seconds(backends)
         started = time.monotonic()
+        load_start = os.getloadavg()[0]
 
         samples: list[tuple[float, int]] = []
         waiting = args.dossiers
@@ -241,6 +242,7 @@ def main() -> None:
             "cpu_ms_per_call_our_processes": round(1000 * cpu_total / max(1, finished), 2),
             "cpu_ms_per_call_with_postgres": round(1000 * (cpu_total + pg_total) / max(1, finished), 2),
             "cpu_seconds_by_process": {**by_role, "postgres_backends": round(pg_total, 1)},
+            "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         }
         print(json.dumps(result, indent=2))
         print(f"work directory (logs, call log, profiles): {workdir}")
