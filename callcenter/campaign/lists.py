@@ -41,6 +41,7 @@ from callcenter.campaign.sampling import Pick, draw, late_quota
 from callcenter.campaign.schemas import CampaignSpec
 from callcenter.campaign.windows import describe
 from callcenter.core.clock import VN_TZ
+from callcenter.core.db import refresh_planner_statistics
 from callcenter.core.errors import ValidationError
 from callcenter.intake.models import Agency, Field
 
@@ -157,6 +158,8 @@ def create_campaign(session: Session, *, spec: CampaignSpec, actor: str, now: da
             session.execute(insert(CampaignAgencyTarget), agency_rows)
         if target_rows:
             session.execute(insert(CallTarget), target_rows)
+            # The dialer claims from this table several times a second from now on.
+            refresh_planner_statistics(session, CallTarget.__tablename__)
     log.info(
         "campaign %s created by %s: %d agencies, %d targets drawn",
         campaign.id,

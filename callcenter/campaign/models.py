@@ -95,7 +95,8 @@ class CallTarget(Base):
     __tablename__ = "call_targets"
     __table_args__ = (
         UniqueConstraint("campaign_id", "dossier_id"),
-        Index("ix_call_targets_due", "state", "next_attempt_at"),
+        # In the dialer's claim order (campaign_0003): the claim reads the first entries, no sort.
+        Index("ix_call_targets_due", "state", "next_attempt_at", "draw_rank", "id"),
         Index("ix_call_targets_campaign_agency", "campaign_id", "agency_id", "state"),
         # "one completed survey per dossier ever" is checked across campaigns by dossier
         Index("ix_call_targets_dossier_state", "dossier_id", "state"),
