@@ -78,8 +78,17 @@ def tree(pids: list[int]) -> list[psutil.Process]:
 
 
 def pg_backends(dbname: str) -> list[psutil.Process]:
+    """The PostgreSQL backends serving the dialer's processes: not this script's own connections
+    (its progress counts run every 0.5 s over the whole target table and are not the dialer's work)."""
+    own_ports = [c.laddr.port for c in psutil.Process().net_connections(kind="tcp") if c.laddr]
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (dbname,))]
+        pids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND NOT (client_port = ANY(%s))",
+                (dbname, own_ports),
+            )
+        ]
     out = []
     for pid in pids:
         try:
