@@ -125,6 +125,13 @@ def main() -> None:
     parser.add_argument("--ramp-seconds", type=float, default=15.0, help="left out of the steady occupancy")
     parser.add_argument("--timeout", type=float, default=6 * 3600)
     parser.add_argument("--profile", action="store_true", help="run the owner under cProfile (owner.prof)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a dialer setting for every process (CALLCENTER_DIALER_NAME), e.g. release_kick_seconds=0.5",
+    )
     args = parser.parse_args()
 
     name = f"cc_bench_dialer_{uuid.uuid4().hex[:8]}"
@@ -160,7 +167,7 @@ def main() -> None:
             max_channels=str(args.channels),
             simulator_max_channels=str(args.channels),
             max_cps=str(args.cps),
-            release_batch="500",
+            **{"release_batch": "500", **dict(item.split("=", 1) for item in args.set)},
         )
         procs = Processes(env, workdir)
         if args.profile:
@@ -252,6 +259,7 @@ def main() -> None:
             "cpu_ms_per_call_with_postgres": round(1000 * (cpu_total + pg_total) / max(1, finished), 2),
             "cpu_seconds_by_process": {**by_role, "postgres_backends": round(pg_total, 1)},
             "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+            "settings": args.set,
         }
         print(json.dumps(result, indent=2))
         print(f"work directory (logs, call log, profiles): {workdir}")
