@@ -212,16 +212,24 @@ class Processes:
         proc.wait(timeout=10)
 
     def stop_all(self) -> None:
+        """SIGTERM to each main process only, as an init system with ``KillMode=mixed`` does.
+
+        Signalling the whole group made the Celery pool children die under their parent's warm
+        shutdown: a task in flight then ended in a WorkerLostError traceback. The main process
+        stops its own children; whatever is left after 15 s is killed with the group.
+        """
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
         for name in list(self.procs):
             proc = self.procs.pop(name)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group, if any
+            proc.wait(timeout=10)
 
     def logs(self) -> str:
         return "\n".join(
