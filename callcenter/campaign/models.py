@@ -98,6 +98,8 @@ class CallTarget(Base):
         # In the dialer's claim order (campaign_0003): the claim reads the first entries, no sort.
         Index("ix_call_targets_due", "state", "next_attempt_at", "draw_rank", "id"),
         Index("ix_call_targets_campaign_agency", "campaign_id", "agency_id", "state"),
+        # "is anything of this campaign still live?" after each result, by ordered lookup (campaign_0004)
+        Index("ix_call_targets_campaign_state", "campaign_id", "state", "id"),
         # "one completed survey per dossier ever" is checked across campaigns by dossier
         Index("ix_call_targets_dossier_state", "dossier_id", "state"),
     )

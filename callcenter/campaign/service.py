@@ -273,7 +273,8 @@ def record_attempt_result(
         )
     for campaign_id, agency_id in sorted(to_replenish):
         replenish(session, campaign_id=campaign_id, agency_id=agency_id, now=now)
-    complete_if_done(session, campaign_id=target.campaign_id, now=now)
+    if state.value not in ACTIVE_STATES:  # a target requeued for a retry keeps its campaign running
+        complete_if_done(session, campaign_id=target.campaign_id, now=now)
     session.flush()
     session.expire(target)
     return state
