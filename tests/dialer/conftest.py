@@ -223,10 +223,8 @@ class Processes:
                 proc.terminate()
         for name in list(self.procs):
             proc = self.procs.pop(name)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group, if any
             proc.wait(timeout=10)

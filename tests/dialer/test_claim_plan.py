@@ -97,7 +97,8 @@ def test_the_anything_still_live_check_after_each_result_is_an_index_lookup(
         event.remove(engine, "before_cursor_execute", capture)
         assert len(checks) == 1, checks
         with engine.connect() as conn:
-            raw = conn.exec_driver_sql("EXPLAIN (FORMAT JSON, ANALYZE) " + checks[0][0], checks[0][1]).scalar_one()
+            statement, parameters = checks[0]
+            raw = conn.exec_driver_sql("EXPLAIN (FORMAT JSON, ANALYZE) " + statement, parameters).scalar_one()
             live = conn.execute(_any_live_target(), {"live_campaign": campaign_id}).scalar_one()
             status = conn.execute(text("SELECT status FROM campaigns WHERE id = :c"), {"c": campaign_id})
             assert status.scalar_one() == "running"
