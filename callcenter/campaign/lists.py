@@ -247,6 +247,15 @@ def replenish(session: Session, *, campaign_id: int, agency_id: int, now: dateti
     campaign = get_campaign(session, campaign_id=campaign_id)
     if CampaignStatus(campaign.status) in FINAL_STATUSES:
         return 0
+    # An exhausted agency stays exhausted: no lock and no ORM load for it (the trunk owner asks after
+    # every call that ends without a survey).
+    exhausted = session.execute(
+        select(CampaignAgencyTarget.exhausted_at).where(
+            CampaignAgencyTarget.campaign_id == campaign_id, CampaignAgencyTarget.agency_id == agency_id
+        )
+    ).one_or_none()
+    if exhausted is None or exhausted[0] is not None:
+        return 0
     # Locking the agency's row serialises concurrent top-ups of one agency (PostgreSQL; SQLite has a
     # single writer anyway), so two workers never draw the same replacement.
     row = session.scalar(

@@ -217,7 +217,9 @@ def record_attempt_result(
 ) -> TargetState:
     """Record how an attempt ended: IN_CALL → COMPLETED / QUEUED (retry time set) / EXHAUSTED / OPTED_OUT
     (or SKIPPED when no calling time is left). A target that is not IN_CALL is left alone (idempotent)."""
-    target = session.get(CallTarget, target_id, populate_existing=True)
+    # A Core read of the few columns needed (an ORM load with populate_existing was a tenth of the
+    # trunk owner's CPU); the CAS below re-checks the state.
+    target = session.connection().execute(_TARGET_FOR_RESULT, {"t_id": target_id}).one_or_none()
     if target is None:
         raise ValidationError(f"call target {target_id} does not exist", field="target_id")
     if target.state != TargetState.IN_CALL.value:
@@ -252,8 +254,8 @@ def record_attempt_result(
         },
     )
     if moved.rowcount != 1:
-        session.refresh(target)
-        return TargetState(target.state)
+        current = session.connection().execute(_TARGET_FOR_RESULT, {"t_id": target_id}).one()
+        return TargetState(current.state)
     _release_phone(session, phone_hash=target.phone_hash, target_id=target_id, now=now, uncount=False)
     to_replenish: set[tuple[int, int]] = set()
     if state not in (TargetState.COMPLETED, TargetState.QUEUED):
@@ -276,11 +278,21 @@ def record_attempt_result(
     if state.value not in ACTIVE_STATES:  # a target requeued for a retry keeps its campaign running
         complete_if_done(session, campaign_id=target.campaign_id, now=now)
     session.flush()
-    session.expire(target)
+    loaded = session.identity_map.get(session.identity_key(CallTarget, target_id))
+    if loaded is not None:  # a caller's ORM copy of this target is stale now
+        session.expire(loaded)
     return state
 
 
 _TARGETS: Table = CallTarget.__table__  # type: ignore[assignment]
+_TARGET_FOR_RESULT = select(
+    _TARGETS.c.state,
+    _TARGETS.c.campaign_id,
+    _TARGETS.c.agency_id,
+    _TARGETS.c.phone_hash,
+    _TARGETS.c.attempts,
+    _TARGETS.c.attempts_by_outcome,
+).where(_TARGETS.c.id == bindparam("t_id"))
 # IN_CALL → the decided state, by compare-and-set; built once (it runs once per finished call).
 _RECORD_RESULT = (
     update(_TARGETS)
