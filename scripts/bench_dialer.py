@@ -172,6 +172,12 @@ def main() -> None:
     parser.add_argument("--cps", type=float, default=30.0)
     parser.add_argument("--time-factor", type=float, default=3.5, help="simulated seconds per real second")
     parser.add_argument("--workers", type=int, default=1, help="Celery worker processes (prefork children)")
+    parser.add_argument(
+        "--pool",
+        choices=("prefork", "solo"),
+        default="prefork",
+        help="the Celery worker's pool: prefork (children take the tasks) or solo (the worker itself)",
+    )
     parser.add_argument("--ramp-seconds", type=float, default=15.0, help="left out of the steady occupancy")
     parser.add_argument("--timeout", type=float, default=6 * 3600)
     parser.add_argument("--profile", action="store_true", help="run the owner under cProfile (owner.prof)")
@@ -232,7 +238,7 @@ def main() -> None:
                         "-m", "callcenter", "ami-owner", "--metrics-port", "0")  # fmt: skip
         else:
             procs.owner()
-        procs.worker("w1", concurrency=args.workers)
+        procs.worker("w1", concurrency=args.workers, pool=args.pool)
         procs.beat()
         time.sleep(3)  # imports, connections
         roots = [p.pid for p in procs.procs.values()] + [private.proc.pid if private.proc else 0]
@@ -321,6 +327,7 @@ def main() -> None:
             "autovacuum": vacuum.describe(),
             "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
             "settings": args.set,
+            "celery_pool": args.pool,
         }
         print(json.dumps(result, indent=2))
         print(f"work directory (logs, call log, profiles): {workdir}")

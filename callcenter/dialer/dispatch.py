@@ -180,10 +180,11 @@ def _place_direct(ctx: DialerContext, attempt_id: int, server: TrunkServer) -> s
             return "throttled"
         time.sleep(wait)
     with session_scope(ctx.runtime.sessions) as session:
-        attempt = service.get_attempt(session, attempt_id=attempt_id)
-        if attempt is None or attempt.status is not S.CLAIMED:
+        found = service.attempt_for_dialing(session, attempt_id=attempt_id)
+        if found is None or found[0].status is not S.CLAIMED:
             return "skipped"
-        request = service.dial_request(session, attempt=attempt, cipher=ctx.runtime.cipher)
+        attempt, phone_enc = found
+        request = service.dial_request(attempt=attempt, phone_enc=phone_enc, cipher=ctx.runtime.cipher)
         if not service.mark_dialing(session, attempt_id=attempt_id, now=ctx.runtime.clock.now()):
             return "lost race"
     try:

@@ -225,9 +225,10 @@ class TrunkOwner:
             await self.ended(attempt_id, CallOutcome.FAILED, detail=f"originate failed: {exc}")
 
     def _prepare(self, session: Session, *, attempt_id: int, connected: bool) -> DialRequest | None:
-        attempt = service.get_attempt(session, attempt_id=attempt_id)
-        if attempt is None or attempt.status is not AttemptStatus.CLAIMED:
+        found = service.attempt_for_dialing(session, attempt_id=attempt_id)
+        if found is None or found[0].status is not AttemptStatus.CLAIMED:
             return None  # already dialled, cancelled or reaped: never twice
+        attempt, phone_enc = found
         now = self._now()
         if not connected:
             service.give_back(
@@ -238,7 +239,7 @@ class TrunkOwner:
                 detail="trunk not connected",
             )
             return None
-        request = service.dial_request(session, attempt=attempt, cipher=self.runtime.cipher)
+        request = service.dial_request(attempt=attempt, phone_enc=phone_enc, cipher=self.runtime.cipher)
         if not service.mark_dialing(session, attempt_id=attempt_id, now=now):
             return None
         return request

@@ -242,9 +242,25 @@ def finish_attempt(
     return won
 
 
-def dial_request(session: Session, *, attempt: AttemptRef, cipher: PiiCipher) -> DialRequest:
+# The attempt with its dossier's encrypted phone: one read per call placed, not two.
+_GET_ATTEMPT_FOR_DIALING = (
+    select(*_REF_COLUMNS, Dossier.phone_enc)
+    .outerjoin(Dossier, Dossier.id == CallAttempt.dossier_id)
+    .where(CallAttempt.id == bindparam("ref_id"))
+)
+
+
+def attempt_for_dialing(session: Session, *, attempt_id: int) -> tuple[AttemptRef, bytes | None] | None:
+    """The attempt and its dossier's encrypted phone (``None`` when the attempt does not exist)."""
+    row = session.connection().execute(_GET_ATTEMPT_FOR_DIALING, {"ref_id": attempt_id}).one_or_none()
+    if row is None:
+        return None
+    *ref, phone_enc = row
+    return _ref(ref), phone_enc
+
+
+def dial_request(*, attempt: AttemptRef, phone_enc: bytes | None, cipher: PiiCipher) -> DialRequest:
     """What the trunk needs to place the call: the clear number, decrypted only here."""
-    phone_enc = session.scalar(select(Dossier.phone_enc).where(Dossier.id == attempt.dossier_id))
     if phone_enc is None:
         raise LookupError(f"dossier {attempt.dossier_id} of call attempt {attempt.id} has no phone")
     return DialRequest(

@@ -189,10 +189,10 @@ class Processes:
         self.procs[name] = proc
         return proc
 
-    def worker(self, name: str, concurrency: int = 2) -> subprocess.Popen[bytes]:
+    def worker(self, name: str, concurrency: int = 2, pool: str = "prefork") -> subprocess.Popen[bytes]:
         return self.start(
             name, sys.executable, "-m", "celery", "-A", "callcenter.celery_app", "worker", "-Q",
-            "dialer,dialer_control", "-c", str(concurrency), "-P", "prefork", "-n", f"{name}@%h",
+            "dialer,dialer_control", "-c", str(concurrency), "-P", pool, "-n", f"{name}@%h",
             "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
         )  # fmt: skip
 
