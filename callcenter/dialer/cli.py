@@ -9,6 +9,7 @@ The first three are thin fronts for the plain commands, documented in docs/diale
 from __future__ import annotations
 
 import asyncio
+import enum
 
 import typer
 from rich.console import Console
@@ -26,6 +27,13 @@ from callcenter.dialer.settings import get_dialer_settings
 from callcenter.dialer.trunks import scopes, servers
 
 COMMAND_NAME = "dialer"
+
+
+class WorkerPool(enum.StrEnum):
+    PREFORK = "prefork"
+    SOLO = "solo"
+
+
 ALL_QUEUES = "dialer,dialer_control,events,intake,analysis,asr"
 
 app = typer.Typer(help="Dialer: trunks, capacity and call attempts.", no_args_is_help=True)
@@ -37,9 +45,18 @@ def worker(
     concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, help="Worker processes."),
     loglevel: str = typer.Option("INFO", "--loglevel", "-l"),
     hostname: str | None = typer.Option(None, "--hostname", "-n", help="Node name (default: celery@host)."),
+    pool: WorkerPool = typer.Option(
+        WorkerPool.PREFORK,
+        "--pool",
+        "-P",
+        help="prefork: -c child processes; solo: this process runs the tasks, one at a time "
+        "(less CPU per task; run one worker per core; not for the Twilio trunk, whose place_call waits).",
+    ),
 ) -> None:
-    """Run a Celery worker (prefork) on the named queues."""
-    argv = ["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", loglevel, "-P", "prefork"]
+    """Run a Celery worker on the named queues (prefork by default; see docs/dialer.md for solo)."""
+    argv = ["worker", "-Q", queues, "--loglevel", loglevel, "-P", pool.value]
+    if pool is WorkerPool.PREFORK:
+        argv += ["-c", str(concurrency)]
     if hostname:
         argv += ["-n", hostname]
     celery_app.worker_main(argv)
