@@ -115,19 +115,16 @@ class InPlaceOfAutovacuum:
         self.cpu_seconds = 0.0
         self.runs = 0
         self.conn: psycopg.Connection[tuple[object, ...]] | None = None
-        self.backend: psutil.Process | None = None
-        self.server_autovacuum = "unknown"
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            row = admin.execute("SHOW autovacuum").fetchone()
-            self.server_autovacuum = str(row[0]) if row else "unknown"
+            self.server_autovacuum = str(admin.execute("SHOW autovacuum").fetchone()[0])  # type: ignore[index]
         if every > 0 and self.server_autovacuum == "off":
             self.conn = psycopg.connect(PG_ADMIN_DSN, dbname=dbname, autocommit=True)
-            pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()
-            self.backend = psutil.Process(int(str(pid[0]))) if pid else None
+            pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+            self.backend = psutil.Process(int(str(pid)))
         self.last = time.monotonic()
 
     def maybe_run(self) -> None:
-        if self.conn is None or self.backend is None or time.monotonic() - self.last < self.every:
+        if self.conn is None or time.monotonic() - self.last < self.every:
             return
         before = sum(self.backend.cpu_times()[:2])
         self.conn.execute(f"VACUUM (ANALYZE) {self.TABLES}")

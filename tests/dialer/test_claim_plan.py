@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from callcenter.campaign.lifecycle import _any_live_target, complete_if_done
+from callcenter.campaign.lifecycle import ANY_LIVE_TARGET, complete_if_done
 from callcenter.campaign.service import claim_due_targets
 from callcenter.core.db import make_engine, make_session_factory, session_scope
 from callcenter.core.pii import PiiCipher
@@ -118,7 +118,7 @@ def test_the_anything_still_live_check_after_each_result_is_an_index_lookup(draw
     assert len(checks) == 1, checks
     assert drawn.status() == "running"
     with drawn.engine.connect() as conn:
-        live = conn.execute(_any_live_target(), {"live_campaign": drawn.campaign_id}).scalar_one()
+        live = conn.execute(ANY_LIVE_TARGET, {"live_campaign": drawn.campaign_id}).scalar_one()
     assert live is not None and live % 100 == 0  # a target in a call
 
     ran = [n for n in _plan(drawn.engine, *checks[0], analyze=True) if n.get("Actual Loops", 0) > 0]
