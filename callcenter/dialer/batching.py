@@ -10,7 +10,13 @@ Nothing about a step's meaning changes: each step still moves its attempt by com
 caller hears its result only after the commit that holds it, and steps run in the order they were
 submitted. If any step of a batch raises, the whole transaction is rolled back and every step of it
 is run again alone, in its own transaction, so one bad step can neither lose nor spoil the others.
-When the owner is idle a step runs at once (a batch of one): batching adds no waiting.
+With ``linger_seconds`` = 0 a step runs at once when the owner is idle (a batch of one). A busy
+owner makes a few steps per call, one every few milliseconds, so without waiting most batches hold
+one or two steps and each still pays the whole transaction. A short *linger* (the trunk owner waits
+``CALLCENTER_DIALER_OWNER_BATCH_LINGER_MS``, 50 ms, before each batch, as Kafka's ``linger.ms``)
+gathers them: measured on the 3,000-call benchmark, 0 → 20 → 50 ms took the owner from 36.4 to 25.7
+to 21.2 CPU seconds and PostgreSQL from 23.7 to 17.0 / 17.9 s. A step waits at most that long more;
+nothing a caller hears depends on it (a prompt, an originate) is that sensitive.
 """
 
 from __future__ import annotations
@@ -34,10 +40,18 @@ class DbBatcher:
     """Runs submitted steps in batches: one transaction per batch, one batch in the database at a time."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], executor: Executor | None, *, max_batch: int = 200
+        self,
+        sessions: sessionmaker[Session],
+        executor: Executor | None,
+        *,
+        max_batch: int = 200,
+        linger_seconds: float = 0.0,
     ) -> None:
         if max_batch < 1:
             raise ValueError("a batch holds at least one step")
+        if linger_seconds < 0:
+            raise ValueError("the linger time cannot be negative")
+        self.linger_seconds = linger_seconds
         self.sessions = sessions
         self.executor = executor
         self.max_batch = max_batch
@@ -57,6 +71,8 @@ class DbBatcher:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queue:
+            if self.linger_seconds and len(self._queue) < self.max_batch:
+                await asyncio.sleep(self.linger_seconds)  # let the steps of other calls join this batch
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
                 outcomes = await loop.run_in_executor(self.executor, self._run_batch, [s for s, _ in batch])

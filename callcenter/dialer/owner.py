@@ -377,7 +377,7 @@ async def run_owner(runtime: Runtime, settings: DialerSettings, *, stop: asyncio
     client = aioredis.Redis.from_url(runtime.settings.redis_url, socket_connect_timeout=5)
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="owner-db")
     try:
-        batcher = DbBatcher(runtime.sessions, executor)
+        batcher = DbBatcher(runtime.sessions, executor, linger_seconds=settings.owner_batch_linger_ms / 1000)
         release_kick: Callable[[], object] | None = None
         if settings.release_kick_seconds > 0:
             from callcenter.dialer.tasks import release_due  # the Celery app: only when kicking

@@ -107,6 +107,8 @@ class DialerSettings(BaseSettings):
     originate_timeout_ms: int = Field(default=30000, ge=1000)
     ami_reconnect_max_seconds: float = Field(default=30.0, gt=0)
     owner_parallel_dials: int = Field(default=16, ge=1, le=256)  # originates in preparation at once
+    # The owner's database steps wait this long to share a transaction (see callcenter.dialer.batching).
+    owner_batch_linger_ms: float = Field(default=50, ge=0, le=1000)
 
     # Twilio.
     twilio_account_sid: str = ""

@@ -52,3 +52,36 @@ def test_steps_share_transactions_and_a_failing_step_is_run_alone(tmp_path: Path
 def test_a_batch_needs_room_for_one_step() -> None:
     with pytest.raises(ValueError):
         DbBatcher(None, None, max_batch=0)  # type: ignore[arg-type]
+
+
+def test_a_linger_gathers_steps_that_arrive_apart(tmp_path: Path) -> None:
+    """Steps 100 ms apart share one transaction when the batcher lingers, not otherwise."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    executor = ThreadPoolExecutor(max_workers=2)
+
+    async def staggered(batcher: DbBatcher) -> list[int]:
+        async def later(value: int) -> int:
+            await asyncio.sleep(0.1 * value)
+            return await batcher.run(_insert(value))
+
+        return list(await asyncio.gather(*(later(v) for v in range(4))))
+
+    try:
+        eager = DbBatcher(make_session_factory(engine), executor)
+        assert asyncio.run(staggered(eager)) == [0, 10, 20, 30]
+        lingering = DbBatcher(make_session_factory(engine), executor, linger_seconds=1.0)
+        assert asyncio.run(staggered(lingering)) == [0, 10, 20, 30]
+    finally:
+        executor.shutdown(wait=True)
+    assert eager.batches == 4  # each step found the database free and ran alone
+    assert (lingering.batches, lingering.steps) == (1, 4)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 8
+    engine.dispose()
+
+
+def test_a_negative_linger_is_refused() -> None:
+    with pytest.raises(ValueError, match="linger"):
+        DbBatcher(None, None, linger_seconds=-1)  # type: ignore[arg-type]
