@@ -87,8 +87,10 @@ class DialerSettings(BaseSettings):
     # Releasing and reaping.
     release_interval_seconds: float = Field(default=1.0, gt=0)
     # The trunk owner asks for a release (dialer.release_due) when calls end, at most this often, so
-    # a freed channel is refilled at once rather than at the next beat tick (0 = beat only).
-    release_kick_seconds: float = Field(default=0.25, ge=0)
+    # a freed channel is refilled at once rather than at the next beat tick (0 = beat only). Each
+    # release has a fixed cost (~10 ms of worker CPU): 0.5 s against 0.25 s saved ~1.5 ms per call
+    # for ~1 point of occupancy on the 3,000-call benchmark.
+    release_kick_seconds: float = Field(default=0.5, ge=0)
     release_batch: int = Field(default=200, ge=1)
     # Release no more than this many seconds' worth of calls at the CPS cap per run.
     release_lookahead_seconds: float = Field(default=2.0, gt=0)
