@@ -321,7 +321,7 @@ def _rules_and_calendar(session: Session, campaign: Campaign) -> tuple[CallingRu
     engine = session.get_bind().engine
     key = (
         id(engine),
-        str(engine.url),
+        engine.url,  # hashable as it is: rendering it as text per call cost as much as the lookup
         campaign.id,
         campaign.updated_at,
         json.dumps(campaign.calling_rules, sort_keys=True, default=str),
