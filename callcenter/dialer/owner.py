@@ -225,24 +225,24 @@ class TrunkOwner:
             await self.ended(attempt_id, CallOutcome.FAILED, detail=f"originate failed: {exc}")
 
     def _prepare(self, session: Session, *, attempt_id: int, connected: bool) -> DialRequest | None:
-        found = service.attempt_for_dialing(session, attempt_id=attempt_id)
-        if found is None or found[0].status is not AttemptStatus.CLAIMED:
-            return None  # already dialled, cancelled or reaped: never twice
-        attempt, phone_enc = found
         now = self._now()
         if not connected:
-            service.give_back(
-                session,
-                attempt=attempt,
-                now=now,
-                retry_after=timedelta(seconds=self.settings.throttle_retry_seconds),
-                detail="trunk not connected",
-            )
+            attempt = service.get_attempt(session, attempt_id=attempt_id)
+            if attempt is not None and attempt.status is AttemptStatus.CLAIMED:
+                service.give_back(
+                    session,
+                    attempt=attempt,
+                    now=now,
+                    retry_after=timedelta(seconds=self.settings.throttle_retry_seconds),
+                    detail="trunk not connected",
+                )
             return None
-        request = service.dial_request(attempt=attempt, phone_enc=phone_enc, cipher=self.runtime.cipher)
-        if not service.mark_dialing(session, attempt_id=attempt_id, now=now):
-            return None
-        return request
+        # CLAIMED → DIALING and the phone in one statement; a failure below (no phone) rolls it back.
+        found = service.start_dialing(session, attempt_id=attempt_id, now=now)
+        if found is None:
+            return None  # already dialled, cancelled or reaped: never twice
+        attempt, phone_enc = found
+        return service.dial_request(attempt=attempt, phone_enc=phone_enc, cipher=self.runtime.cipher)
 
     # --- CallEvents ------------------------------------------------------------------------------------
 

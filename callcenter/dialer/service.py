@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.service import DueTarget, claim_due_targets, record_attempt_result, release_target
@@ -22,7 +22,7 @@ from callcenter.core.phones import national_format
 from callcenter.core.pii import PiiCipher
 from callcenter.dialer.adapters.base import DialRequest
 from callcenter.dialer.models import AttemptStatus, CallAttempt
-from callcenter.dialer.state import ACTIVE_STATUSES, LIVE_STATUSES, compare_and_set
+from callcenter.dialer.state import ACTIVE_STATUSES, LIVE_STATUSES, compare_and_set, compare_and_set_returning
 from callcenter.intake.models import Dossier
 from callcenter.ivr.service import survey_outcome_for_attempt
 
@@ -176,6 +176,40 @@ def mark_dialing(session: Session, *, attempt_id: int, now: datetime) -> bool:
     return compare_and_set(
         session, attempt_id=attempt_id, expected=S.CLAIMED, new=S.DIALING, now=now, dialed_at=now
     )
+
+
+# What the trunk owner needs to place a call, read by the CLAIMED → DIALING statement itself.
+_CALL_ATTEMPTS: Table = CallAttempt.__table__  # type: ignore[assignment]
+_DIALING_RETURNS = (
+    *_REF_COLUMNS,
+    select(Dossier.phone_enc)
+    .where(Dossier.id == _CALL_ATTEMPTS.c.dossier_id)
+    .correlate(_CALL_ATTEMPTS)
+    .scalar_subquery(),
+)
+
+
+def start_dialing(
+    session: Session, *, attempt_id: int, now: datetime
+) -> tuple[AttemptRef, bytes | None] | None:
+    """:func:`mark_dialing` returning the attempt (as now stored) and its dossier's encrypted phone.
+
+    One round trip per call placed instead of a read and a write. ``None`` when the attempt was not
+    CLAIMED (already dialled, cancelled or reaped: never twice). Committed before the originate leaves.
+    """
+    row = compare_and_set_returning(
+        session,
+        attempt_id=attempt_id,
+        expected=S.CLAIMED,
+        new=S.DIALING,
+        now=now,
+        returning=_DIALING_RETURNS,
+        dialed_at=now,
+    )
+    if row is None:
+        return None
+    values = tuple(row)
+    return _ref(values[:-1]), values[-1]
 
 
 def set_provider_call_id(session: Session, *, attempt_id: int, provider_call_id: str) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import CursorResult, Table, Update, bindparam, update
+from sqlalchemy import CursorResult, Row, Table, Update, bindparam, update
 from sqlalchemy.orm import Session
 
 from callcenter.dialer.models import AttemptStatus, CallAttempt
@@ -68,6 +68,37 @@ def compare_and_set(
     params = {"cas_id": attempt_id, "cas_now": now, **{f"cas_{k}": v for k, v in values.items()}}
     result: CursorResult[Any] = session.connection().execute(stmt, params)
     return result.rowcount == 1
+
+
+def compare_and_set_returning(
+    session: Session,
+    *,
+    attempt_id: int,
+    expected: AttemptStatus | frozenset[AttemptStatus],
+    new: AttemptStatus,
+    now: datetime,
+    returning: tuple[Any, ...],
+    **values: Any,
+) -> Row[Any] | None:
+    """:func:`compare_and_set` that also reads ``returning`` (as written) in the same statement.
+
+    The row when this call won, ``None`` when it lost. ``returning`` should be a module constant:
+    the statement is built once per (shape, returning) pair.
+    """
+    expected_set = expected if isinstance(expected, frozenset) else frozenset({expected})
+    stmt = _cas_returning_statement(expected_set, new, tuple(sorted(values)), returning)
+    params = {"cas_id": attempt_id, "cas_now": now, **{f"cas_{k}": v for k, v in values.items()}}
+    return session.connection().execute(stmt, params).one_or_none()
+
+
+@lru_cache(maxsize=16)
+def _cas_returning_statement(
+    expected: frozenset[AttemptStatus],
+    new: AttemptStatus,
+    columns: tuple[str, ...],
+    returning: tuple[Any, ...],
+) -> Update:
+    return _cas_statement(expected, new, columns).returning(*returning)
 
 
 @lru_cache(maxsize=256)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from sqlalchemy import select, update
 
 from callcenter.campaign.models import CallTarget
@@ -20,6 +21,7 @@ from callcenter.core.settings import Settings
 from callcenter.dialer import dispatch, service
 from callcenter.dialer.context import DialerContext, build_dialer_context
 from callcenter.dialer.models import CallAttempt
+from callcenter.dialer.owner import TrunkOwner
 from callcenter.dialer.settings import DialerSettings
 from callcenter.dialer.trunks import scopes, servers
 from tests.dialer.conftest import seed_dossiers, start_campaign
@@ -200,3 +202,40 @@ def test_a_task_that_loses_to_a_final_state_gives_the_channel_back(
     assert dispatch.place_call(world.ctx, attempt_id) == "lost race"
     assert _statuses(world)[attempt_id] == "cancelled"
     assert attempt_id not in _lease_holders(world)  # nobody can be using it: not left to expire
+
+
+def test_the_owner_dials_a_claimed_attempt_once_and_gives_it_back_when_the_trunk_is_down(
+    world: World,
+) -> None:
+    """TrunkOwner._prepare: CLAIMED → DIALING with the clear number, once; a disconnected trunk
+    hands the target back without using a retry and without dialling."""
+    dispatch.release_due(world.ctx, world.sent.append)
+    dialled, kept_back = world.sent[:2]
+    for attempt_id in (dialled, kept_back):
+        assert dispatch.place_call(world.ctx, attempt_id).startswith("handed to")
+    owner = TrunkOwner(
+        runtime=world.ctx.runtime,
+        settings=world.ctx.settings,
+        trunks={},
+        redis=aioredis.Redis.from_url(world.ctx.runtime.settings.redis_url),
+        executor=None,  # type: ignore[arg-type]  # _prepare is called directly, on this thread
+    )
+    with session_scope(world.ctx.runtime.sessions) as session:
+        request = owner._prepare(session, attempt_id=dialled, connected=True)
+        again = owner._prepare(session, attempt_id=dialled, connected=True)
+        refused = owner._prepare(session, attempt_id=kept_back, connected=False)
+        channel = session.execute(
+            select(CallAttempt.channel_id).where(CallAttempt.id == dialled)
+        ).scalar_one()
+    assert request is not None and again is None and refused is None
+    assert request.attempt_id == dialled and request.channel_id == channel and request.server == "sim"
+    assert request.number.startswith("0") and request.number.replace(" ", "").isdigit()
+    statuses = _statuses(world)
+    assert (statuses[dialled], statuses[kept_back]) == ("dialing", "cancelled")
+    with session_scope(world.ctx.runtime.sessions) as session:
+        target = session.execute(
+            select(CallTarget.state, CallTarget.attempts)
+            .join(CallAttempt, CallAttempt.target_id == CallTarget.id)
+            .where(CallAttempt.id == kept_back)
+        ).one()
+    assert (target.state, target.attempts) == ("queued", 0)

@@ -70,6 +70,38 @@ def test_compare_and_set_lets_exactly_one_racer_win(db_session: Session, cipher:
     assert not compare_and_set(db_session, attempt_id=aid, expected=S.CLAIMED, new=S.CANCELLED, now=NOW)
 
 
+def test_start_dialing_moves_a_claimed_attempt_once_and_reads_what_the_call_needs(
+    db_session: Session, cipher: PiiCipher
+) -> None:
+    queued, claimed = _attempts(db_session, cipher, 2)
+    service.claim_attempt(
+        db_session, attempt_id=claimed, worker="a", server="sim", lease_expires_at=NOW, now=NOW
+    )
+    assert service.start_dialing(db_session, attempt_id=queued, now=NOW) is None  # not claimed yet
+    later = NOW + timedelta(seconds=3)
+    found = service.start_dialing(db_session, attempt_id=claimed, now=later)
+    assert found is not None
+    attempt, phone_enc = found
+    row = db_session.execute(
+        select(
+            CallAttempt.status, CallAttempt.dialed_at, CallAttempt.dossier_id, CallAttempt.channel_id
+        ).where(CallAttempt.id == claimed)
+    ).one()
+    assert (attempt.id, attempt.status, attempt.server) == (claimed, S.DIALING, "sim")
+    assert (row.status, row.dialed_at, attempt.dossier_id, attempt.channel_id) == (
+        "dialing",
+        later,
+        row.dossier_id,
+        row.channel_id,
+    )
+    # The phone is the attempt's own dossier's (the subquery is correlated, not any dossier's).
+    read = service.attempt_for_dialing(db_session, attempt_id=claimed)
+    assert read is not None and phone_enc == read[1] and phone_enc is not None
+    other = service.attempt_for_dialing(db_session, attempt_id=queued)
+    assert other is not None and cipher.decrypt(phone_enc) != cipher.decrypt(other[1] or b"")
+    assert service.start_dialing(db_session, attempt_id=claimed, now=later) is None  # never twice
+
+
 def test_finish_tells_the_campaign_exactly_once(db_session: Session, cipher: PiiCipher) -> None:
     (aid,) = _attempts(db_session, cipher, 1)
     service.claim_attempt(db_session, attempt_id=aid, worker="a", server="sim", lease_expires_at=NOW, now=NOW)
