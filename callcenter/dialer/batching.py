@@ -15,8 +15,8 @@ owner makes a few steps per call, one every few milliseconds, so without waiting
 one or two steps and each still pays the whole transaction. A short *linger* (the trunk owner waits
 ``CALLCENTER_DIALER_OWNER_BATCH_LINGER_MS``, 50 ms, before each batch, as Kafka's ``linger.ms``)
 gathers them: measured on the 3,000-call benchmark, 0 → 20 → 50 ms took the owner from 36.4 to 25.7
-to 21.2 CPU seconds and PostgreSQL from 23.7 to 17.0 / 17.9 s. A step waits at most that long more;
-nothing a caller hears depends on it (a prompt, an originate) is that sensitive.
+to 21.2 CPU seconds and PostgreSQL from 23.7 to 17.0 / 17.9 s. A step waits at most that much
+longer; nothing that waits for a step (the next prompt, an originate) is that sensitive to time.
 """
 
 from __future__ import annotations

@@ -63,10 +63,8 @@ def compare_and_set(
     RINGING or IN_SURVEY). Extra column values are written in the same statement. The statement is
     a Core UPDATE built once per shape (see :func:`_cas_statement`): no ORM work per call.
     """
-    expected_set = expected if isinstance(expected, frozenset) else frozenset({expected})
-    stmt = _cas_statement(expected_set, new, tuple(sorted(values)))
-    params = {"cas_id": attempt_id, "cas_now": now, **{f"cas_{k}": v for k, v in values.items()}}
-    result: CursorResult[Any] = session.connection().execute(stmt, params)
+    stmt = _cas_statement(_as_set(expected), new, tuple(sorted(values)))
+    result: CursorResult[Any] = session.connection().execute(stmt, _cas_params(attempt_id, now, values))
     return result.rowcount == 1
 
 
@@ -85,10 +83,16 @@ def compare_and_set_returning(
     The row when this call won, ``None`` when it lost. ``returning`` should be a module constant:
     the statement is built once per (shape, returning) pair.
     """
-    expected_set = expected if isinstance(expected, frozenset) else frozenset({expected})
-    stmt = _cas_returning_statement(expected_set, new, tuple(sorted(values)), returning)
-    params = {"cas_id": attempt_id, "cas_now": now, **{f"cas_{k}": v for k, v in values.items()}}
-    return session.connection().execute(stmt, params).one_or_none()
+    stmt = _cas_returning_statement(_as_set(expected), new, tuple(sorted(values)), returning)
+    return session.connection().execute(stmt, _cas_params(attempt_id, now, values)).one_or_none()
+
+
+def _as_set(expected: AttemptStatus | frozenset[AttemptStatus]) -> frozenset[AttemptStatus]:
+    return expected if isinstance(expected, frozenset) else frozenset({expected})
+
+
+def _cas_params(attempt_id: int, now: datetime, values: dict[str, Any]) -> dict[str, Any]:
+    return {"cas_id": attempt_id, "cas_now": now, **{f"cas_{k}": v for k, v in values.items()}}
 
 
 @lru_cache(maxsize=16)
