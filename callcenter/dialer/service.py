@@ -24,7 +24,7 @@ from callcenter.dialer.adapters.base import DialRequest
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.dialer.state import ACTIVE_STATUSES, LIVE_STATUSES, compare_and_set, compare_and_set_returning
 from callcenter.intake.models import Dossier
-from callcenter.ivr.service import survey_outcome_for_attempt
+from callcenter.ivr.service import survey_outcome_from_state, with_survey_state
 
 S = AttemptStatus
 _ANSWERED_LIKE = frozenset({CallOutcome.ANSWERED, CallOutcome.DROPPED, CallOutcome.MACHINE})
@@ -237,6 +237,12 @@ def mark_answered(session: Session, *, attempt_id: int, now: datetime) -> bool:
     )
 
 
+# The attempt with its survey response's state (read with it: one statement per call finished).
+_GET_ATTEMPT_TO_FINISH = with_survey_state(
+    select(*_REF_COLUMNS).where(CallAttempt.id == bindparam("ref_id")), CallAttempt.id
+)
+
+
 def finish_attempt(
     session: Session,
     *,
@@ -251,12 +257,16 @@ def finish_attempt(
     The survey outcome comes from the IVR's records for this attempt. A call we lost track of
     (``FAILED``) that nevertheless has survey answers was answered and cut: it becomes ``DROPPED``.
     """
-    attempt = get_attempt(session, attempt_id=attempt_id)
-    if attempt is None or attempt.status not in LIVE_STATUSES:
+    row = session.connection().execute(_GET_ATTEMPT_TO_FINISH, {"ref_id": attempt_id}).one_or_none()
+    if row is None:
+        return False
+    values = tuple(row)
+    attempt, survey_state = _ref(values[: len(_REF_COLUMNS)]), values[len(_REF_COLUMNS) :]
+    if attempt.status not in LIVE_STATUSES:
         return False
     survey = SurveyOutcome.NONE
     if outcome in _ANSWERED_LIKE or outcome is CallOutcome.FAILED or attempt.answered_at is not None:
-        survey = survey_outcome_for_attempt(session, attempt_id=attempt_id)
+        survey = survey_outcome_from_state(*survey_state)
         if outcome is CallOutcome.FAILED and survey is not SurveyOutcome.NONE:
             outcome = CallOutcome.DROPPED
     won = compare_and_set(

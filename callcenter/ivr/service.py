@@ -14,11 +14,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Table, exists, insert, select, update
+from sqlalchemy import ColumnElement, Select, Table, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from callcenter.core.clock import Clock
@@ -240,9 +240,28 @@ def survey_outcome_for_attempt(session: Session, *, attempt_id: int) -> SurveyOu
     row = session.execute(
         select(r.status, r.satisfied, has_reason).where(r.attempt_id == attempt_id)
     ).one_or_none()
-    if row is None:
+    return SurveyOutcome.NONE if row is None else survey_outcome_from_state(*row)
+
+
+def with_survey_state(
+    query: Select[*tuple[Any, ...]], attempt_id: ColumnElement[int] | InstrumentedAttribute[int]
+) -> Select[*tuple[Any, ...]]:
+    """``query`` plus the three columns :func:`survey_outcome_from_state` takes, for the response of
+    ``attempt_id`` (an outer join: NULLs when the IVR never started). For a caller that reads its own
+    row anyway — the dialer's finish — so that the survey outcome costs no second statement."""
+    r = _RESPONSES.c
+    has_reason = exists().where(_REASONS.c.response_id == r.id)
+    return query.outerjoin(_RESPONSES, r.attempt_id == attempt_id).add_columns(
+        r.status, r.satisfied, has_reason
+    )
+
+
+def survey_outcome_from_state(
+    status: str | None, satisfied: bool | None, with_reasons: bool | None
+) -> SurveyOutcome:
+    """The survey outcome of a stored response's status, answer and whether it has reasons."""
+    if status is None:
         return SurveyOutcome.NONE
-    status, satisfied, with_reasons = row
     if status == ResponseStatus.OPTED_OUT.value:
         return SurveyOutcome.OPTED_OUT
     if satisfied is True or (satisfied is False and with_reasons):

@@ -138,6 +138,41 @@ def test_a_lost_call_with_survey_answers_is_dropped_not_failed(
     assert (outcome, survey) == ("dropped", "partial")
 
 
+@pytest.mark.parametrize(
+    ("stored", "satisfied", "reasons", "expected"),
+    [
+        (False, None, {}, "none"),  # answered, but the IVR never stored a response: no row to join
+        (True, None, {}, "no_input"),
+        (True, True, {}, "completed"),
+        (True, False, {}, "partial"),  # dissatisfied without a reason yet
+        (True, False, {2: "dtmf"}, "completed"),  # the reason makes it complete
+    ],
+)
+def test_finish_reads_the_survey_outcome_with_the_attempt(
+    db_session: Session,
+    cipher: PiiCipher,
+    stored: bool,
+    satisfied: bool | None,
+    reasons: dict[int, str],
+    expected: str,
+) -> None:
+    (aid,) = _attempts(db_session, cipher, 1)
+    service.claim_attempt(db_session, attempt_id=aid, worker="a", server="sim", lease_expires_at=NOW, now=NOW)
+    service.mark_dialing(db_session, attempt_id=aid, now=NOW)
+    service.mark_answered(db_session, attempt_id=aid, now=NOW)
+    if stored:
+        dossier_id = db_session.scalar(select(CallAttempt.dossier_id).where(CallAttempt.id == aid))
+        assert dossier_id is not None
+        context = load_call_context(db_session, dossier_id=dossier_id)
+        result = SurveyResult(
+            questionnaire_version="1", satisfied=satisfied, reasons=reasons, via={"dtmf"}, revision=1
+        )
+        save_survey_progress(db_session, attempt_id=aid, context=context, result=result, now=NOW)
+    assert service.finish_attempt(db_session, attempt_id=aid, outcome=CallOutcome.ANSWERED, now=NOW)
+    survey = db_session.execute(select(CallAttempt.survey_outcome).where(CallAttempt.id == aid)).scalar_one()
+    assert survey == expected
+
+
 def test_give_back_cancels_without_using_a_retry(db_session: Session, cipher: PiiCipher) -> None:
     (aid,) = _attempts(db_session, cipher, 1)
     attempt = service.get_attempt(db_session, attempt_id=aid)
