@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from intake_helpers import NOW
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from callcenter.core.pii import PiiCipher
+from callcenter.intake import service
 from callcenter.intake.models import Agency, Dossier, DossierStatusHistory, Field, QuarantinedRecord
 from callcenter.intake.normalise import DossierRecord, FieldError
 from callcenter.intake.service import (
@@ -189,3 +192,44 @@ def test_contract_make_dossiers_gives_records(db_session: Session) -> None:
     records = make_dossiers(5, seed=1)
     assert all(isinstance(r, DossierRecord) for r in records)
     assert make_dossiers(5, seed=1) == records  # deterministic
+
+
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_the_unchanged_probe_reads_one_index_entry_per_code_without_statistics(pg_session: Session) -> None:
+    """A just-imported table has no statistics (autovacuum has not run yet): the planner then
+    estimated a handful of rows per source and hashed the whole table for each batch of codes
+    (0.9 s a batch at 1,000,000 dossiers). The probe must stay one index probe per code."""
+    agency, field = Agency(code="PLAN", name="Sở Kế hoạch"), Field(code="PLAN", name="Kế hoạch")
+    pg_session.add_all([agency, field])
+    pg_session.flush()
+    conn = pg_session.connection()
+    columns = (
+        "source, code, agency_id, field_id, submitter_name_enc, phone_enc, phone_hash, phone_kind, "
+        "is_organisation, received_at, status, timeliness, content_hash, created_at, updated_at"
+    )
+    values = (
+        "'plan', 'C' || g, :agency, :field, '\\x00', '\\x00', md5(g::text), 'mobile', "
+        "false, now(), 'returned', 'on_time', md5(g::text), now(), now()"
+    )
+    conn.execute(
+        text(f"INSERT INTO dossiers ({columns}) SELECT {values} FROM generate_series(1, 50000) g"),
+        {"agency": agency.id, "field": field.id},
+    )
+    codes = [f"C{i}" for i in range(1, 2001, 2)]
+    params = {
+        "source": "plan",
+        "now": NOW,
+        "codes": service._PROBE_SEPARATOR.join(codes),
+        "hashes": service._PROBE_SEPARATOR.join("x" for _ in codes),
+    }
+    plan = conn.execute(text("EXPLAIN (ANALYZE, FORMAT JSON) " + service._PG_UNCHANGED), params).scalar_one()
+    nodes = list(_plan_nodes(plan[0]["Plan"]))
+    on_dossiers = [n for n in nodes if n.get("Relation Name") == "dossiers"]
+    assert [n["Node Type"] for n in on_dossiers] == ["Index Scan"], nodes
+    assert on_dossiers[0]["Actual Loops"] == len(codes)  # one probe per code
+    assert not any(n["Node Type"] in ("Hash Join", "Hash", "Seq Scan") for n in nodes)
