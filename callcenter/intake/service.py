@@ -431,7 +431,7 @@ def _history_row(dossier_id: int, s: SealedDossier, now: datetime) -> dict[str, 
 # million rows. LATERAL alone does not ensure it: the planner pulls a simple LATERAL subquery up
 # into the join and, estimating ~10 rows for the source, hashed the whole table for every batch
 # (~0.9 s each, 9 s of a 1,000,000-row re-import, until the prepared statement's generic plan took
-# over). ``OFFSET 0`` keeps the subquery as written: 0.04 s per batch. test_pipeline checks the plan.
+# over). ``OFFSET 0`` keeps the subquery as written: 0.04 s per batch. test_service checks the plan.
 _PROBE_SEPARATOR = "\x1f"  # chr(31) in the SQL below
 _PG_UNCHANGED = """
 SELECT p.code
