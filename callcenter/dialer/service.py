@@ -12,8 +12,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.service import DueTarget, claim_due_targets, record_attempt_result, release_target
@@ -64,6 +65,12 @@ def _ref(row: Sequence[object]) -> AttemptRef:
     values = list(row)
     values[4] = AttemptStatus(str(values[4]))
     return AttemptRef(*values)  # type: ignore[arg-type]
+
+
+def _ref_and_rest(row: Sequence[Any]) -> tuple[AttemptRef, tuple[Any, ...]]:
+    """A row that starts with :data:`_REF_COLUMNS`: the attempt, and the columns read after them."""
+    values = tuple(row)
+    return _ref(values[: len(_REF_COLUMNS)]), values[len(_REF_COLUMNS) :]
 
 
 # Built once: it runs several times per call (Core, through the session's connection: no ORM work).
@@ -179,12 +186,11 @@ def mark_dialing(session: Session, *, attempt_id: int, now: datetime) -> bool:
 
 
 # What the trunk owner needs to place a call, read by the CLAIMED → DIALING statement itself.
-_CALL_ATTEMPTS: Table = CallAttempt.__table__  # type: ignore[assignment]
 _DIALING_RETURNS = (
     *_REF_COLUMNS,
     select(Dossier.phone_enc)
-    .where(Dossier.id == _CALL_ATTEMPTS.c.dossier_id)
-    .correlate(_CALL_ATTEMPTS)
+    .where(Dossier.id == CallAttempt.dossier_id)
+    .correlate(CallAttempt)
     .scalar_subquery(),
 )
 
@@ -208,8 +214,8 @@ def start_dialing(
     )
     if row is None:
         return None
-    values = tuple(row)
-    return _ref(values[:-1]), values[-1]
+    attempt, (phone_enc,) = _ref_and_rest(row)
+    return attempt, phone_enc
 
 
 def set_provider_call_id(session: Session, *, attempt_id: int, provider_call_id: str) -> None:
@@ -260,8 +266,7 @@ def finish_attempt(
     row = session.connection().execute(_GET_ATTEMPT_TO_FINISH, {"ref_id": attempt_id}).one_or_none()
     if row is None:
         return False
-    values = tuple(row)
-    attempt, survey_state = _ref(values[: len(_REF_COLUMNS)]), values[len(_REF_COLUMNS) :]
+    attempt, survey_state = _ref_and_rest(row)
     if attempt.status not in LIVE_STATUSES:
         return False
     survey = SurveyOutcome.NONE
@@ -299,8 +304,8 @@ def attempt_for_dialing(session: Session, *, attempt_id: int) -> tuple[AttemptRe
     row = session.connection().execute(_GET_ATTEMPT_FOR_DIALING, {"ref_id": attempt_id}).one_or_none()
     if row is None:
         return None
-    *ref, phone_enc = row
-    return _ref(ref), phone_enc
+    attempt, (phone_enc,) = _ref_and_rest(row)
+    return attempt, phone_enc
 
 
 def dial_request(*, attempt: AttemptRef, phone_enc: bytes | None, cipher: PiiCipher) -> DialRequest:

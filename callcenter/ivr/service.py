@@ -235,10 +235,8 @@ def store_comment_transcript(
 def survey_outcome_for_attempt(session: Session, *, attempt_id: int) -> SurveyOutcome:
     """What one call attempt yielded for the survey (NONE when the IVR never started)."""
     # One Core statement (it runs for every finished answered call): no ORM object, no lazy load.
-    r = _RESPONSES.c
-    has_reason = exists().where(_REASONS.c.response_id == r.id)
     row = session.execute(
-        select(r.status, r.satisfied, has_reason).where(r.attempt_id == attempt_id)
+        select(*_survey_state_columns()).where(_RESPONSES.c.attempt_id == attempt_id)
     ).one_or_none()
     return SurveyOutcome.NONE if row is None else survey_outcome_from_state(*row)
 
@@ -249,11 +247,15 @@ def with_survey_state(
     """``query`` plus the three columns :func:`survey_outcome_from_state` takes, for the response of
     ``attempt_id`` (an outer join: NULLs when the IVR never started). For a caller that reads its own
     row anyway — the dialer's finish — so that the survey outcome costs no second statement."""
-    r = _RESPONSES.c
-    has_reason = exists().where(_REASONS.c.response_id == r.id)
-    return query.outerjoin(_RESPONSES, r.attempt_id == attempt_id).add_columns(
-        r.status, r.satisfied, has_reason
+    return query.outerjoin(_RESPONSES, _RESPONSES.c.attempt_id == attempt_id).add_columns(
+        *_survey_state_columns()
     )
+
+
+def _survey_state_columns() -> tuple[Any, Any, Any]:
+    """The columns :func:`survey_outcome_from_state` takes: status, answer, whether it has reasons."""
+    r = _RESPONSES.c
+    return r.status, r.satisfied, exists().where(_REASONS.c.response_id == r.id)
 
 
 def survey_outcome_from_state(
