@@ -7,8 +7,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
+from callcenter.core.models import OptOut
 from callcenter.core.pii import PiiCipher
 from callcenter.intake.models import Agency, Dossier, Field
 
@@ -56,3 +58,11 @@ def make_dossier(
 @pytest.fixture
 def dossier_factory(db_session: Session, cipher: PiiCipher) -> Callable[..., Dossier]:
     return lambda **kw: make_dossier(db_session, cipher, **kw)
+
+
+def forget_opt_out(engine: Engine, phone_hash: str) -> None:
+    """Remove an opt-out a test committed through a server (AGI, Twilio) on a shared database, so
+    that later tests in other packages start from an empty opt-out list whatever the order."""
+    with Session(engine) as session:
+        session.execute(delete(OptOut).where(OptOut.phone_hash == phone_hash))
+        session.commit()

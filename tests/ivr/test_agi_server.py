@@ -42,7 +42,7 @@ from callcenter.ivr.agi_testing import (
 )
 from callcenter.ivr.models import SurveyResponse
 from callcenter.ivr.service import survey_outcome_for_attempt
-from tests.ivr.conftest import make_dossier
+from tests.ivr.conftest import forget_opt_out, make_dossier
 
 pytestmark = pytest.mark.slow
 
@@ -146,13 +146,20 @@ _attempts = iter(range(700_000, 800_000))
 
 
 def new_call(server: RunningServer, cipher: PiiCipher) -> tuple[int, int, str]:
-    """A committed dossier (the server reads it from its own connection) and a fresh attempt id."""
+    """A committed dossier (the server reads it from its own connection) and a fresh attempt id.
+
+    Each call has its own phone: an opt-out committed here must not reach other tests' phones."""
+    attempt_id = next(_attempts)
     with Session(server.engine) as session:
         dossier = make_dossier(
-            session, cipher, agency_name="Ủy ban nhân dân quận Hải Châu", field_name="Đất đai"
+            session,
+            cipher,
+            phone=f"+8491{attempt_id % 10_000_000:07d}",
+            agency_name="Ủy ban nhân dân quận Hải Châu",
+            field_name="Đất đai",
         )
         session.commit()
-        return dossier.id, next(_attempts), dossier.phone_hash
+        return dossier.id, attempt_id, dossier.phone_hash
 
 
 def stored(server: RunningServer, attempt_id: int) -> tuple[SurveyResponse | None, SurveyOutcome]:
@@ -283,6 +290,7 @@ def test_barge_in_and_opt_out(agi_server: RunningServer, shared_dir: Path, ciphe
     with Session(agi_server.engine) as session:
         entry = session.execute(sql_select(OptOut).where(OptOut.phone_hash == phone_hash)).scalar_one()
     assert entry.source == "ivr_key"
+    forget_opt_out(agi_server.engine, phone_hash)
 
 
 def test_missing_channel_variable_stores_nothing(agi_server: RunningServer, shared_dir: Path) -> None:

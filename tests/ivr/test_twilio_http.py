@@ -27,7 +27,7 @@ from callcenter.ivr.models import SurveyResponse
 from callcenter.ivr.settings import IvrSettings
 from callcenter.ivr.tts import PromptLibrary, default_engines
 from callcenter.ivr.twilio_http import StateCodec, TwilioIvr, router
-from tests.ivr.conftest import make_dossier
+from tests.ivr.conftest import forget_opt_out, make_dossier
 
 TOKEN = "test-auth-token-0123456789abcdef"
 BASE = "https://ivr.example.vn"
@@ -156,6 +156,7 @@ def call(request: pytest.FixtureRequest, prompt_dir: Path, cipher: PiiCipher) ->
         ids = dossier.id, dossier.phone_hash
     with TestClient(app) as client:
         yield Call(client, engine, next(_attempts), ids[0], ids[1])
+    forget_opt_out(engine, ids[1])
 
 
 def plays(node: ET.Element) -> list[str]:
