@@ -376,6 +376,9 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
+_GUARD_ROWS_PER_INSERT = 1000
+
+
 def _ensure_guards(session: Session, phones: set[str], now: datetime) -> None:
     if not phones:
         return
@@ -384,9 +387,14 @@ def _ensure_guards(session: Session, phones: set[str], now: datetime) -> None:
         for p in sorted(phones)
     ]
     dialect_insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
-    session.execute(
-        dialect_insert(PhoneCallGuard).on_conflict_do_nothing(index_elements=["phone_hash"]), rows
-    )
+    # One multi-row INSERT, not an executemany: psycopg runs the latter as one statement per row
+    # (three per call placed, since claiming reads three candidates per target it may hand out).
+    # Chunked: 5 bound values per row stay far below PostgreSQL's and SQLite's limits.
+    for start in range(0, len(rows), _GUARD_ROWS_PER_INSERT):
+        chunk = rows[start : start + _GUARD_ROWS_PER_INSERT]
+        session.execute(
+            dialect_insert(PhoneCallGuard).values(chunk).on_conflict_do_nothing(index_elements=["phone_hash"])
+        )
 
 
 def _acquire_phone(

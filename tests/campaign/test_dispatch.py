@@ -389,3 +389,22 @@ def test_results_after_a_stop_close_the_target_instead_of_queueing_it(world: Wor
     )
     assert stopped == TargetState.SKIPPED
     assert target(world, first.target_id).state == TargetState.SKIPPED  # queued ones were closed by the stop
+
+
+def test_guards_are_created_in_chunks_and_existing_ones_are_left_alone(world: World) -> None:
+    """More phones than one multi-row INSERT takes: every guard exists once, a held one is unchanged."""
+    phones = {f"hash-{i:05d}" for i in range(2 * service._GUARD_ROWS_PER_INSERT + 7)}
+    held = min(phones)
+    world.session.add(
+        PhoneCallGuard(phone_hash=held, active_target_id=42, day=MONDAY_9.date(), attempts_today=2,
+                       updated_at=MONDAY_9)
+    )  # fmt: skip
+    world.session.flush()
+    service._ensure_guards(world.session, phones, MONDAY_9 + timedelta(hours=1))
+    service._ensure_guards(world.session, phones, MONDAY_9 + timedelta(hours=2))  # idempotent
+    rows = world.session.scalars(select(PhoneCallGuard).execution_options(populate_existing=True)).all()
+    assert sorted(r.phone_hash for r in rows) == sorted(phones)
+    kept = next(r for r in rows if r.phone_hash == held)
+    assert (kept.active_target_id, kept.attempts_today) == (42, 2)
+    fresh = [r for r in rows if r.phone_hash != held]
+    assert {(r.active_target_id, r.attempts_today) for r in fresh} == {(None, 0)}
