@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Select, Table, exists, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -109,47 +110,45 @@ def save_survey_progress(
     result: SurveyResult,
     now: datetime,
     stored: StoredResponse | None = None,
+    first_save: bool = False,
 ) -> StoredResponse:
     """Create or update the response of one call attempt from the flow's current result.
 
     Idempotent and monotonic: saving the same result twice changes nothing, an older result never
     undoes a newer one (reasons are only added, the status only moves forward). Returns what is now
     stored; a caller that is the only writer of this attempt (one call) may pass it back as
-    ``stored`` to skip re-reading the row. Written with Core statements, not ORM objects: it runs
-    after every answer of hundreds of concurrent calls.
+    ``stored`` to skip re-reading the row, and say ``first_save=True`` when it has stored nothing
+    yet: the row is then inserted without a read first (``INSERT … ON CONFLICT DO NOTHING``; should
+    a row exist after all, it is read and updated as usual). Written with Core statements, not ORM
+    objects: it runs after every answer of hundreds of concurrent calls.
     """
     r = _RESPONSES.c
-    if stored is None:
-        stored = _read_stored(session, attempt_id)
     status = response_status(result)
-    if stored is None:
-        response_id = session.execute(
-            insert(_RESPONSES)
-            .values(
-                channel=ResponseChannel.CALL.value,
-                attempt_id=attempt_id,
-                dossier_id=context.dossier_id,
-                agency_id=context.agency_id,
-                field_id=context.field_id,
-                dossier_timeliness=context.timeliness,
-                phone_hash=context.phone_hash,
-                questionnaire_version=result.questionnaire_version,
-                status=status.value,
-                satisfied=result.satisfied,
-                answered_via=result.answered_via,
-                recording_ref=result.recording_ref,
-                comment_status="pending" if result.recording_ref else "none",
-                started_at=now,
-                answered_at=now if result.satisfied is not None else None,
-                completed_at=now if result.ended else None,
-            )
+    new_row = _new_response_row(attempt_id=attempt_id, context=context, result=result, status=status, now=now)
+    inserted: int | None = None
+    if stored is None and first_save:
+        dialect_insert = (
+            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        )
+        inserted = session.execute(
+            dialect_insert(_RESPONSES)
+            .values(new_row)
+            .on_conflict_do_nothing(index_elements=[r.attempt_id])
             .returning(r.id)
-        ).scalar_one()
+        ).scalar_one_or_none()
+    elif stored is None:
+        stored = _read_stored(session, attempt_id)
+        if stored is None:
+            inserted = session.execute(insert(_RESPONSES).values(new_row).returning(r.id)).scalar_one()
+    if inserted is None and stored is None:  # first_save, but the row was there: update it
+        stored = _read_stored(session, attempt_id)
+    if inserted is not None:
         stored = StoredResponse(
-            int(response_id), context.dossier_id, status.value, result.satisfied, result.recording_ref,
+            int(inserted), context.dossier_id, status.value, result.satisfied, result.recording_ref,
             result.ended, frozenset(), result.answered_via,
         )  # fmt: skip
     else:
+        assert stored is not None  # the row exists: read above or passed in
         if stored.dossier_id != context.dossier_id:
             raise ValueError(
                 f"attempt {attempt_id} already belongs to dossier {stored.dossier_id}, "
@@ -189,6 +188,30 @@ def save_survey_progress(
     if result.opted_out and context.phone_hash:
         record_opt_out(session, phone_hash=context.phone_hash, source=OPT_OUT_SOURCE_IVR, now=now)
     return stored
+
+
+def _new_response_row(
+    *, attempt_id: int, context: CallContext, result: SurveyResult, status: ResponseStatus, now: datetime
+) -> dict[str, Any]:
+    """The columns of a call's response when it is first stored."""
+    return {
+        "channel": ResponseChannel.CALL.value,
+        "attempt_id": attempt_id,
+        "dossier_id": context.dossier_id,
+        "agency_id": context.agency_id,
+        "field_id": context.field_id,
+        "dossier_timeliness": context.timeliness,
+        "phone_hash": context.phone_hash,
+        "questionnaire_version": result.questionnaire_version,
+        "status": status.value,
+        "satisfied": result.satisfied,
+        "answered_via": result.answered_via,
+        "recording_ref": result.recording_ref,
+        "comment_status": "pending" if result.recording_ref else "none",
+        "started_at": now,
+        "answered_at": now if result.satisfied is not None else None,
+        "completed_at": now if result.ended else None,
+    }
 
 
 def get_response(session: Session, *, attempt_id: int) -> SurveyResponse | None:
@@ -331,6 +354,7 @@ class DbRecorder:
             result=result,
             now=self._clock.now(),
             stored=self._stored,
+            first_save=self._stored is None,  # nothing committed by this call yet: insert, no read first
         )
 
     @_transient

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.core.clock import ManualClock
@@ -208,3 +208,33 @@ def test_recorder_can_store_through_the_callers_shared_transactions(
     assert row is not None and row.satisfied is False
     assert sorted(r.reason_code for r in row.reasons) == [4, 9]
     assert survey_outcome_for_attempt(db_session, attempt_id=5101) is SurveyOutcome.COMPLETED
+
+
+def test_a_first_save_inserts_without_reading_and_falls_back_when_the_row_exists(
+    db_session: Session, dossier_factory: Callable[..., Dossier]
+) -> None:
+    """``first_save`` skips the read; a row that exists after all (a retried write) is updated, once."""
+    ctx = load_call_context(db_session, dossier_id=dossier_factory().id)
+    flow = SurveyFlow(load_questionnaire(), ctx)
+    flow.start()
+    statements: list[str] = []
+    engine = db_session.get_bind()
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement.split()[0])
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        first = save_survey_progress(
+            db_session, attempt_id=5010, context=ctx, result=flow.result, now=NOW, first_save=True
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert statements == ["INSERT"] and first.status == "in_progress"
+    flow.handle(Keys("1"))
+    again = save_survey_progress(
+        db_session, attempt_id=5010, context=ctx, result=flow.result, now=NOW, first_save=True
+    )
+    assert again.id == first.id and again.satisfied is True
+    rows = db_session.execute(select(SurveyResponse).where(SurveyResponse.attempt_id == 5010)).scalars().all()
+    assert len(rows) == 1 and rows[0].satisfied is True and rows[0].answered_at == NOW
