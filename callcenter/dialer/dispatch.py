@@ -90,20 +90,15 @@ def _give_back(ctx: DialerContext, attempt: service.AttemptRef, detail: str) -> 
 
 
 def place_call(ctx: DialerContext, attempt_id: int) -> str:
-    """Claim one attempt and hand it to its trunk. Idempotent: a redelivered task finds it claimed.
+    """Claim one attempt and hand it to its trunk. Idempotent: a redelivered task loses the claim.
 
-    One transaction reads the attempt, leases the channel (Redis) and claims it by CAS: a second
-    round trip to the pool (checkout, liveness ping, BEGIN, COMMIT) per call cost more than the
-    statements. The lease is only taken for an attempt seen QUEUED, and given back if the CAS loses.
+    One transaction leases the channel (Redis) and claims the attempt by CAS, with no read before:
+    the CAS is the check (one statement per call placed, not two). A task that loses the CAS reads
+    what became of the attempt and gives the lease back only when no call can be using it (leases
+    are keyed by attempt id, so the winner holds this very lease). No free channel: the attempt is
+    cancelled and its target handed back without using a retry, if it is still QUEUED.
     """
     with session_scope(ctx.runtime.sessions) as session:
-        attempt = service.get_attempt(session, attempt_id=attempt_id)
-        if attempt is None:
-            log.error("dialer.place_call: call attempt %s does not exist", attempt_id)
-            return "missing"
-        if attempt.status is not S.QUEUED:
-            return f"skipped ({attempt.status.value})"
-
         chosen: TrunkServer | None = None
         full_scopes: list[str] = []
         candidates = servers(ctx.settings)
@@ -123,12 +118,19 @@ def place_call(ctx: DialerContext, attempt_id: int) -> str:
                 break
             full_scopes.append(full.name)
         if chosen is None:
+            attempt = service.get_attempt(session, attempt_id=attempt_id)
+            if attempt is None:
+                log.error("dialer.place_call: call attempt %s does not exist", attempt_id)
+                return "missing"
+            if attempt.status is not S.QUEUED:
+                return f"skipped ({attempt.status.value})"
             service.give_back(
                 session,
                 attempt=attempt,
                 now=ctx.runtime.clock.now(),
                 retry_after=timedelta(seconds=ctx.settings.throttle_retry_seconds),
                 detail=f"throttled: no free channel ({', '.join(sorted(set(full_scopes)))})",
+                expected=frozenset({S.QUEUED}),  # never cancel another task's claim
             )
             return "throttled"
 
@@ -147,12 +149,13 @@ def place_call(ctx: DialerContext, attempt_id: int) -> str:
             ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
             raise
         if not won:
-            # Another task moved the attempt first. Leases are keyed by attempt id, so a winner that
-            # claimed it holds this very lease: give it back only when no call can be using it.
             current = service.get_attempt(session, attempt_id=attempt_id)
             if current is None or current.status in FINAL_STATUSES:
                 ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
-            return "lost race"
+            if current is None:
+                log.error("dialer.place_call: call attempt %s does not exist", attempt_id)
+                return "missing"
+            return f"skipped ({current.status.value})"  # redelivered, raced, cancelled or reaped
         try:
             session.commit()  # CLAIMED is stored before the owner can read the id from the outbox
         except BaseException:

@@ -161,9 +161,9 @@ def give_back(
     now: datetime,
     retry_after: timedelta,
     detail: str,
+    expected: frozenset[AttemptStatus] = frozenset({S.QUEUED, S.CLAIMED}),
 ) -> bool:
     """Cancel an attempt that never reached the trunk and hand its target back without using a retry."""
-    expected = frozenset({S.QUEUED, S.CLAIMED})
     if not compare_and_set(
         session,
         attempt_id=attempt.id,

@@ -86,6 +86,32 @@ def test_no_free_channel_gives_the_target_back_without_a_retry(world: World) -> 
     assert sum(1 for s in states if s.state == "queued") == 8 - 2 and all(s.attempts == 0 for s in states)
 
 
+def test_a_redelivered_task_with_no_free_channel_leaves_the_claim_alone(world: World) -> None:
+    """The claim is a CAS without a read first; when no channel is free, only a QUEUED attempt is
+    given back: a redelivered task must never cancel the claim of the task that got there first."""
+    dispatch.release_due(world.ctx, world.sent.append)
+    claimed, still_queued = world.sent[:2]
+    assert dispatch.place_call(world.ctx, claimed).startswith("handed to")
+    server = servers(world.ctx.settings)[0]
+    for fake_holder in (901, 902):  # the other channels are taken elsewhere
+        world.ctx.pacer.acquire_channel(attempt_id=fake_holder, scopes=scopes(world.ctx.settings, server),
+                                        ttl_seconds=60)  # fmt: skip
+    assert dispatch.place_call(world.ctx, claimed) == "skipped (claimed)"  # its own lease: renewed
+    assert dispatch.place_call(world.ctx, still_queued) == "throttled"
+    with session_scope(world.ctx.runtime.sessions) as session:
+        session.execute(update(CallAttempt).where(CallAttempt.id == claimed).values(status="dialing"))
+    world.ctx.pacer.release_channel(attempt_id=claimed, scopes=scopes(world.ctx.settings, server))
+    world.ctx.pacer.acquire_channel(attempt_id=903, scopes=scopes(world.ctx.settings, server), ttl_seconds=60)
+    assert dispatch.place_call(world.ctx, claimed) == "skipped (dialing)"  # no channel, no give-back
+    assert dispatch.place_call(world.ctx, 987654) == "missing"
+    statuses = _statuses(world)
+    assert (statuses[claimed], statuses[still_queued]) == ("dialing", "cancelled")
+    assert _lease_holders(world) == {901, 902, 903}
+    world.ctx.pacer.release_channel(attempt_id=903, scopes=scopes(world.ctx.settings, server))
+    assert dispatch.place_call(world.ctx, 987654) == "missing"  # a channel was free: leased, given back
+    assert _lease_holders(world) == {901, 902}
+
+
 def test_reaper_settles_every_kind_of_stuck_attempt(world: World) -> None:
     dispatch.release_due(world.ctx, world.sent.append)
     queued, claimed, dialing = world.sent
@@ -175,7 +201,7 @@ def test_a_task_that_loses_the_claim_keeps_the_winners_lease(
         return False  # what this task's CAS then sees
 
     monkeypatch.setattr(service, "claim_attempt", claim_lost_to_another_task)
-    assert dispatch.place_call(world.ctx, attempt_id) == "lost race"
+    assert dispatch.place_call(world.ctx, attempt_id) == "skipped (claimed)"
     assert _statuses(world)[attempt_id] == "claimed"
     assert attempt_id in _lease_holders(world)  # the winner still holds its channel
 
@@ -199,7 +225,7 @@ def test_a_task_that_loses_to_a_final_state_gives_the_channel_back(
         return False
 
     monkeypatch.setattr(service, "claim_attempt", cancelled_meanwhile)
-    assert dispatch.place_call(world.ctx, attempt_id) == "lost race"
+    assert dispatch.place_call(world.ctx, attempt_id) == "skipped (cancelled)"
     assert _statuses(world)[attempt_id] == "cancelled"
     assert attempt_id not in _lease_holders(world)  # nobody can be using it: not left to expire
 
