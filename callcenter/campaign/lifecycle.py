@@ -7,6 +7,7 @@ saying who made it and when. Services take a session and never commit.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import ScalarSelect, bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -66,8 +67,19 @@ def get_campaign(session: Session, *, campaign_id: int) -> Campaign:
     return campaign
 
 
+class _Scheduled(Protocol):
+    """What a calendar needs of a campaign (an ORM campaign, or the few columns read by Core)."""
+
+    @property
+    def starts_at(self) -> datetime: ...
+    @property
+    def ends_at(self) -> datetime: ...
+    @property
+    def calling_rules(self) -> dict[str, Any]: ...
+
+
 def campaign_calendar(
-    session: Session, campaign: Campaign, rules: CallingRules | None = None
+    session: Session, campaign: _Scheduled, rules: CallingRules | None = None
 ) -> CallingCalendar:
     """The campaign's windows with the holiday calendar of its calling period."""
     rules = rules or parse_rules(campaign.calling_rules)
@@ -233,10 +245,13 @@ def campaign_events(session: Session, *, campaign_id: int) -> list[CampaignEvent
     )
 
 
-def complete_if_done(session: Session, *, campaign_id: int, now: datetime) -> None:
-    """A running campaign with nothing left to call is complete (targets met or eligible exhausted)."""
-    campaign = get_campaign(session, campaign_id=campaign_id)
-    if campaign.status != CampaignStatus.RUNNING.value:
+def complete_if_done(session: Session, *, campaign_id: int, now: datetime, status: str | None = None) -> None:
+    """A running campaign with nothing left to call is complete (targets met or eligible exhausted).
+
+    ``status``: the campaign's status as the caller read it in this transaction (saves a load)."""
+    if status is None:
+        status = get_campaign(session, campaign_id=campaign_id).status
+    if status != CampaignStatus.RUNNING.value:
         return
     # Core execution on the session's connection (the ORM path cost three times the lookup itself);
     # flushed first, as the ORM path would autoflush: targets drawn in this transaction count.
