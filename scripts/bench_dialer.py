@@ -46,11 +46,15 @@ from callcenter.core.settings import Settings  # noqa: E402
 from callcenter.dialer.models import AttemptStatus, CallAttempt  # noqa: E402
 from callcenter.dialer.pacing import Pacer, Scope  # noqa: E402
 from callcenter.dialer.settings import DialerSettings  # noqa: E402
-from tests.dialer.conftest import PrivateRedis, Processes, dialer_env, seed_dossiers, start_campaign  # noqa: E402
-
-PG_ADMIN_DSN = os.environ.get(
-    "CALLCENTER_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=test"
+from callcenter.dialer.testing import (  # noqa: E402
+    PG_ADMIN_DSN,
+    PrivateRedis,
+    Processes,
+    dialer_env,
+    seed_dossiers,
+    start_campaign,
 )
+
 WAITING_STATES = ("queued", "in_call")
 
 

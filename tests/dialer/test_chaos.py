@@ -28,9 +28,9 @@ from callcenter.core.db import make_engine, make_session_factory, session_scope
 from callcenter.core.phones import national_format
 from callcenter.core.pii import PiiCipher
 from callcenter.dialer.models import AttemptStatus, CallAttempt
+from callcenter.dialer.testing import PrivateRedis, Processes, dialer_env, seed_dossiers, start_campaign
 from callcenter.intake.models import Dossier
 from tests.dialer.ami_server import FakeAmi, ThreadedFakeAmi, Transcript
-from tests.dialer.conftest import PrivateRedis, Processes, dialer_env, seed_dossiers, start_campaign
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

@@ -24,7 +24,7 @@ from callcenter.campaign.lifecycle import ANY_LIVE_TARGET, complete_if_done
 from callcenter.campaign.service import claim_due_targets
 from callcenter.core.db import make_engine, make_session_factory, session_scope
 from callcenter.core.pii import PiiCipher
-from tests.dialer.conftest import seed_dossiers, start_campaign
+from callcenter.dialer.testing import seed_dossiers, start_campaign
 
 
 @dataclass

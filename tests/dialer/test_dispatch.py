@@ -23,8 +23,8 @@ from callcenter.dialer.context import DialerContext, build_dialer_context
 from callcenter.dialer.models import CallAttempt
 from callcenter.dialer.owner import TrunkOwner
 from callcenter.dialer.settings import DialerSettings
+from callcenter.dialer.testing import seed_dossiers, start_campaign
 from callcenter.dialer.trunks import scopes, servers
-from tests.dialer.conftest import seed_dossiers, start_campaign
 
 pytestmark = pytest.mark.redis
 

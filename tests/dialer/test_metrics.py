@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from callcenter.dialer import metrics
 from callcenter.dialer.metrics import CapacityCollector
 from callcenter.dialer.pacing import Pacer, Scope
-from tests.dialer.conftest import free_port
+from callcenter.dialer.testing import free_port
 
 pytestmark = pytest.mark.redis
 

@@ -21,10 +21,10 @@ from callcenter.dialer.state import (
     check_transition,
     compare_and_set,
 )
+from callcenter.dialer.testing import seed_dossiers, start_campaign
 from callcenter.ivr.context import load_call_context
 from callcenter.ivr.flow import SurveyResult
 from callcenter.ivr.service import save_survey_progress
-from tests.dialer.conftest import seed_dossiers, start_campaign
 
 NOW = datetime.now(UTC)
 

@@ -31,9 +31,9 @@ from callcenter.dialer.adapters.twilio import TwilioTrunk
 from callcenter.dialer.models import CallAttempt
 from callcenter.dialer.pacing import Pacer
 from callcenter.dialer.settings import DialerSettings
+from callcenter.dialer.testing import seed_dossiers, start_campaign
 from callcenter.dialer.trunks import scopes, servers
 from callcenter.ivr.models import SurveyResponse
-from tests.dialer.conftest import seed_dossiers, start_campaign
 
 SID = "AC" + "0" * 32
 TOKEN = "twilio-test-token"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from tests.dialer.conftest import PrivateRedis, Processes, dialer_env
+from callcenter.dialer.testing import PrivateRedis, Processes, dialer_env
 
 
 def _stats(broker: str, deadline: float) -> dict[str, Any]:

@@ -47,11 +47,11 @@ from callcenter.core.phones import national_format
 from callcenter.core.runtime import Runtime, build_runtime
 from callcenter.core.settings import Settings
 from callcenter.dialer.models import AttemptStatus, CallAttempt
+from callcenter.dialer.testing import PG_ADMIN_DSN, REPO, PrivateRedis, Processes, dialer_env
 from callcenter.intake.demo import run_demo_intake
 from callcenter.intake.models import Agency, Dossier
 from callcenter.ivr.models import SurveyResponse
 from tests.dialer.ami_server import ThreadedFakeAmi
-from tests.dialer.conftest import PG_ADMIN_DSN, REPO, PrivateRedis, Processes, dialer_env
 from tests.e2e.fake_pbx import ANSWERED, EXPECTED, Behaviour, Citizens, FakePbx, behaviour_for
 
 pytestmark = pytest.mark.slow
