@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.calendar_store import ensure_years_seeded, holiday_days
@@ -238,22 +238,35 @@ def _resolve_fields(session: Session, codes: Sequence[str] | None) -> list[int] 
     return sorted(set(found.values()))
 
 
-def replenish(session: Session, *, campaign_id: int, agency_id: int, now: datetime) -> int:
+_AGENCY_TARGETS: Table = CampaignAgencyTarget.__table__  # type: ignore[assignment]
+_AGENCY_EXHAUSTED_AT = select(_AGENCY_TARGETS.c.exhausted_at).where(
+    _AGENCY_TARGETS.c.campaign_id == bindparam("x_campaign"),
+    _AGENCY_TARGETS.c.agency_id == bindparam("x_agency"),
+)
+
+
+def replenish(
+    session: Session, *, campaign_id: int, agency_id: int, now: datetime, status: str | None = None
+) -> int:
     """Top an agency's list up after targets ended without a survey; mark it exhausted when nobody is left.
 
     The list of an agency always holds ``target − completed`` live targets when it can, keeping the
-    late/overdue stratum at its share. Returns how many dossiers were drawn.
+    late/overdue stratum at its share. Returns how many dossiers were drawn. ``status``: the
+    campaign's status as the caller read it in this transaction (the campaign is then loaded only
+    when dossiers are drawn).
     """
-    campaign = get_campaign(session, campaign_id=campaign_id)
-    if CampaignStatus(campaign.status) in FINAL_STATUSES:
+    if status is None:
+        status = get_campaign(session, campaign_id=campaign_id).status
+    if CampaignStatus(status) in FINAL_STATUSES:
         return 0
-    # An exhausted agency stays exhausted: no lock and no ORM load for it (the trunk owner asks after
-    # every call that ends without a survey).
-    exhausted = session.execute(
-        select(CampaignAgencyTarget.exhausted_at).where(
-            CampaignAgencyTarget.campaign_id == campaign_id, CampaignAgencyTarget.agency_id == agency_id
-        )
-    ).one_or_none()
+    # An exhausted agency stays exhausted: no lock and no ORM work for it (the trunk owner asks after
+    # every call that ends without a survey). Flushed first, as the ORM query would autoflush.
+    session.flush()
+    exhausted = (
+        session.connection()
+        .execute(_AGENCY_EXHAUSTED_AT, {"x_campaign": campaign_id, "x_agency": agency_id})
+        .one_or_none()
+    )
     if exhausted is None or exhausted[0] is not None:
         return 0
     # Locking the agency's row serialises concurrent top-ups of one agency (PostgreSQL; SQLite has a
@@ -280,6 +293,7 @@ def replenish(session: Session, *, campaign_id: int, agency_id: int, now: dateti
     deficit = row.target - covered
     if deficit <= 0:
         return 0
+    campaign = get_campaign(session, campaign_id=campaign_id)
     rules = parse_rules(campaign.calling_rules)
     scope = Scope(
         (agency_id,),

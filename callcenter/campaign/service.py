@@ -279,7 +279,8 @@ def record_attempt_result(
             .execution_options(synchronize_session=False)
         )
     for campaign_id, agency_id in sorted(to_replenish):
-        replenish(session, campaign_id=campaign_id, agency_id=agency_id, now=now)
+        known = campaign.status if campaign_id == campaign.id else None
+        replenish(session, campaign_id=campaign_id, agency_id=agency_id, now=now, status=known)
     if state.value not in ACTIVE_STATES:  # a target requeued for a retry keeps its campaign running
         complete_if_done(session, campaign_id=target.campaign_id, now=now, status=campaign.status)
     session.flush()
