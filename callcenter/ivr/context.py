@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from callcenter.core.clock import to_local
@@ -13,24 +13,30 @@ from callcenter.ivr.flow import CallContext
 __all__ = ["CallContext", "load_call_context"]
 
 
+_CALL_CONTEXT = (
+    select(
+        Dossier.id,
+        Dossier.agency_id,
+        Dossier.field_id,
+        Dossier.returned_at,
+        Dossier.phone_hash,
+        Dossier.timeliness,
+        Agency.name,
+        Field.name,
+    )
+    .join(Agency, Agency.id == Dossier.agency_id)
+    .join(Field, Field.id == Dossier.field_id)
+    .where(Dossier.id == bindparam("ctx_dossier"))
+)
+
+
 def load_call_context(session: Session, *, dossier_id: int) -> CallContext:
     """The agency, field and return date of a dossier, for the greeting; raises NotFound."""
     # Columns, not the Dossier entity: the encrypted personal data is not needed here.
-    row = session.execute(
-        select(
-            Dossier.id,
-            Dossier.agency_id,
-            Dossier.field_id,
-            Dossier.returned_at,
-            Dossier.phone_hash,
-            Dossier.timeliness,
-            Agency.name,
-            Field.name,
-        )
-        .join(Agency, Agency.id == Dossier.agency_id)
-        .join(Field, Field.id == Dossier.field_id)
-        .where(Dossier.id == dossier_id)
-    ).one_or_none()
+    # Core on the session's connection, built once: it runs for every answered call. Flushed first,
+    # as an ORM query would autoflush (a no-op for a clean session).
+    session.flush()
+    row = session.connection().execute(_CALL_CONTEXT, {"ctx_dossier": dossier_id}).one_or_none()
     if row is None:
         raise NotFound(f"dossier {dossier_id} does not exist")
     did, agency_id, field_id, returned_at, phone_hash, timeliness, agency_name, field_name = row

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, Table, exists, insert, select, update
+from sqlalchemy import ColumnElement, Insert, Select, Table, Update, bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
@@ -122,24 +122,17 @@ def save_survey_progress(
     a row exist after all, it is read and updated as usual). Written with Core statements, not ORM
     objects: it runs after every answer of hundreds of concurrent calls.
     """
-    r = _RESPONSES.c
     status = response_status(result)
     new_row = _new_response_row(attempt_id=attempt_id, context=context, result=result, status=status, now=now)
     inserted: int | None = None
     if stored is None and first_save:
-        dialect_insert = (
-            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        )
-        inserted = session.execute(
-            dialect_insert(_RESPONSES)
-            .values(new_row)
-            .on_conflict_do_nothing(index_elements=[r.attempt_id])
-            .returning(r.id)
-        ).scalar_one_or_none()
+        dialect = session.get_bind().dialect.name
+        connection = session.connection()
+        inserted = connection.execute(_insert_unless_stored(dialect), new_row).scalar_one_or_none()
     elif stored is None:
         stored = _read_stored(session, attempt_id)
         if stored is None:
-            inserted = session.execute(insert(_RESPONSES).values(new_row).returning(r.id)).scalar_one()
+            inserted = session.connection().execute(_INSERT_RESPONSE, new_row).scalar_one()
     if inserted is None and stored is None:  # first_save, but the row was there: update it
         stored = _read_stored(session, attempt_id)
     if inserted is not None:
@@ -169,7 +162,8 @@ def save_survey_progress(
         if result.ended and not stored.completed:
             changes["completed_at"] = now
         if changes:
-            session.execute(update(_RESPONSES).where(r.id == stored.id).values(**changes))
+            params = {"resp_id": stored.id, **{f"new_{c}": v for c, v in changes.items()}}
+            session.connection().execute(_update_statement(tuple(sorted(changes))), params)
             stored = replace(
                 stored,
                 status=str(changes.get("status", stored.status)),
@@ -180,14 +174,40 @@ def save_survey_progress(
             )
     new_codes = [code for code in result.reasons if code not in stored.reasons]
     if new_codes:
-        session.execute(
-            insert(_REASONS),
+        session.connection().execute(
+            _INSERT_REASONS,
             [{"response_id": stored.id, "reason_code": c, "source": result.reasons[c]} for c in new_codes],
         )
         stored = replace(stored, reasons=stored.reasons | frozenset(new_codes))
     if result.opted_out and context.phone_hash:
         record_opt_out(session, phone_hash=context.phone_hash, source=OPT_OUT_SOURCE_IVR, now=now)
     return stored
+
+
+# Built once (they run after every answer of every call): no statement construction per save.
+_INSERT_RESPONSE = insert(_RESPONSES).returning(_RESPONSES.c.id)
+_INSERT_REASONS = insert(_REASONS)
+
+
+@lru_cache(maxsize=4)
+def _insert_unless_stored(dialect: str) -> Insert:
+    """INSERT … ON CONFLICT (attempt_id) DO NOTHING RETURNING id, in the dialect's own form."""
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        dialect_insert(_RESPONSES)
+        .on_conflict_do_nothing(index_elements=[_RESPONSES.c.attempt_id])
+        .returning(_RESPONSES.c.id)
+    )
+
+
+@lru_cache(maxsize=64)
+def _update_statement(columns: tuple[str, ...]) -> Update:
+    """UPDATE of the given columns of one response (``resp_id``; values ``new_<column>``)."""
+    return (
+        update(_RESPONSES)
+        .where(_RESPONSES.c.id == bindparam("resp_id"))
+        .values({c: bindparam(f"new_{c}") for c in columns})
+    )
 
 
 def _new_response_row(
