@@ -391,9 +391,9 @@ def test_results_after_a_stop_close_the_target_instead_of_queueing_it(world: Wor
     assert target(world, first.target_id).state == TargetState.SKIPPED  # queued ones were closed by the stop
 
 
-def test_guards_are_created_in_chunks_and_existing_ones_are_left_alone(world: World) -> None:
-    """More phones than one multi-row INSERT takes: every guard exists once, a held one is unchanged."""
-    phones = {f"hash-{i:05d}" for i in range(2 * service._GUARD_ROWS_PER_INSERT + 7)}
+def test_guards_are_created_once_and_existing_ones_are_left_alone(world: World) -> None:
+    """Thousands of phones in one call: every guard exists once, a held one is unchanged."""
+    phones = {f"hash-{i:05d}" for i in range(2_507)}
     held = min(phones)
     world.session.add(
         PhoneCallGuard(phone_hash=held, active_target_id=42, day=MONDAY_9.date(), attempts_today=2,
