@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.service import DueTarget, claim_due_targets, record_attempt_result, release_target
@@ -134,8 +134,14 @@ def create_attempts(
         }
         for t in targets
     ]
-    result = session.execute(insert(CallAttempt).returning(CallAttempt.id), rows)
+    # Core on the session's connection (an executemany with RETURNING): the ORM's bulk insert path
+    # cost more than the statement itself, several times a second.
+    result = session.connection().execute(_INSERT_ATTEMPTS, rows)
     return [int(r[0]) for r in result]
+
+
+_ATTEMPTS: Table = CallAttempt.__table__  # type: ignore[assignment]
+_INSERT_ATTEMPTS = insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
 
 
 def claim_attempt(
