@@ -304,8 +304,9 @@ _RECORD_RESULT = (
 
 @dataclass(frozen=True, slots=True)
 class CampaignSchedule:
-    """The columns of a campaign that recording a result needs, read by Core (an ORM load of the
-    whole campaign was a third of the trunk owner's time in :func:`record_attempt_result`)."""
+    """The columns of a campaign that recording a result and claiming targets need, read by Core
+    (an ORM load of the whole campaign was a third of the trunk owner's time in
+    :func:`record_attempt_result`)."""
 
     id: int
     status: str
