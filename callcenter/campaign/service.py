@@ -190,7 +190,7 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
         # Every phone is held: move the targets QUEUED → IN_CALL in one statement (not one per target;
         # this runs several times a second). A target that is no longer QUEUED gives its phone back.
         params = {"m_ids": [t.target_id for t in claimed], "m_now": now}
-        moved_ids = set(session.connection().execute(_MOVE_TO_IN_CALL, params).scalars())
+        moved_ids = set(connection.execute(_MOVE_TO_IN_CALL, params).scalars())
         for t in [t for t in claimed if t.target_id not in moved_ids]:
             _release_phone(session, phone_hash=t.phone_hash, target_id=t.target_id, now=now, uncount=True)
         claimed = [t for t in claimed if t.target_id in moved_ids]
@@ -206,14 +206,16 @@ def record_attempt_result(
     """Record how an attempt ended: IN_CALL → COMPLETED / QUEUED (retry time set) / EXHAUSTED / OPTED_OUT
     (or SKIPPED when no calling time is left). A target that is not IN_CALL is left alone (idempotent)."""
     # A Core read of the few columns needed (an ORM load with populate_existing was a tenth of the
-    # trunk owner's CPU); the CAS below re-checks the state.
-    target = session.connection().execute(_TARGET_FOR_RESULT, {"t_id": target_id}).one_or_none()
+    # trunk owner's CPU); the CAS below re-checks the state. Flushed first: changes earlier in this
+    # transaction (an operator's pause or stop) count, as an ORM query would see them.
+    session.flush()
+    connection = session.connection()
+    target = connection.execute(_TARGET_FOR_RESULT, {"t_id": target_id}).one_or_none()
     if target is None:
         raise ValidationError(f"call target {target_id} does not exist", field="target_id")
     if target.state != TargetState.IN_CALL.value:
         return TargetState(target.state)
-    session.flush()  # an operator's pause or stop earlier in this transaction counts (a no-op if clean)
-    row = session.connection().execute(_CAMPAIGN_SCHEDULE, {"c_id": target.campaign_id}).one_or_none()
+    row = connection.execute(_CAMPAIGN_SCHEDULE, {"c_id": target.campaign_id}).one_or_none()
     if row is None:
         raise CampaignNotFound(f"campaign {target.campaign_id} does not exist")
     campaign = CampaignSchedule(*row)

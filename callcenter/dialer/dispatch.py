@@ -119,11 +119,8 @@ def place_call(ctx: DialerContext, attempt_id: int) -> str:
             full_scopes.append(full.name)
         if chosen is None:
             attempt = service.get_attempt(session, attempt_id=attempt_id)
-            if attempt is None:
-                log.error("dialer.place_call: call attempt %s does not exist", attempt_id)
-                return "missing"
-            if attempt.status is not S.QUEUED:
-                return f"skipped ({attempt.status.value})"
+            if attempt is None or attempt.status is not S.QUEUED:
+                return _not_claimable(attempt_id, attempt)
             service.give_back(
                 session,
                 attempt=attempt,
@@ -152,10 +149,7 @@ def place_call(ctx: DialerContext, attempt_id: int) -> str:
             current = service.get_attempt(session, attempt_id=attempt_id)
             if current is None or current.status in FINAL_STATUSES:
                 ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
-            if current is None:
-                log.error("dialer.place_call: call attempt %s does not exist", attempt_id)
-                return "missing"
-            return f"skipped ({current.status.value})"  # redelivered, raced, cancelled or reaped
+            return _not_claimable(attempt_id, current)  # redelivered, raced, cancelled or reaped
         try:
             session.commit()  # CLAIMED is stored before the owner can read the id from the outbox
         except BaseException:
@@ -165,6 +159,14 @@ def place_call(ctx: DialerContext, attempt_id: int) -> str:
         ctx.redis.rpush(ctx.keys.outbox(chosen), attempt_id)
         return f"handed to {chosen.kind}:{chosen.name}"
     return _place_direct(ctx, attempt_id, chosen)
+
+
+def _not_claimable(attempt_id: int, attempt: service.AttemptRef | None) -> str:
+    """What place_call reports for an attempt it may not claim: gone, or no longer QUEUED."""
+    if attempt is None:
+        log.error("dialer.place_call: call attempt %s does not exist", attempt_id)
+        return "missing"
+    return f"skipped ({attempt.status.value})"
 
 
 def _place_direct(ctx: DialerContext, attempt_id: int, server: TrunkServer) -> str:

@@ -24,10 +24,9 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from callcenter.core.db import dialect_insert
 from callcenter.core.pii import PiiCipher
 from callcenter.intake.models import (
     Agency,
@@ -149,12 +148,13 @@ def _ensure_reference_ids(
     conn = session.connection()
     missing = [c for c in codes if c not in _select_ids(conn, table, codes)]
     if missing:
-        dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         rows: list[dict[str, Any]] = [{"code": c, "name": items[c][:256]} for c in missing]
         if model is Agency:
             rows = [{**row, "organisations_only": False} for row in rows]
         # Another import may create the same agency concurrently: its row wins, ours is skipped.
-        conn.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=["code"]), rows)
+        conn.execute(
+            dialect_insert(conn.dialect.name)(table).on_conflict_do_nothing(index_elements=["code"]), rows
+        )
     return _select_ids(conn, table, codes)
 
 

@@ -17,13 +17,12 @@ from functools import lru_cache, partial
 from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Insert, Select, Table, Update, bindparam, exists, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from callcenter.core.clock import Clock
-from callcenter.core.db import session_scope
+from callcenter.core.db import dialect_insert, session_scope
 from callcenter.core.errors import NotFound
 from callcenter.core.models import OptOut
 from callcenter.core.outcomes import SurveyOutcome
@@ -123,18 +122,21 @@ def save_survey_progress(
     objects: it runs after every answer of hundreds of concurrent calls.
     """
     status = response_status(result)
-    new_row = _new_response_row(attempt_id=attempt_id, context=context, result=result, status=status, now=now)
+    connection = session.connection()
+
+    def new_row() -> dict[str, Any]:
+        return _new_response_row(
+            attempt_id=attempt_id, context=context, result=result, status=status, now=now
+        )
+
     inserted: int | None = None
-    if stored is None and first_save:
-        dialect = session.get_bind().dialect.name
-        connection = session.connection()
-        inserted = connection.execute(_insert_unless_stored(dialect), new_row).scalar_one_or_none()
-    elif stored is None:
+    if stored is None and first_save:  # None back: the row was there after all
+        statement = _insert_unless_stored(connection.dialect.name)
+        inserted = connection.execute(statement, new_row()).scalar_one_or_none()
+    if stored is None and inserted is None:
         stored = _read_stored(session, attempt_id)
         if stored is None:
-            inserted = session.connection().execute(_INSERT_RESPONSE, new_row).scalar_one()
-    if inserted is None and stored is None:  # first_save, but the row was there: update it
-        stored = _read_stored(session, attempt_id)
+            inserted = connection.execute(_INSERT_RESPONSE, new_row()).scalar_one()
     if inserted is not None:
         stored = StoredResponse(
             int(inserted), context.dossier_id, status.value, result.satisfied, result.recording_ref,
@@ -192,9 +194,8 @@ _INSERT_REASONS = insert(_REASONS)
 @lru_cache(maxsize=4)
 def _insert_unless_stored(dialect: str) -> Insert:
     """INSERT … ON CONFLICT (attempt_id) DO NOTHING RETURNING id, in the dialect's own form."""
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        dialect_insert(_RESPONSES)
+        dialect_insert(dialect)(_RESPONSES)
         .on_conflict_do_nothing(index_elements=[_RESPONSES.c.attempt_id])
         .returning(_RESPONSES.c.id)
     )
