@@ -22,6 +22,7 @@ class Timeliness(enum.StrEnum):
     ON_TIME = "on_time"  # returned on or before the due time
     LATE = "late"  # returned after the due time (trễ hẹn)
     OVERDUE = "overdue"  # past due and still not returned (quá hạn)
+    CANCELLED = "cancelled"  # cancelled (withdrawn or rejected) without a result: no deadline applies
 
 
 class Agency(Base):

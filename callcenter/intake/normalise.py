@@ -116,10 +116,18 @@ class Rules:
             return found
 
 
-def derive_timeliness(*, due: datetime | None, returned: datetime | None, now: datetime) -> Timeliness:
-    """On time, late (returned after due), overdue (past due, not returned) or pending."""
+def derive_timeliness(
+    *, due: datetime | None, returned: datetime | None, now: datetime, cancelled: bool = False
+) -> Timeliness:
+    """On time, late (returned after due), overdue (past due, still in process) or pending.
+
+    A cancelled dossier that was never returned is neither pending nor overdue: it will not be
+    returned, so it has no deadline left to meet or miss (``Timeliness.CANCELLED``).
+    """
     if returned is not None:
         return Timeliness.LATE if due is not None and returned > due else Timeliness.ON_TIME
+    if cancelled:
+        return Timeliness.CANCELLED
     if due is not None and now > due:
         return Timeliness.OVERDUE
     return Timeliness.PENDING
@@ -320,7 +328,9 @@ def normalise_record(
         due_at=due_at,
         returned_at=returned_at,
         status=status,
-        timeliness=derive_timeliness(due=due_at, returned=returned_at, now=now),
+        timeliness=derive_timeliness(
+            due=due_at, returned=returned_at, now=now, cancelled=status == DossierStatus.CANCELLED
+        ),
         source_updated_at=updated_at,
     )
 

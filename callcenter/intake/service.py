@@ -31,6 +31,7 @@ from callcenter.core.pii import PiiCipher
 from callcenter.intake.models import (
     Agency,
     Dossier,
+    DossierStatus,
     DossierStatusHistory,
     Field,
     ImportRun,
@@ -437,7 +438,7 @@ _PG_UNCHANGED = """
 SELECT p.code
 FROM unnest(string_to_array(:codes, chr(31)), string_to_array(:hashes, chr(31))) AS p(code, hash)
 CROSS JOIN LATERAL (
-    SELECT content_hash, timeliness, due_at, returned_at FROM dossiers
+    SELECT content_hash, timeliness, status, due_at, returned_at FROM dossiers
     WHERE source = :source AND code = p.code
     OFFSET 0
 ) d
@@ -445,6 +446,7 @@ WHERE d.content_hash = p.hash
   AND d.timeliness = CASE
       WHEN d.returned_at IS NOT NULL THEN
           CASE WHEN d.due_at IS NOT NULL AND d.returned_at > d.due_at THEN 'late' ELSE 'on_time' END
+      WHEN d.status = 'cancelled' THEN 'cancelled'
       WHEN d.due_at IS NOT NULL AND CAST(:now AS timestamptz) > d.due_at THEN 'overdue'
       ELSE 'pending'
   END
@@ -483,7 +485,7 @@ def find_unchanged(session: Session, *, source: str, digests: Mapping[str, str],
     t = _DOSSIERS.c
     for start in range(0, len(codes), _SQLITE_IN_CHUNK):
         chunk = codes[start : start + _SQLITE_IN_CHUNK]
-        chunk_query = select(t.code, t.content_hash, t.timeliness, t.due_at, t.returned_at).where(
+        chunk_query = select(t.code, t.content_hash, t.timeliness, t.status, t.due_at, t.returned_at).where(
             t.source == source, t.code.in_(chunk)
         )
         rows.extend(conn.execute(chunk_query))
@@ -491,7 +493,9 @@ def find_unchanged(session: Session, *, source: str, digests: Mapping[str, str],
     for row in rows:
         if row.content_hash != digests[row.code]:
             continue
-        if row.timeliness == derive_timeliness(due=row.due_at, returned=row.returned_at, now=now).value:
+        cancelled = row.status == DossierStatus.CANCELLED.value
+        timeliness = derive_timeliness(due=row.due_at, returned=row.returned_at, now=now, cancelled=cancelled)
+        if row.timeliness == timeliness.value:
             unchanged.add(row.code)
     return unchanged
 

@@ -87,6 +87,22 @@ def test_timeliness_is_a_function_of_due_returned_and_now(
     assert derive_timeliness(due=due, returned=returned, now=NOW) == expected
 
 
+@pytest.mark.parametrize(
+    ("due", "returned", "expected"),
+    [
+        (DUE, None, Timeliness.CANCELLED),  # past due, but it will never be returned: not overdue
+        (NOW + timedelta(days=3), None, Timeliness.CANCELLED),
+        (None, None, Timeliness.CANCELLED),
+        (DUE, DUE + timedelta(minutes=1), Timeliness.LATE),  # a rejection handed back late is late
+        (DUE, DUE - timedelta(days=1), Timeliness.ON_TIME),
+    ],
+)
+def test_a_cancelled_dossier_is_never_pending_or_overdue(
+    due: datetime | None, returned: datetime | None, expected: Timeliness
+) -> None:
+    assert derive_timeliness(due=due, returned=returned, now=NOW, cancelled=True) == expected
+
+
 def test_a_good_row_normalises(rules: Rules, now: datetime) -> None:
     record = ok(normalise_record(values(), rules=rules, now=now))
     assert record.code == "HS-0001"

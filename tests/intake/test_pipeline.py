@@ -74,6 +74,35 @@ def test_a_pending_dossier_turning_overdue_is_an_update_with_history(
     assert history == ["pending", "overdue"]
 
 
+def test_a_cancelled_dossier_past_due_is_not_overdue_and_stays_unchanged(
+    db_session: Session,
+    cipher: PiiCipher,
+    mapping: MappingConfig,
+    write_csv_file: CsvWriter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # HS-9 was withdrawn before its due date; HS-10 is still in process. Both are past due later.
+    cancelled = good_row("HS-9", returned_at="", status="Rút hồ sơ", due_at="16/01/2026")
+    pending = good_row("HS-10", returned_at="", status="Đang xử lý", due_at="16/01/2026")
+    path = write_csv_file([cancelled, pending])
+    assert _run(db_session, path, mapping, cipher).counts.inserted == 2
+    parsed: list[str] = []
+    original = importer.normalise_record
+
+    def spy(values: Any, **kw: Any) -> Any:
+        parsed.append(values["code"])
+        return original(values, **kw)
+
+    monkeypatch.setattr(importer, "normalise_record", spy)
+    again = _run(db_session, path, mapping, cipher, now=NOW + timedelta(days=3))
+    # The probe for unchanged rows (SQL on PostgreSQL) agrees with derive_timeliness: the cancelled
+    # dossier has not moved and is not even parsed again; the one in process has turned overdue.
+    assert (again.counts.updated, again.counts.unchanged) == (1, 1)
+    assert parsed == ["HS-10"]
+    stored = {code: t for code, t in db_session.execute(select(Dossier.code, Dossier.timeliness))}
+    assert stored == {"HS-9": "cancelled", "HS-10": "overdue"}
+
+
 class ListConnector:
     """An in-memory connector (what an API page would yield)."""
 
