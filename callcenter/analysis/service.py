@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, select, text
+from sqlalchemy import and_, case, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -164,9 +164,10 @@ class _Counts:
 
 
 def _stratum_of(timeliness: Any) -> ColumnElement[str]:
+    # A cancelled dossier is outside the population (returned dossiers), like a response with none.
     return case(
         (timeliness.in_((Timeliness.LATE.value, Timeliness.OVERDUE.value)), LATE_OVERDUE),
-        (timeliness.is_(None), UNKNOWN),
+        (or_(timeliness.is_(None), timeliness == Timeliness.CANCELLED.value), UNKNOWN),
         else_=ON_TIME,
     )
 

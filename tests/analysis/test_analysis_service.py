@@ -226,6 +226,31 @@ def test_against_brute_force_recomputation(db_session: Session, build: Builder) 
             assert f.weighted.estimate == pytest.approx(brute)
 
 
+def test_a_response_on_a_cancelled_dossier_counts_but_has_no_stratum(
+    db_session: Session, build: Builder
+) -> None:
+    # Cancelled dossiers are not in the population (returned dossiers): a response linked to one (an
+    # import from another channel) counts in the raw figures but cannot be weighted into a stratum.
+    ag, fl = build.agency("C"), build.field("F")
+    at = datetime(2026, 3, 10, 3, tzinfo=UTC)
+    for satisfied in (True, False):
+        d = build.dossier(ag, fl, returned_at=at)
+        build.called_response(d, ag, fl, at=at + timedelta(days=1), satisfied=satisfied)
+    cancelled = build.dossier(ag, fl, returned_at=None, timeliness="cancelled")
+    build.response(
+        agency=ag,
+        fld=fl,
+        answered_at=at + timedelta(days=2),
+        satisfied=True,
+        channel="web",
+        dossier=cancelled,
+    )
+    f = service.summarise(db_session, period=MARCH, group_by=("agency",)).rows[0].figures
+    assert (f.eligible, f.rated, f.satisfied) == (2, 3, 2)
+    assert (f.rated_on_time, f.rated_late_overdue) == (2, 0)
+    assert f.weighted is not None and f.weighted.estimate == pytest.approx(1 / 2)
+
+
 def test_views_from_one_set_of_queries_match_separate_summaries(
     db_session: Session, small_city: dict[str, Any]
 ) -> None:
