@@ -344,21 +344,23 @@ def _date_field(
     end_of_day: bool = False,
 ) -> datetime | None:
     raw = values.get(key)
-    if type(raw) is not str:
-        if isinstance(raw, datetime):  # XLSX cells and JSON decoders may already hold datetimes
-            return raw if raw.tzinfo is not None else raw.replace(tzinfo=VN_OFFSET)
-        if isinstance(raw, date):
-            return _bare_date(raw, end_of_day)
-    text = _text(raw)
-    if not text:
-        if required:
-            errors.append(FieldError(key, "required value is missing"))
-        return None
-    try:
-        value = parse_datetime(text, end_of_day=end_of_day)
-    except DateFormatError as exc:
-        errors.append(FieldError(key, str(exc)))
-        return None
+    if isinstance(raw, date):
+        # XLSX cells and JSON decoders may already hold datetimes (naive = local time) or dates.
+        if isinstance(raw, datetime):
+            value = raw if raw.tzinfo is not None else raw.replace(tzinfo=VN_OFFSET)
+        else:
+            value = _bare_date(raw, end_of_day)
+    else:
+        text = _text(raw)
+        if not text:
+            if required:
+                errors.append(FieldError(key, "required value is missing"))
+            return None
+        try:
+            value = parse_datetime(text, end_of_day=end_of_day)
+        except DateFormatError as exc:
+            errors.append(FieldError(key, str(exc)))
+            return None
     if not 1990 <= value.year <= 2100:
         errors.append(FieldError(key, "year outside 1990-2100"))
         return None

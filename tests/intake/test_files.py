@@ -122,23 +122,51 @@ def test_xlsx_with_typed_cells(
     sheet = workbook.active
     assert sheet is not None
     sheet.append(["Báo cáo hồ sơ đã trả kết quả"])  # a title line above the header is common
-    sheet.cell(row=1, column=1).value = None
+    sheet.append(["Từ ngày 01/01/2026 đến ngày 31/01/2026", None, "Đơn vị: Sở Tư pháp"])
+    sheet.append([])
     sheet.append(HEADER)
     row: list[object] = list(good_row("HS-X1"))
     row[2] = 905123456  # the phone became a number and lost its leading zero
-    row[9] = datetime(2026, 1, 2, 8, 30)  # a real date cell (naive: local time)
-    row[11] = datetime(2026, 1, 8, 15, 0)
+    row[9] = datetime(2026, 1, 2, 8, 30)  # a real date-and-time cell (naive: local time)
+    row[10] = datetime(2026, 1, 9)  # the due date, a date cell: the whole of 9 January
+    row[11] = datetime(2026, 1, 9, 15, 0)  # returned on the due day: on time
     sheet.append(row)
     sheet.append(list(good_row("HS-X2", phone="garbage")))
+    row = list(good_row("HS-X3"))
+    row[9] = datetime(1899, 12, 30)  # Excel's day zero: an empty date cell gone wrong
+    sheet.append(row)
+    for number in (5, 7):
+        sheet.cell(row=number, column=10).number_format = "dd/mm/yyyy hh:mm"
+        sheet.cell(row=number, column=11).number_format = "dd/mm/yyyy"
+        sheet.cell(row=number, column=12).number_format = "dd/mm/yyyy hh:mm"
     path = tmp_path / "export.xlsx"
     workbook.save(path)
 
     result = _import(db_session, path, mapping, cipher)
-    assert (result.counts.inserted, result.counts.quarantined) == (1, 1)
+    assert (result.counts.inserted, result.counts.quarantined) == (1, 2)
     stored = db_session.scalars(select(Dossier)).one()
     assert cipher.decrypt(stored.phone_enc) == "+84905123456"
     assert stored.received_at == datetime(2026, 1, 2, 8, 30, tzinfo=VN_TZ)
-    assert _quarantine(db_session)[0][:2] == ("row 4", "phone")
+    assert stored.due_at == datetime(2026, 1, 9, 23, 59, 59, tzinfo=VN_TZ)
+    assert stored.timeliness == "on_time"  # as from the same dates in a CSV
+    assert [q[:2] for q in _quarantine(db_session)] == [("row 6", "phone"), ("row 7", "received_at")]
+
+
+def test_xlsx_without_a_recognisable_header_names_what_is_missing(
+    tmp_path: Path, mapping: MappingConfig
+) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["Báo cáo hồ sơ"])
+    sheet.append([h for h in HEADER if h != "Ngày tiếp nhận"])  # the likeliest header, one column short
+    sheet.append(list(good_row("HS-1")))
+    path = tmp_path / "export.xlsx"
+    workbook.save(path)
+    with pytest.raises(
+        MappingError, match=r'export\.xlsx: required column.* "Ngày tiếp nhận".*Columns found: "Mã'
+    ):
+        list(XlsxSource(path, mapping=mapping).rows())
 
 
 def test_every_kind_of_bad_row_is_quarantined_and_the_rest_imported(

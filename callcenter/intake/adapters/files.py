@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import openpyxl
+from openpyxl.styles.numbers import is_datetime
 
 from callcenter.intake.adapters.base import SourceRow
-from callcenter.intake.errors import SourceFileError
+from callcenter.intake.errors import MappingError, SourceFileError
 from callcenter.intake.mapping import ColumnMap, MappingConfig, resolve_header
 from callcenter.intake.normalise import FieldError
 
 _SNIFF_BYTES = 64 * 1024
+_HEADER_SEARCH_ROWS = 10  # non-empty rows of an XLSX sheet searched for its header
 _VIETNAMESE_CP1258 = set("ăâđêôơưĂÂĐÊÔƠƯ")
 
 
@@ -151,21 +153,35 @@ class XlsxSource:
             if self._sheet is not None and self._sheet not in workbook.sheetnames:
                 raise SourceFileError(f"{name}: no sheet named '{self._sheet}' ({workbook.sheetnames})")
             sheet = workbook[self._sheet] if self._sheet else workbook.worksheets[0]
-            rows = sheet.iter_rows(values_only=True)
             number = 0
             columns: ColumnMap | None = None
-            for values in rows:
+            candidates = 0
+            refused: tuple[int, MappingError] | None = None  # the likeliest header's error
+            for row in sheet.iter_rows():
                 number += 1
-                cells = [_cell_text(v) for v in values]
-                if not any(c not in (None, "") for c in cells):
+                cells = [_cell_text(cell) for cell in row]
+                filled = sum(c not in (None, "") for c in cells)
+                if not filled:
                     continue
                 if columns is None:
-                    columns = resolve_header(self._mapping, [str(c or "") for c in cells], where=name)
+                    # Exports often put a title (and a date line) above the header: the header is
+                    # the first of the top non-empty rows that names the required columns.
+                    try:
+                        columns = resolve_header(self._mapping, [str(c or "") for c in cells], where=name)
+                    except MappingError as exc:
+                        if refused is None or filled > refused[0]:
+                            refused = (filled, exc)
+                        candidates += 1
+                        if candidates >= _HEADER_SEARCH_ROWS:
+                            raise refused[1] from None
+                        continue
                     self.header = columns.header
                     extract = columns.extractor()
                     continue
                 yield SourceRow(f"row {number}", extract(cells), cells)
             if columns is None:
+                if refused is not None:
+                    raise refused[1]
                 raise SourceFileError(f"{name}: the sheet is empty (no header, no rows)")
         finally:
             workbook.close()
@@ -176,9 +192,19 @@ class XlsxSource:
         return raw
 
 
-def _cell_text(value: Any) -> Any:
-    """XLSX cell → what the normaliser reads: dates stay datetimes, whole numbers lose their ``.0``."""
-    if value is None or isinstance(value, str | dt.datetime | dt.date):
+def _cell_text(cell: Any) -> Any:
+    """XLSX cell → what the normaliser reads: whole numbers lose their ``.0``; dates stay dates.
+
+    A cell formatted as a date alone (``dd/mm/yyyy``) comes back from openpyxl as a datetime at
+    midnight; it becomes a ``date``, so that a bare due date means the end of that day, exactly as
+    the same text in a CSV does. A cell whose format shows a time keeps its datetime.
+    """
+    value = cell.value
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0) and is_datetime(getattr(cell, "number_format", None) or "") == "date":
+            return value.date()
+        return value
+    if value is None or isinstance(value, str | dt.date):
         return value
     if isinstance(value, bool):
         return "1" if value else "0"
