@@ -13,14 +13,28 @@ re-exported so callers import from one place.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import Insert, Integer, Table, Update, bindparam, case, func, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Integer,
+    Table,
+    Update,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -51,7 +65,10 @@ from callcenter.core.clock import VN_TZ
 from callcenter.core.errors import ValidationError
 from callcenter.core.models import OptOut
 from callcenter.core.outcomes import CallOutcome, SurveyOutcome
+from callcenter.intake.models import Dossier
 from callcenter.ivr.models import ResponseStatus, SurveyResponse
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ACTIVE_STATES",
@@ -118,9 +135,13 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
     # 85,000 targets, several times a second).
     # The few columns needed, by Core on the session's connection: no ORM objects to load and
     # expire again for the targets moved by the bulk UPDATEs below (several claims a second).
+    # The phone is the dossier's *current* one (a later import may have corrected it since the draw):
+    # every check below (opt-out, cool-off, one call at a time, daily cap) is about the number that
+    # will really be dialled, and a target whose number changed is re-pointed to it first.
     col = _TARGETS.c
     query = (
-        select(col.id, col.campaign_id, col.dossier_id, col.agency_id, col.phone_hash)
+        select(col.id, col.campaign_id, col.dossier_id, col.agency_id, col.phone_hash, _DOSSIERS.c.phone_hash)
+        .join(_DOSSIERS, _DOSSIERS.c.id == col.dossier_id)
         .where(
             col.state == TargetState.QUEUED.value, col.next_attempt_at <= now, col.campaign_id.in_(running)
         )
@@ -130,7 +151,7 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
     if _dialect(session) == "postgresql":
         # Concurrent claimers skip each other's rows instead of queueing behind them.
         query = query.with_for_update(of=_TARGETS, skip_locked=True)
-    candidates = list(connection.execute(query))
+    candidates = [_current_phone(connection, row, now) for row in connection.execute(query)]
     if not candidates:
         return []
 
@@ -280,6 +301,7 @@ def record_attempt_result(
 
 
 _TARGETS: Table = CallTarget.__table__  # type: ignore[assignment]
+_DOSSIERS: Table = Dossier.__table__  # type: ignore[assignment]
 _TARGET_FOR_RESULT = select(
     _TARGETS.c.state,
     _TARGETS.c.campaign_id,
@@ -551,6 +573,35 @@ def _postpone(
         .values(next_attempt_at=when, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+
+
+class _Candidate(NamedTuple):
+    """A due target as a claim sees it, with the phone its dossier has now."""
+
+    id: int
+    campaign_id: int
+    dossier_id: int
+    agency_id: int
+    phone_hash: str
+
+
+_REPOINT_PHONE = (
+    update(_TARGETS)
+    .where(_TARGETS.c.id == bindparam("p_id"), _TARGETS.c.state == TargetState.QUEUED.value)
+    .values(phone_hash=bindparam("p_phone"), updated_at=bindparam("p_now"))
+)
+
+
+def _current_phone(connection: Connection, row: Sequence[Any], now: datetime) -> _Candidate:
+    """The candidate with its dossier's current phone; a target drawn with an older number is updated,
+    so that its guard, its result and the next draw all see the number that is dialled."""
+    target_id, campaign_id, dossier_id, agency_id, drawn_phone, current_phone = row
+    if current_phone != drawn_phone:
+        connection.execute(_REPOINT_PHONE, {"p_id": target_id, "p_phone": current_phone, "p_now": now})
+        log.info(
+            "call target %s: its dossier's phone changed since the draw; the new number is checked", target_id
+        )
+    return _Candidate(target_id, campaign_id, dossier_id, agency_id, current_phone)
 
 
 class _Identified(Protocol):

@@ -20,6 +20,7 @@ from callcenter.campaign.models import (
 from callcenter.core.clock import VN_TZ, ManualClock
 from callcenter.core.models import OptOut
 from callcenter.core.outcomes import CallOutcome, SurveyOutcome
+from callcenter.intake.models import Dossier
 from tests.campaign.conftest import MONDAY_9, World, make_campaign, phone_for
 
 BUSY = (CallOutcome.BUSY, SurveyOutcome.NONE)
@@ -273,6 +274,60 @@ def test_phone_on_the_opt_out_list_is_never_claimed(world: World) -> None:
     world.session.flush()
     due = service.claim_due_targets(world.session, now=MONDAY_9, limit=5)
     assert [d.phone_hash for d in due] == [world.cipher.phone_hash(phone_for(1))]
+
+
+def _correct_phone(world: World, dossier_id: int, phone: str) -> None:
+    """What a later import does when the one-stop system corrects a dossier's phone number."""
+    dossier = world.session.get(Dossier, dossier_id)
+    assert dossier is not None
+    dossier.phone_enc = world.cipher.encrypt(phone)
+    dossier.phone_hash = world.cipher.phone_hash(phone)
+    world.session.flush()
+
+
+def test_a_corrected_phone_is_the_one_checked_and_held(world: World) -> None:
+    # Drawn with phones 0-2, each dossier's number is corrected afterwards: to an opted-out number, to
+    # a number in another campaign's call right now, and to a fresh number.
+    world.add_dossiers("SO-XD", 1, phone=lambda i: phone_for(701))
+    other = make_campaign(world, total=1, agencies=("SO-XD",))
+    [busy] = service.claim_due_targets(world.session, now=MONDAY_9, limit=5)
+    assert (busy.campaign_id, busy.phone_hash) == (other.id, world.cipher.phone_hash(phone_for(701)))
+    ids = world.add_dossiers("SO-TP", 3)
+    campaign = make_campaign(world, total=3, agencies=("SO-TP",))
+    world.session.add(
+        OptOut(
+            phone_hash=world.cipher.phone_hash(phone_for(700)), source="operator_list", created_at=MONDAY_9
+        )
+    )
+    for dossier_id, phone in zip(ids, (700, 701, 702), strict=True):
+        _correct_phone(world, dossier_id, phone_for(phone))
+
+    due = service.claim_due_targets(world.session, now=MONDAY_9, limit=5)
+    fresh = world.cipher.phone_hash(phone_for(702))
+    assert [d.phone_hash for d in due if d.campaign_id == campaign.id] == [fresh]
+    rows = {
+        t.dossier_id: t
+        for t in world.session.scalars(
+            select(CallTarget)
+            .where(CallTarget.campaign_id == campaign.id)
+            .execution_options(populate_existing=True)
+        )
+    }
+    assert rows[ids[0]].state == TargetState.OPTED_OUT  # the new number opted out: never called
+    assert rows[ids[1]].state == TargetState.QUEUED and rows[ids[1]].next_attempt_at > MONDAY_9  # waits
+    assert rows[ids[2]].state == TargetState.IN_CALL and rows[ids[2]].phone_hash == fresh
+    guard = world.session.get(PhoneCallGuard, fresh, populate_existing=True)
+    assert guard is not None and guard.active_target_id == rows[ids[2]].id
+    # The result releases the number that was held, not the one of the draw.
+    service.record_attempt_result(
+        world.session,
+        target_id=rows[ids[2]].id,
+        outcome=CallOutcome.BUSY,
+        survey=SurveyOutcome.NONE,
+        now=MONDAY_9,
+    )
+    guard = world.session.get(PhoneCallGuard, fresh, populate_existing=True)
+    assert guard is not None and guard.active_target_id is None
 
 
 def test_nothing_after_the_campaign_end(world: World) -> None:

@@ -99,6 +99,8 @@ def test_claiming_due_targets_walks_the_due_index_without_sorting(drawn: Drawn) 
     kinds = [n["Node Type"] for n in nodes]
     assert "Sort" not in kinds and "Incremental Sort" not in kinds, kinds
     assert any(n.get("Index Name") == "ix_call_targets_due" for n in nodes), kinds
+    # The dossier's current phone comes from one primary-key probe per candidate, never a scan.
+    assert "Seq Scan" not in kinds and "Hash Join" not in kinds, kinds
     with drawn.engine.connect() as conn:  # the statistics were taken when the campaign was drawn
         analyzed = conn.execute(
             text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'call_targets'")
