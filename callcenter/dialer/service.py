@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from callcenter.campaign.service import DueTarget, claim_due_targets, record_attempt_result, release_target
 from callcenter.core.outcomes import CallOutcome, SurveyOutcome
 from callcenter.core.phones import national_format
-from callcenter.core.pii import PiiCipher
+from callcenter.core.pii import PiiCipher, mask_digit_runs
 from callcenter.dialer.adapters.base import DialRequest
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.dialer.state import ACTIVE_STATUSES, LIVE_STATUSES, compare_and_set, compare_and_set_returning
@@ -289,7 +289,9 @@ def finish_attempt(
         outcome=outcome.value,
         survey_outcome=survey.value,
         hangup_cause=hangup_cause,
-        detail=detail,
+        # A trunk's own words may quote the number ("Account not authorized to call +84…"): the
+        # phone is encrypted everywhere else, so it is masked here as in the logs.
+        detail=mask_digit_runs(detail) if detail else detail,
         ended_at=now,
     )
     if won:

@@ -117,6 +117,18 @@ def test_finish_tells_the_campaign_exactly_once(db_session: Session, cipher: Pii
     assert target.attempts == 1
 
 
+def test_a_trunk_message_quoting_the_number_is_stored_masked(db_session: Session, cipher: PiiCipher) -> None:
+    (aid,) = _attempts(db_session, cipher, 1)
+    service.claim_attempt(db_session, attempt_id=aid, worker="a", server="sim", lease_expires_at=NOW, now=NOW)
+    service.mark_dialing(db_session, attempt_id=aid, now=NOW)
+    refused = "Twilio refused the call (403, code 21215): Account not authorized to call +84905123456."
+    assert service.finish_attempt(
+        db_session, attempt_id=aid, outcome=CallOutcome.FAILED, now=NOW, detail=refused
+    )
+    detail = db_session.scalar(select(CallAttempt.detail).where(CallAttempt.id == aid))
+    assert detail == "Twilio refused the call (403, code 21215): Account not authorized to call ********456."
+
+
 def test_a_lost_call_with_survey_answers_is_dropped_not_failed(
     db_session: Session, cipher: PiiCipher
 ) -> None:
