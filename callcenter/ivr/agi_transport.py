@@ -5,7 +5,8 @@
   digit; further digits come from ``WAIT FOR DIGIT`` until the finishing key, the digit limit or the
   timeout.
 - Speech (only when a recogniser is configured): the last part is streamed, then the answer is
-  recorded with ``RECORD FILE`` (keys still end it) and transcribed off the event loop.
+  recorded with ``RECORD FILE`` (keys still end it) and transcribed off the event loop. The clip is
+  deleted whatever ended it; an engine failure counts as no answer, like silence.
 - A hang-up at any point becomes the flow's :class:`HangUp` event, never an exception.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from callcenter.asr.errors import RecognizerUnavailable
+from callcenter.asr.errors import AsrError
 from callcenter.asr.service import Transcript
 from callcenter.core.sealed_audio import AudioSealer
 from callcenter.ivr import constants as c
@@ -162,7 +163,16 @@ class AgiTransport:
         if key is not None:
             return Keys(await self._more_digits(key, action))
         path = self._next_recording("answer")
+        clip = Path(path + ".wav")
         seconds = max(1, min(self.speech_listen_seconds, int(action.timeout)))
+        try:
+            return await self._record_answer(path, clip, seconds, action)
+        finally:
+            # Only the transcript is kept: the clip goes on every path, also when a key, a hang-up
+            # (Asterisk keeps the file), silence or a failed engine ended the answer.
+            await asyncio.to_thread(_remove_clip, clip)
+
+    async def _record_answer(self, path: str, clip: Path, seconds: int, action: CollectKeys) -> Event:
         reply = await self.request.command(
             f"RECORD FILE {path} wav {_quote(c.ALL_KEYS)} {seconds * 1000} 0 s=2", timeout=seconds + 30
         )
@@ -175,11 +185,14 @@ class AgiTransport:
             return Timeout()
         assert self.transcriber is not None
         try:
-            audio = await asyncio.to_thread(_read_and_remove, Path(path + ".wav"))
+            audio = await asyncio.to_thread(_read_clip, clip)
             transcript = await self.transcriber.transcribe(
                 audio.sln_bytes(), audio.rate, phrases=list(action.phrases or ())
             )
-        except (OSError, ValueError, RuntimeError, TimeoutError, RecognizerUnavailable):
+        except (OSError, ValueError, RuntimeError, TimeoutError, AsrError):
+            # AsrError: the engine failed on this utterance (RecognitionFailed), the audio was not
+            # usable (AudioError) or the worker pool broke (RecognizerUnavailable). The citizen is
+            # still on the line, so this is silence for the flow, which asks again.
             log.exception("speech answer %s could not be recognised; treating it as no answer", path)
             return Timeout()
         if not transcript.text.strip():
@@ -231,12 +244,17 @@ class AgiTransport:
         return None
 
 
-def _read_and_remove(path: Path) -> PcmAudio:
-    """A spoken answer's clip, read into memory and deleted: only its transcript is kept."""
+def _read_clip(path: Path) -> PcmAudio:
+    """A spoken answer's clip, read into memory (``_collect_speech`` deletes the file)."""
+    return read_wav(path.read_bytes())
+
+
+def _remove_clip(path: Path) -> None:
+    """Delete a spoken answer's clip; a failure is logged, never raised into the live call."""
     try:
-        return read_wav(path.read_bytes())
-    finally:
         path.unlink(missing_ok=True)
+    except OSError:
+        log.exception("speech answer %s could not be deleted; it stays in the clear", path.name)
 
 
 def _describe(utterance: Utterance) -> str:
