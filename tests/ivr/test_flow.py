@@ -70,6 +70,8 @@ def test_greeting_names_hotline_dossier_and_spoken_date_then_asks(q: Questionnai
     first = ask(actions)
     texts = [u.text for u in first.prompt]
     assert "một không hai hai" in texts[0]
+    # The opt-out key works on every question: the citizen is told about it before the first one.
+    assert f"nhấn phím {q.keys.opt_out}." in texts[0]
     assert first.prompt[1].key is None  # dynamic: rendered per dossier and cached
     assert "Hộ tịch" in texts[1] and "Sở Tư pháp" in texts[1]
     assert "ngày hai mươi mốt tháng mười năm hai nghìn không trăm hai mươi lăm" in texts[1]
