@@ -141,12 +141,26 @@ def place_call(ctx: DialerContext, attempt_id: int) -> str:
                 server=chosen.name,
                 lease_expires_at=now + timedelta(seconds=ctx.settings.lease_seconds),
                 now=now,
+                created_since=now - timedelta(seconds=ctx.settings.queued_max_age_seconds),
             )
         except BaseException:
             ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
             raise
         if not won:
             current = service.get_attempt(session, attempt_id=attempt_id)
+            if current is not None and current.status is S.QUEUED:
+                # Still QUEUED, so it lost only for its age: the target goes back and the next
+                # release checks the window, the campaign and the opt-outs anew.
+                ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
+                service.give_back(
+                    session,
+                    attempt=current,
+                    now=now,
+                    retry_after=timedelta(0),
+                    detail=f"stale: released more than {ctx.settings.queued_max_age_seconds:.0f} s ago",
+                    expected=frozenset({S.QUEUED}),
+                )
+                return "stale"
             if current is None or current.status in FINAL_STATUSES:
                 ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
             return _not_claimable(attempt_id, current)  # redelivered, raced, cancelled or reaped

@@ -39,7 +39,9 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from callcenter.core.outcomes import CallOutcome
 from callcenter.core.runtime import Runtime
@@ -56,6 +58,8 @@ from callcenter.ivr.questionnaire import load_questionnaire
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# How long the owner keeps trying to store a call's end while the database is unreachable.
+FINISH_RETRY_SECONDS = 30.0
 
 
 @dataclass
@@ -202,8 +206,14 @@ class TrunkOwner:
 
     async def _dial(self, server: TrunkServer, trunk: OwnedTrunk, attempt_id: int) -> None:
         call_scopes = scopes(self.settings, server)
-        connected = getattr(trunk, "connected", True)
-        request = await self._db(partial(self._prepare, attempt_id=attempt_id, connected=connected))
+        if not getattr(trunk, "connected", True):
+            # Nothing was sent: the target goes back without a retry used, and the channel this
+            # claim leased is free again at once (not when the lease would expire).
+            if await self._db(partial(self._give_back_unsent, attempt_id=attempt_id)):
+                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                    await self.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
+            return
+        request = await self._db(partial(self._prepare, attempt_id=attempt_id))
         if request is None:
             return
         # The permit is taken right before the originate leaves (after the database round trip), so
@@ -224,19 +234,22 @@ class TrunkOwner:
         except (TrunkUnavailable, OriginateRefused) as exc:
             await self.ended(attempt_id, CallOutcome.FAILED, detail=f"originate failed: {exc}")
 
-    def _prepare(self, session: Session, *, attempt_id: int, connected: bool) -> DialRequest | None:
+    def _give_back_unsent(self, session: Session, *, attempt_id: int) -> bool:
+        """The trunk is down: a CLAIMED attempt is cancelled and its target handed back; True if so."""
+        attempt = service.get_attempt(session, attempt_id=attempt_id)
+        if attempt is None or attempt.status is not AttemptStatus.CLAIMED:
+            return False  # already dialled (a re-pushed id), cancelled or reaped: not ours to free
+        return service.give_back(
+            session,
+            attempt=attempt,
+            now=self._now(),
+            retry_after=timedelta(seconds=self.settings.throttle_retry_seconds),
+            detail="trunk not connected",
+            expected=frozenset({AttemptStatus.CLAIMED}),
+        )
+
+    def _prepare(self, session: Session, *, attempt_id: int) -> DialRequest | None:
         now = self._now()
-        if not connected:
-            attempt = service.get_attempt(session, attempt_id=attempt_id)
-            if attempt is not None and attempt.status is AttemptStatus.CLAIMED:
-                service.give_back(
-                    session,
-                    attempt=attempt,
-                    now=now,
-                    retry_after=timedelta(seconds=self.settings.throttle_retry_seconds),
-                    detail="trunk not connected",
-                )
-            return None
         # CLAIMED → DIALING and the phone in one statement; a failure below (no phone) rolls it back.
         found = service.start_dialing(session, attempt_id=attempt_id, now=now)
         if found is None:
@@ -255,24 +268,59 @@ class TrunkOwner:
     async def ended(
         self, attempt_id: int, outcome: CallOutcome, *, cause: int | None = None, detail: str | None = None
     ) -> None:
-        won = await self._db(
-            partial(
-                service.finish_attempt,
-                attempt_id=attempt_id,
-                outcome=outcome,
-                hangup_cause=cause,
-                detail=detail,
-                now=self._now(),
-            )
+        step = partial(
+            service.finish_attempt,
+            attempt_id=attempt_id,
+            outcome=outcome,
+            hangup_cause=cause,
+            detail=detail,
+            now=self._now(),  # the time the call ended, also when the write is retried
         )
-        call = self.calls.pop(attempt_id, None)
-        if call is not None:
-            metrics.IN_FLIGHT.labels(call.server.kind, call.server.name).dec()
-            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                await self.pacer.release_channel(attempt_id=attempt_id, scopes=call.scopes)
-            self._kick_release()
+        won = False
+        try:
+            won = await self._record_end(step, attempt_id)
+        finally:
+            # The call is over whatever the database said: its channel is free and it is no longer
+            # followed (a lease left here would be renewed by every heartbeat, a channel lost).
+            call = self.calls.pop(attempt_id, None)
+            if call is not None:
+                metrics.IN_FLIGHT.labels(call.server.kind, call.server.name).dec()
+                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                    await self.pacer.release_channel(attempt_id=attempt_id, scopes=call.scopes)
+                self._kick_release()
         if won:
             metrics.OUTCOMES.labels(outcome.value).inc()
+
+    async def _record_end(self, step: Callable[[Session], bool], attempt_id: int) -> bool:
+        """Store a call's end, retrying while the database is unreachable (a restart, a failover).
+
+        Given up after ``FINISH_RETRY_SECONDS``: the attempt stays live in the database, no longer
+        followed by this owner, and the reaper ends it (FAILED, "the trunk owner does not follow
+        this call"); the survey answers were stored as they came and are kept.
+        """
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((OperationalError, InterfaceError)),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5, jitter=0.2),
+            stop=stop_after_delay(FINISH_RETRY_SECONDS),
+            reraise=True,
+            before_sleep=lambda state: log.warning(
+                "owner: the end of call attempt %s could not be stored (%s); retrying",
+                attempt_id,
+                state.outcome.exception() if state.outcome else "?",
+            ),
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._db(step)
+        except (OperationalError, InterfaceError) as exc:
+            log.error(
+                "owner: the end of call attempt %s was not stored after %.0f s (%s); the reaper will end it",
+                attempt_id,
+                FINISH_RETRY_SECONDS,
+                exc,
+            )
+        return False
 
     def _kick_release(self) -> None:
         """A channel came free: ask for a release now instead of at the next beat tick.

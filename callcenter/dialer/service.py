@@ -145,15 +145,28 @@ _INSERT_ATTEMPTS = insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
 
 
 def claim_attempt(
-    session: Session, *, attempt_id: int, worker: str, server: str, lease_expires_at: datetime, now: datetime
+    session: Session,
+    *,
+    attempt_id: int,
+    worker: str,
+    server: str,
+    lease_expires_at: datetime,
+    now: datetime,
+    created_since: datetime | None = None,
 ) -> bool:
-    """QUEUED → CLAIMED by one worker holding a channel lease on ``server``."""
+    """QUEUED → CLAIMED by one worker holding a channel lease on ``server``.
+
+    With ``created_since``, an attempt released before then is not claimed: the calling window,
+    the campaign's status and the opt-out list were checked when it was released, and that check
+    is too old to dial on (workers that were down for hours must not call at night).
+    """
     return compare_and_set(
         session,
         attempt_id=attempt_id,
         expected=S.QUEUED,
         new=S.CLAIMED,
         now=now,
+        created_since=created_since,
         claimed_by=worker,
         server=server,
         lease_expires_at=lease_expires_at,
@@ -207,7 +220,9 @@ def start_dialing(
     """:func:`mark_dialing` returning the attempt (as now stored) and its dossier's encrypted phone.
 
     One round trip per call placed instead of a read and a write. ``None`` when the attempt was not
-    CLAIMED (already dialled, cancelled or reaped: never twice). Committed before the originate leaves.
+    CLAIMED (already dialled, cancelled or reaped: never twice) or its channel lease has run out (a
+    stale outbox entry after an outage; the reaper gives it back). Committed before the originate
+    leaves.
     """
     row = compare_and_set_returning(
         session,
@@ -216,6 +231,7 @@ def start_dialing(
         new=S.DIALING,
         now=now,
         returning=_DIALING_RETURNS,
+        lease_held=True,
         dialed_at=now,
     )
     if row is None:

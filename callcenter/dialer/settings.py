@@ -96,6 +96,9 @@ class DialerSettings(BaseSettings):
     release_lookahead_seconds: float = Field(default=2.0, gt=0)
     throttle_retry_seconds: float = Field(default=5.0, ge=0)
     queued_timeout_seconds: float = Field(default=30.0, gt=0)  # task lost → sent again
+    # A QUEUED attempt older than this is not dialled but given back (no retry used): its window,
+    # campaign status and opt-out checks are too old (workers down for hours must not call at night).
+    queued_max_age_seconds: float = Field(default=120.0, gt=0)
     claimed_timeout_seconds: float = Field(default=30.0, gt=0)  # never handed over → cancelled
     dialing_timeout_seconds: float = Field(default=90.0, gt=0)  # no answer/ring news → ask the trunk
     call_timeout_seconds: float = Field(default=900.0, gt=0)  # no call lasts longer

@@ -55,16 +55,21 @@ def compare_and_set(
     expected: AttemptStatus | frozenset[AttemptStatus],
     new: AttemptStatus,
     now: datetime,
+    created_since: datetime | None = None,
     **values: Any,
 ) -> bool:
     """Move one attempt from ``expected`` to ``new`` if nobody moved it first; True when this call won.
 
     ``expected`` may be a set (e.g. "any live status" for a hang-up that can arrive in DIALING,
-    RINGING or IN_SURVEY). Extra column values are written in the same statement. The statement is
+    RINGING or IN_SURVEY). With ``created_since``, an attempt created earlier loses too (a claim
+    that comes too late). Extra column values are written in the same statement. The statement is
     a Core UPDATE built once per shape (see :func:`_cas_statement`): no ORM work per call.
     """
-    stmt = _cas_statement(_as_set(expected), new, tuple(sorted(values)))
-    result: CursorResult[Any] = session.connection().execute(stmt, _cas_params(attempt_id, now, values))
+    stmt = _cas_statement(_as_set(expected), new, tuple(sorted(values)), created_since is not None)
+    params = _cas_params(attempt_id, now, values)
+    if created_since is not None:
+        params["cas_created_since"] = created_since
+    result: CursorResult[Any] = session.connection().execute(stmt, params)
     return result.rowcount == 1
 
 
@@ -76,14 +81,16 @@ def compare_and_set_returning(
     new: AttemptStatus,
     now: datetime,
     returning: tuple[Any, ...],
+    lease_held: bool = False,
     **values: Any,
 ) -> Row[Any] | None:
     """:func:`compare_and_set` that also reads ``returning`` (as written) in the same statement.
 
-    The row when this call won, ``None`` when it lost. ``returning`` should be a module constant:
-    the statement is built once per (shape, returning) pair.
+    The row when this call won, ``None`` when it lost. With ``lease_held``, an attempt whose
+    channel lease (``lease_expires_at``) has run out by ``now`` loses too. ``returning`` should be
+    a module constant: the statement is built once per (shape, returning) pair.
     """
-    stmt = _cas_returning_statement(_as_set(expected), new, tuple(sorted(values)), returning)
+    stmt = _cas_returning_statement(_as_set(expected), new, tuple(sorted(values)), returning, lease_held)
     return session.connection().execute(stmt, _cas_params(attempt_id, now, values)).one_or_none()
 
 
@@ -101,20 +108,27 @@ def _cas_returning_statement(
     new: AttemptStatus,
     columns: tuple[str, ...],
     returning: tuple[Any, ...],
+    lease_held: bool,
 ) -> Update:
-    return _cas_statement(expected, new, columns).returning(*returning)
+    stmt = _cas_statement(expected, new, columns, False)
+    if lease_held:
+        stmt = stmt.where(_ATTEMPTS.c.lease_expires_at > bindparam("cas_now"))
+    return stmt.returning(*returning)
+
+
+_ATTEMPTS: Table = CallAttempt.__table__  # type: ignore[assignment]
 
 
 @lru_cache(maxsize=256)
 def _cas_statement(
-    expected: frozenset[AttemptStatus], new: AttemptStatus, columns: tuple[str, ...]
+    expected: frozenset[AttemptStatus], new: AttemptStatus, columns: tuple[str, ...], created_since: bool
 ) -> Update:
     """One Core UPDATE per (expected, new, columns), built once: the hot paths run it per call."""
     for current in expected:
         check_transition(current, new)
-    table: Table = CallAttempt.__table__  # type: ignore[assignment]
+    table = _ATTEMPTS
     statuses = sorted(s.value for s in expected)
-    return (
+    stmt = (
         update(table)
         .where(table.c.id == bindparam("cas_id"), table.c.status.in_(statuses))
         .values(
@@ -123,3 +137,6 @@ def _cas_statement(
             **{c: bindparam(f"cas_{c}") for c in columns},
         )
     )
+    if created_since:
+        stmt = stmt.where(table.c.created_at >= bindparam("cas_created_since"))
+    return stmt

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import redis.asyncio as aioredis
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from callcenter.campaign.models import CallTarget
 from callcenter.core.clock import ManualClock
 from callcenter.core.db import session_scope, upgrade_database
+from callcenter.core.outcomes import CallOutcome
 from callcenter.core.pii import PiiCipher
 from callcenter.core.runtime import build_runtime
 from callcenter.core.settings import Settings
 from callcenter.dialer import dispatch, service
+from callcenter.dialer import owner as owner_module
 from callcenter.dialer.context import DialerContext, build_dialer_context
 from callcenter.dialer.models import CallAttempt
-from callcenter.dialer.owner import TrunkOwner
+from callcenter.dialer.owner import FollowedCall, TrunkOwner
 from callcenter.dialer.settings import DialerSettings
 from callcenter.dialer.testing import seed_dossiers, start_campaign
 from callcenter.dialer.trunks import scopes, servers
@@ -247,13 +252,14 @@ def test_the_owner_dials_a_claimed_attempt_once_and_gives_it_back_when_the_trunk
         executor=None,  # type: ignore[arg-type]  # _prepare is called directly, on this thread
     )
     with session_scope(world.ctx.runtime.sessions) as session:
-        request = owner._prepare(session, attempt_id=dialled, connected=True)
-        again = owner._prepare(session, attempt_id=dialled, connected=True)
-        refused = owner._prepare(session, attempt_id=kept_back, connected=False)
+        request = owner._prepare(session, attempt_id=dialled)
+        again = owner._prepare(session, attempt_id=dialled)
+        assert not owner._give_back_unsent(session, attempt_id=dialled)  # dialling: not ours to free
+        assert owner._give_back_unsent(session, attempt_id=kept_back)
         channel = session.execute(
             select(CallAttempt.channel_id).where(CallAttempt.id == dialled)
         ).scalar_one()
-    assert request is not None and again is None and refused is None
+    assert request is not None and again is None
     assert request.attempt_id == dialled and request.channel_id == channel and request.server == "sim"
     assert request.number.startswith("0") and request.number.replace(" ", "").isdigit()
     statuses = _statuses(world)
@@ -265,3 +271,113 @@ def test_the_owner_dials_a_claimed_attempt_once_and_gives_it_back_when_the_trunk
             .where(CallAttempt.id == kept_back)
         ).one()
     assert (target.state, target.attempts) == ("queued", 0)
+
+
+def _owner(world: World) -> TrunkOwner:
+    return TrunkOwner(
+        runtime=world.ctx.runtime,
+        settings=world.ctx.settings,
+        trunks={},
+        redis=aioredis.Redis.from_url(world.ctx.runtime.settings.redis_url),
+        executor=None,  # type: ignore[arg-type]  # the event loop's default executor
+    )
+
+
+def _run(owner: TrunkOwner, step: Coroutine[Any, Any, None]) -> None:
+    async def run() -> None:
+        try:
+            await step
+        finally:
+            await owner.redis.aclose()
+
+    asyncio.run(run())
+
+
+def _claimed(world: World) -> int:
+    dispatch.release_due(world.ctx, world.sent.append)
+    attempt_id = world.sent[0]
+    assert dispatch.place_call(world.ctx, attempt_id).startswith("handed to")
+    assert attempt_id in _lease_holders(world)
+    return attempt_id
+
+
+def test_a_trunk_that_is_down_frees_the_claims_channel_at_once(world: World) -> None:
+    attempt_id = _claimed(world)
+
+    class Down:
+        connected = False
+
+    owner = _owner(world)
+    server = servers(world.ctx.settings)[0]
+    _run(owner, owner._dial(server, Down(), attempt_id))  # type: ignore[arg-type]
+    assert _statuses(world)[attempt_id] == "cancelled"
+    assert attempt_id not in _lease_holders(world)  # free now, not when the lease would expire
+
+
+@pytest.mark.parametrize("failures", [2, 1000], ids=["database-back-soon", "database-gone"])
+def test_the_end_of_a_call_is_retried_and_its_channel_freed_whatever_happens(
+    world: World, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> None:
+    attempt_id = _claimed(world)
+    owner = _owner(world)
+    with session_scope(world.ctx.runtime.sessions) as session:
+        request = owner._prepare(session, attempt_id=attempt_id)
+    assert request is not None
+    server = servers(world.ctx.settings)[0]
+    owner.calls[attempt_id] = FollowedCall(
+        attempt_id, request.channel_id, server, scopes(world.ctx.settings, server)
+    )
+    monkeypatch.setattr(owner_module, "FINISH_RETRY_SECONDS", 1.0)
+    real_db, calls = owner._db, []
+
+    async def flaky(step: Any) -> Any:
+        calls.append(step)
+        if len(calls) <= failures:
+            raise OperationalError("UPDATE call_attempts …", {}, Exception("server closed the connection"))
+        return await real_db(step)
+
+    monkeypatch.setattr(owner, "_db", flaky)
+    _run(owner, owner.ended(attempt_id, CallOutcome.BUSY, cause=17))
+    assert attempt_id not in owner.calls and attempt_id not in _lease_holders(world)
+    if failures == 2:  # stored on the third try, with the time the call ended
+        assert len(calls) == 3 and _statuses(world)[attempt_id] == "finished"
+    else:  # given up: still live in the database, for the reaper (the owner no longer follows it)
+        assert len(calls) > 2 and _statuses(world)[attempt_id] == "dialing"
+
+
+def test_an_attempt_released_too_long_ago_is_given_back_not_dialled(world: World) -> None:
+    """Workers down for hours: the place_call messages (and the reaper's re-sends) arrive late. The
+    window, the campaign's status and the opt-outs were checked at release: too old to dial on."""
+    dispatch.release_due(world.ctx, world.sent.append)
+    late, on_time = world.sent[:2]
+    world.clock.advance(timedelta(seconds=world.ctx.settings.queued_max_age_seconds + 1))
+    assert dispatch.place_call(world.ctx, late) == "stale"
+    statuses = _statuses(world)
+    assert statuses[late] == "cancelled"
+    assert late not in _lease_holders(world)
+    with session_scope(world.ctx.runtime.sessions) as session:
+        target = session.execute(
+            select(CallTarget.state, CallTarget.attempts, CallTarget.next_attempt_at)
+            .join(CallAttempt, CallAttempt.target_id == CallTarget.id)
+            .where(CallAttempt.id == late)
+        ).one()
+    assert (target.state, target.attempts) == ("queued", 0)  # back, no retry used, due at once
+    # The reaper's re-send of the other one ends the same way: nothing released long ago is dialled.
+    world.sent.clear()
+    dispatch.reap(world.ctx, world.sent.append)
+    assert on_time in world.sent
+    assert dispatch.place_call(world.ctx, on_time) == "stale"
+    # The next release checks everything anew and hands the targets out as fresh attempts.
+    world.sent.clear()
+    assert dispatch.release_due(world.ctx, world.sent.append) > 0
+    assert dispatch.place_call(world.ctx, world.sent[0]).startswith("handed to")
+
+
+def test_the_owner_never_dials_a_claim_whose_lease_ran_out(world: World) -> None:
+    attempt_id = _claimed(world)
+    owner = _owner(world)
+    world.clock.advance(timedelta(seconds=world.ctx.settings.lease_seconds + 1))
+    with session_scope(world.ctx.runtime.sessions) as session:
+        assert owner._prepare(session, attempt_id=attempt_id) is None
+    assert _statuses(world)[attempt_id] == "claimed"  # the reaper gives it back
+    asyncio.run(owner.redis.aclose())

@@ -74,10 +74,12 @@ def test_start_dialing_moves_a_claimed_attempt_once_and_reads_what_the_call_need
     db_session: Session, cipher: PiiCipher
 ) -> None:
     queued, claimed = _attempts(db_session, cipher, 2)
+    lease_end = NOW + timedelta(seconds=60)
     service.claim_attempt(
-        db_session, attempt_id=claimed, worker="a", server="sim", lease_expires_at=NOW, now=NOW
+        db_session, attempt_id=claimed, worker="a", server="sim", lease_expires_at=lease_end, now=NOW
     )
     assert service.start_dialing(db_session, attempt_id=queued, now=NOW) is None  # not claimed yet
+    assert service.start_dialing(db_session, attempt_id=claimed, now=lease_end) is None  # lease ran out
     later = NOW + timedelta(seconds=3)
     found = service.start_dialing(db_session, attempt_id=claimed, now=later)
     assert found is not None
