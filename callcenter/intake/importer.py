@@ -43,13 +43,12 @@ from callcenter.intake.adapters.onestop_api import OneStopApiClient
 from callcenter.intake.mapping import TARGET_FIELDS, MappingConfig, values_dict
 from callcenter.intake.models import ImportRun
 from callcenter.intake.normalise import (
-    DateFormatError,
     DossierRecord,
     FieldError,
     Rules,
+    accepted_datetime,
     clean_code,
     normalise_record,
-    parse_datetime,
 )
 from callcenter.intake.sealing import SealedDossier, Sealer, seal_copy_line
 from callcenter.intake.service import (
@@ -72,6 +71,9 @@ log = logging.getLogger(__name__)
 
 DuplicatePolicy = Literal["quarantine", "last_wins"]
 ProgressCallback = Callable[[int], None]
+
+# How far ahead of our clock the source's may run: a sync's watermark never passes now + this.
+CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
 
 
 @dataclass
@@ -109,7 +111,8 @@ class BatchPreparer:
             result = normalise_record(values_dict(row_values), rules=rules, now=now)
             if not isinstance(result, DossierRecord):
                 batch.rejected.append((index, result))
-                # A refused record was still seen: its update time moves the sync watermark on.
+                # A refused record was still seen: its update time moves the sync watermark on
+                # (only a valid one: it may be the very value the record was refused for).
                 updated = _updated_at(row_values)
                 if updated is not None and (batch.latest_update is None or updated > batch.latest_update):
                     batch.latest_update = updated
@@ -132,15 +135,7 @@ _UPDATED_AT = TARGET_FIELDS.index("updated_at")
 
 
 def _updated_at(values: tuple[Any, ...]) -> datetime | None:
-    raw = values[_UPDATED_AT] if len(values) > _UPDATED_AT else None
-    if isinstance(raw, datetime):
-        return raw if raw.tzinfo is not None else None
-    if not isinstance(raw, str) or not raw.strip():
-        return None
-    try:
-        return parse_datetime(raw)
-    except DateFormatError:
-        return None
+    return accepted_datetime(values[_UPDATED_AT]) if len(values) > _UPDATED_AT else None
 
 
 # Worker-process state, set once by the pool initializer (a cipher cannot be pickled).
@@ -493,7 +488,8 @@ def sync_api(
     The request asks from ``watermark - overlap``: a record updated while an earlier sync paged
     through the results can shift across a page boundary and be missed; the overlap fetches it
     again next time (re-reading a record is harmless, its content hash makes it a no-op). The
-    watermark only moves when the whole sync succeeded, in the same transaction.
+    watermark only moves when the whole sync succeeded, in the same transaction, and never past
+    ``now + CLOCK_SKEW_ALLOWANCE``.
     """
     watermark = None if full else get_watermark(session, source=source)
     client.updated_since = watermark - overlap if watermark is not None else None
@@ -508,6 +504,22 @@ def sync_api(
         on_duplicate="last_wins",
         progress=progress,
     )
-    if result.latest_update is not None:
-        set_watermark(session, source=source, watermark=result.latest_update, now=now)
+    latest = result.latest_update
+    if latest is not None:
+        ceiling = now + CLOCK_SKEW_ALLOWANCE
+        if latest > ceiling:
+            # A typo such as 2062 for 2026 (a valid date) or a source clock far ahead. Stored, such a
+            # watermark would make every later sync ask for updates since the future and silently
+            # get nothing. Capped, the record is simply fetched again by each sync (its updated_at
+            # stays ahead of the watermark): harmless, its content hash makes it a no-op.
+            log.warning(
+                "sync from %s: the source reported updates as late as %s, later than now (%s); "
+                "the watermark stops at %s",
+                source,
+                latest.isoformat(),
+                now.isoformat(),
+                ceiling.isoformat(),
+            )
+            latest = ceiling
+        set_watermark(session, source=source, watermark=latest, now=now)
     return result

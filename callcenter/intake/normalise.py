@@ -28,6 +28,7 @@ MAX_TEXT = 2000
 VN_OFFSET = timezone(timedelta(hours=7), "ICT")
 # Seen in exports: NBSP and zero-width characters pasted from web pages.
 _INVISIBLE = str.maketrans({"\u00a0": " ", "\u200b": None, "\ufeff": None})
+NUL_REASON = "contains a NUL character (a broken export?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,14 +218,21 @@ def normalise_record(
     errors: list[FieldError] = []
     try:
         # One scan of the joined text (the common case: every value is text) instead of one per value.
-        suspect = "\ufffd" in "".join(values.values())
+        joined = "".join(values.values())
+        suspect = "\ufffd" in joined or "\x00" in joined
     except TypeError:
         suspect = True
     if suspect:
         for key, value in values.items():
-            if type(value) is str and "\ufffd" in value:
+            if type(value) is not str:
+                continue
+            if "\ufffd" in value:
                 # The file reader replaces undecodable bytes with U+FFFD: never store such text.
                 errors.append(FieldError(key, "text is not valid UTF-8 (file saved in another encoding?)"))
+            if "\x00" in value:
+                # csv and JSON ("\u0000") pass a NUL through; PostgreSQL text cannot hold one (COPY
+                # and query parameters refuse it), so it would abort the whole import.
+                errors.append(FieldError(key, NUL_REASON))
         if errors:
             return errors
 
@@ -286,10 +294,10 @@ def normalise_record(
     if procedure is not None and len(procedure) > MAX_TEXT:
         errors.append(FieldError("procedure_name", f"longer than {MAX_TEXT} characters"))
 
-    received_at = _date_field(values, "received_at", errors, required=True)
-    due_at = _date_field(values, "due_at", errors, end_of_day=True)
-    returned_at = _date_field(values, "returned_at", errors)
-    updated_at = _date_field(values, "updated_at", errors)
+    received_at = _date_field(values.get("received_at"), "received_at", errors, required=True)
+    due_at = _date_field(values.get("due_at"), "due_at", errors, end_of_day=True)
+    returned_at = _date_field(values.get("returned_at"), "returned_at", errors)
+    updated_at = _date_field(values.get("updated_at"), "updated_at", errors)
     if received_at is not None and returned_at is not None and returned_at < received_at - timedelta(days=1):
         errors.append(FieldError("returned_at", "result returned before the dossier was received"))
     if received_at is not None and received_at > now + timedelta(days=1):
@@ -335,15 +343,23 @@ def normalise_record(
     )
 
 
+def accepted_datetime(raw: Any) -> datetime | None:
+    """A date or time value as a record's date fields accept it; ``None`` if empty or refused.
+
+    For a value outside a valid record (e.g. the ``updated_at`` of a refused one): the same
+    parsing and the same 1990-2100 rule, without the errors.
+    """
+    return _date_field(raw, "", [])
+
+
 def _date_field(
-    values: Mapping[str, Any],
+    raw: Any,
     key: str,
     errors: list[FieldError],
     *,
     required: bool = False,
     end_of_day: bool = False,
 ) -> datetime | None:
-    raw = values.get(key)
     if isinstance(raw, date):
         # XLSX cells and JSON decoders may already hold datetimes (naive = local time) or dates.
         if isinstance(raw, datetime):

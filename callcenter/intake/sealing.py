@@ -122,6 +122,8 @@ class Sealer:
 
 
 # PostgreSQL COPY text format: backslash, tab, newline and carriage return are escaped; NULL is \N.
+# A NUL character has no escape (PostgreSQL text cannot hold one): ``normalise_record`` refuses any
+# record containing one, so none reaches this point.
 _COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 NULL = "\\N"
 

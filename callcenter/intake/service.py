@@ -472,8 +472,13 @@ def find_unchanged(session: Session, *, source: str, digests: Mapping[str, str],
     if conn.dialect.name == "postgresql":
         # Two joined strings, split by the server: as array parameters, psycopg would check every
         # element with a regex in Python. A code holding the separator is simply not probed (it is
-        # then prepared and upserted like a changed row, which gives the same result).
-        probed = {code: digest for code, digest in digests.items() if _PROBE_SEPARATOR not in code}
+        # then prepared and upserted like a changed row, which gives the same result); nor is one
+        # holding a NUL, which no PostgreSQL parameter accepts (the normaliser quarantines it).
+        probed = {
+            code: digest
+            for code, digest in digests.items()
+            if _PROBE_SEPARATOR not in code and "\x00" not in code
+        }
         params = {
             "source": source,
             "now": now,
@@ -522,8 +527,8 @@ def quarantine_records(
     if not rejections:
         return 0
     if skip_known:
-        known = _known_quarantine(session, source=source, refs=[r.row_ref[:128] for r in rejections])
-        fresh = [r for r in rejections if (r.row_ref[:128], _reason(r)) not in known]
+        known = _known_quarantine(session, source=source, refs=[_row_ref(r) for r in rejections])
+        fresh = [r for r in rejections if (_row_ref(r), _reason(r)) not in known]
     else:
         fresh = list(rejections)
     if not fresh:
@@ -532,8 +537,8 @@ def quarantine_records(
         {
             "import_run_id": import_run_id,
             "source": source,
-            "row_ref": r.row_ref[:128],
-            "field": ",".join(dict.fromkeys(e.field for e in r.errors))[:64] or None,
+            "row_ref": _row_ref(r),
+            "field": _storable(",".join(dict.fromkeys(e.field for e in r.errors)))[:64] or None,
             "reason": _reason(r),
             "raw_enc": cipher.encrypt_optional(_raw_text(r.raw)),
             "created_at": now,
@@ -544,8 +549,20 @@ def quarantine_records(
     return len(rejections)
 
 
+def _storable(text_: str) -> str:
+    """Text a PostgreSQL column accepts: a NUL (e.g. in an API record id) shown as ``\\x00``.
+
+    The raw record needs no such care: it is stored encrypted (bytes), and as JSON when not text.
+    """
+    return text_.replace("\x00", "\\x00")
+
+
+def _row_ref(rejection: Rejection) -> str:
+    return _storable(rejection.row_ref)[:128]
+
+
 def _reason(rejection: Rejection) -> str:
-    return "; ".join(f"{e.field}: {e.reason}" for e in rejection.errors)
+    return _storable("; ".join(f"{e.field}: {e.reason}" for e in rejection.errors))
 
 
 def _known_quarantine(session: Session, *, source: str, refs: Sequence[str]) -> set[tuple[str, str]]:

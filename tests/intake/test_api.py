@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from intake_helpers import NOW
+from intake_helpers import FIELD_ORDER, NOW, good_row
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from callcenter.core.pii import PiiCipher
 from callcenter.intake.adapters.onestop_api import OneStopApiClient, parse_retry_after
 from callcenter.intake.errors import ApiAuthError, ApiError, ApiUnavailable
-from callcenter.intake.importer import ImportResult, sync_api
+from callcenter.intake.importer import CLOCK_SKEW_ALLOWANCE, ImportResult, sync_api
 from callcenter.intake.mapping import MappingConfig
 from callcenter.intake.models import Dossier, DossierStatusHistory, QuarantinedRecord
 from callcenter.intake.service import get_watermark
@@ -225,3 +226,85 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now=now) == 30.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+def _record(code: str, **overrides: str) -> dict[str, str]:
+    return dict(zip(FIELD_ORDER, good_row(code, **overrides), strict=True))
+
+
+def test_a_future_updated_at_does_not_freeze_the_incremental_sync(
+    mapping: MappingConfig, db_session: Session, cipher: PiiCipher, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = OneStopStore(
+        [
+            _record("HS-1", updated_at="2026-01-10T08:00:00+07:00"),
+            _record("HS-2", updated_at="2062-01-08T15:05:00+07:00"),  # a typo for 2026, yet a valid date
+        ],
+        mapping=mapping,
+    )
+    with SimulatorServer(create_simulator_app(store, token=TOKEN)) as server:
+        with _client(server.url, mapping) as client, caplog.at_level(logging.WARNING):
+            first = _sync(db_session, client, mapping, cipher, NOW)
+        assert first.counts.inserted == 2
+        watermark = get_watermark(db_session, source="onestop")
+        assert watermark is not None and watermark <= NOW + CLOCK_SKEW_ALLOWANCE
+        assert "later than now" in caplog.text
+
+        # A dossier updated after the first sync is still picked up by the next one.
+        store.upsert(_record("HS-3", updated_at=(NOW + timedelta(minutes=30)).isoformat()))
+        with _client(server.url, mapping) as client:
+            second = _sync(db_session, client, mapping, cipher, NOW + timedelta(hours=1))
+    assert second.counts.inserted == 1
+    assert second.counts.unchanged == 1  # HS-2 is fetched again on every sync: a no-op
+    assert sorted(db_session.scalars(select(Dossier.code))) == ["HS-1", "HS-2", "HS-3"]
+
+
+def test_a_refused_record_with_an_out_of_range_updated_at_leaves_the_watermark_alone(
+    mapping: MappingConfig, db_session: Session, cipher: PiiCipher
+) -> None:
+    store = OneStopStore(
+        [
+            _record("HS-1", updated_at="2026-01-10T08:00:00+07:00"),
+            _record("HS-2", updated_at="2206-01-08T15:05"),  # refused: year outside 1990-2100
+        ],
+        mapping=mapping,
+    )
+    with (
+        SimulatorServer(create_simulator_app(store, token=TOKEN)) as server,
+        _client(server.url, mapping) as client,
+    ):
+        result = _sync(db_session, client, mapping, cipher, NOW)
+    assert (result.counts.inserted, result.counts.quarantined) == (1, 1)
+    assert get_watermark(db_session, source="onestop") == datetime(2026, 1, 10, 1, 0, tzinfo=UTC)
+
+
+def test_a_nul_character_in_a_record_is_quarantined_and_the_sync_goes_on(
+    mapping: MappingConfig, db_session: Session, cipher: PiiCipher
+) -> None:
+    # JSON "\u0000" decodes to a NUL, which no PostgreSQL text column or parameter accepts.
+    store = OneStopStore(
+        [
+            _record("HS-1", updated_at="2026-01-10T08:00:00+07:00"),
+            _record(
+                "HS-\x002", updated_at="2026-01-12T08:00:00+07:00"
+            ),  # in the id: the quarantine's row_ref
+            _record("HS-3", field_name="Hộ\x00 tịch", updated_at="2026-01-12T08:00:00+07:00"),
+        ],
+        mapping=mapping,
+    )
+    with SimulatorServer(create_simulator_app(store, token=TOKEN)) as server:
+        for now in (NOW, NOW + timedelta(hours=1)):  # the second sync re-reads both bad records
+            with _client(server.url, mapping) as client:
+                result = _sync(db_session, client, mapping, cipher, now)
+            assert result.counts.quarantined == 2
+    quarantined = db_session.execute(
+        select(QuarantinedRecord.row_ref, QuarantinedRecord.field, QuarantinedRecord.reason).order_by(
+            QuarantinedRecord.id
+        )
+    ).all()
+    assert [(ref, field) for ref, field, _ in quarantined] == [
+        ("id HS-\\x002", "code"),
+        ("id HS-3", "field_name"),
+    ]
+    assert all("contains a NUL character" in reason for _, _, reason in quarantined)
+    assert get_watermark(db_session, source="onestop") == datetime(2026, 1, 12, 1, 0, tzinfo=UTC)

@@ -258,3 +258,31 @@ def test_reimport_changes_nothing_and_a_later_file_updates(
     )
     assert statuses == ["received", "returned"]
     assert db_session.scalar(select(func.count()).select_from(ImportRun)) == 3
+
+
+def test_a_nul_character_quarantines_its_row_and_the_rest_is_imported(
+    write_csv_file: CsvWriter, mapping: MappingConfig, db_session: Session, cipher: PiiCipher
+) -> None:
+    # csv passes "\x00" through; PostgreSQL text can hold no NUL (COPY and parameters refuse it).
+    path = write_csv_file(
+        [
+            good_row("HS-1"),
+            good_row("HS-\x002"),
+            good_row("HS-3", procedure_name="Đăng ký\x00 khai sinh"),
+            good_row("HS-4", agency_name="Sở Tư\x00 pháp", agency_code=""),
+            good_row("HS-5"),
+        ]
+    )
+    result = _import(db_session, path, mapping, cipher)
+    assert (result.counts.inserted, result.counts.quarantined) == (2, 3)
+    quarantined = _quarantine(db_session)
+    assert [(ref, field) for ref, field, _ in quarantined] == [
+        ("row 3", "code"),
+        ("row 4", "procedure_name"),
+        ("row 5", "agency_name"),
+    ]
+    assert all("contains a NUL character" in reason for _, _, reason in quarantined)
+    assert sorted(db_session.scalars(select(Dossier.code))) == ["HS-1", "HS-5"]
+    # A re-import probes for unchanged rows (the NUL code among them) without choking.
+    again = _import(db_session, path, mapping, cipher)
+    assert (again.counts.inserted, again.counts.unchanged, again.counts.quarantined) == (0, 2, 3)

@@ -170,6 +170,10 @@ def test_return_date_wins_over_a_lagging_status(rules: Rules, now: datetime) -> 
         ({"field_name": ""}, "field_name", "missing"),
         ({"is_organisation": "maybe"}, "is_organisation", "yes/no"),
         ({"submitter_name": "Nguy\ufffdn"}, "submitter_name", "not valid UTF-8"),
+        ({"code": "HS-\x001"}, "code", "contains a NUL character"),
+        ({"phone": "0905\x00123456"}, "phone", "contains a NUL character"),
+        ({"agency_name": "Sở Tư\x00 pháp"}, "agency_name", "contains a NUL character"),
+        ({"procedure_name": "\x00"}, "procedure_name", "contains a NUL character"),
     ],
 )
 def test_bad_values_name_the_field(

@@ -208,3 +208,42 @@ def test_a_refused_record_still_moves_the_sync_watermark(
     )
     assert (result.counts.inserted, result.counts.quarantined) == (1, 1)
     assert result.latest_update == datetime(2026, 1, 12, 1, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_refused_record_with_an_out_of_range_updated_at_does_not_move_the_watermark(
+    db_session: Session,
+    cipher: PiiCipher,
+    mapping: MappingConfig,
+    workers: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pools: list[int] = []
+
+    class CountingPool(importer.ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pools.append(kwargs["max_workers"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(importer, "ProcessPoolExecutor", CountingPool)
+    rows = [
+        good_row("HS-1", updated_at="2026-01-10T08:00:00+07:00"),
+        good_row("HS-2", updated_at="2206-01-08T15:05"),  # refused: year outside 1990-2100
+        good_row("HS-3", phone="garbage", updated_at="2206-01-08T15:05"),
+        good_row("HS-4", phone="garbage", updated_at="not a date"),
+    ]
+    settings = Settings(env="test")
+    keys = (settings.pii_key_bytes, settings.phone_hash_key.get_secret_value().encode())
+    result = run_import(
+        db_session,
+        connector=ListConnector(rows),
+        source="onestop",
+        mapping=mapping,
+        cipher=cipher,
+        now=NOW,
+        workers=workers,  # the worker processes' preparer applies the same rule
+        worker_keys=keys,
+    )
+    assert pools == ([workers] if workers else [])  # the worker run really prepared in a worker
+    assert (result.counts.inserted, result.counts.quarantined) == (1, 3)
+    assert result.latest_update == datetime(2026, 1, 10, 1, 0, tzinfo=UTC)
