@@ -542,17 +542,23 @@ def _yearly_minimums(
     policy: str,
     policy_params: Mapping[str, Any] | None,
     period_eligible: Mapping[int, int],
+    period_eligible_is_whole_city: bool,
 ) -> dict[int, int | None]:
     """Each agency's minimum for the period: the year's minimum, pro-rated by dossiers for a month/quarter.
 
     The yearly minimum is the campaign policy's (``callcenter.campaign.policies``) applied to the
-    dossiers returned in the calendar year; ``None`` where the policy defines none for the unit.
+    dossiers returned in the calendar year by every agency, whatever the summary is filtered to (an
+    agency's minimum is the same in the city report and in its own; ``fixed_total`` splits the total
+    over the whole city); ``None`` where the policy defines none for the unit.
+    ``period_eligible`` holds each agency's dossiers of the period (of the agencies the summary
+    admits); ``period_eligible_is_whole_city`` says it was counted without an agency or field filter,
+    so that, for a year, it is the year's population and is not queried again.
     """
     kind, params = policies.parse_policy(policy, policy_params)
     ids = set(agency_ids)
     year = period.year_period()
     year_eligible: dict[int, int] = defaultdict(int)
-    if period.kind == PeriodKind.YEAR:
+    if period.kind == PeriodKind.YEAR and period_eligible_is_whole_city:
         year_eligible.update(period_eligible)
     else:
         for a, _f, _s, n in _eligible_cells(
@@ -635,7 +641,8 @@ def summarise(
 
     ``channel=None`` combines every channel; pass ``"call"``, ``"web"``, ``"paper"`` or
     ``"independent"`` for one. The total row covers everything the filters admit. The minimum sample
-    applies to an agency as a whole, so it is given on rows not split by field.
+    applies to an agency as a whole, so it is given on rows neither split nor filtered by field, and
+    it is the same whether the summary covers the city or only that agency.
     """
     (summary,) = summarise_views(
         session,
@@ -702,13 +709,19 @@ def summarise_views(
     for a, _f, _s, n in cells.eligible:
         agency_eligible[a] += n
     agencies_in_play = set(agency_eligible) | {r[0] for r in cells.responses}
-    minimums = _yearly_minimums(
-        session,
-        period=period,
-        agency_ids=agencies_in_play,
-        policy=policy,
-        policy_params=policy_params,
-        period_eligible=agency_eligible,
+    # The minimum applies to an agency as a whole: a summary filtered to one field gives none.
+    minimums = (
+        {}
+        if field_id is not None
+        else _yearly_minimums(
+            session,
+            period=period,
+            agency_ids=agencies_in_play,
+            policy=policy,
+            policy_params=policy_params,
+            period_eligible=agency_eligible,
+            period_eligible_is_whole_city=agency_id is None,
+        )
     )
     keys = [GroupKey(c[0], c[1]) for c in cells.eligible] + [GroupKey(c[0], c[1]) for c in cells.responses]
     names = _names(session, keys)
@@ -756,7 +769,9 @@ def _summary_of(
     for key in sorted(buckets, key=lambda k: _sort_key(k, names)):
         counts = buckets[key]
         required = None
-        if "field" not in dims and key.agency_id is not None:
+        # Not on a field's figures (grouped or filtered by field), like the total row below: the
+        # minimum and its attainment are an agency's, whatever period kind.
+        if "field" not in dims and field_id is None and key.agency_id is not None:
             required = minimums.get(key.agency_id)
         current_rate = stats.rate(counts.satisfied, counts.rated)
         figures = _figures(

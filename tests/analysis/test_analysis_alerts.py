@@ -201,6 +201,22 @@ def test_unsatisfied_answer_reaches_the_agency_by_webhook_and_email_once(
     assert len(webhook.requests) == 1 and len(box.messages) == before + 1
 
 
+def test_a_phone_number_spoken_in_a_comment_is_masked_in_the_alert(
+    build: Builder, ctx: AlertContext, setup: dict[str, Any]
+) -> None:
+    spoken = "số của tôi là không chín không năm một hai ba bốn năm sáu, gọi lại giúp"
+    d = build.dossier(setup["agency"], setup["field"], returned_at=NOW - timedelta(days=3))
+    response = build.called_response(
+        d, setup["agency"], setup["field"], at=NOW - timedelta(minutes=2), satisfied=False, comment=spoken
+    )
+    alert_ids = alerts.raise_alerts(build.session, response_id=response.id, now=NOW, settings=ctx.settings)
+    items = alerts.load_items(build.session, alert_ids=alert_ids, cipher=build.cipher)
+    assert [i.comment for i in items] == ["số của tôi là *******456, gọi lại giúp"] * len(alert_ids) and items
+    message = alerts.compose_single(items[0], ctx.labels)
+    for body in (message.text, message.json_body.decode()):
+        assert "*******456" in body and "không chín không năm" not in body
+
+
 def test_satisfied_or_unfinished_answers_raise_nothing(
     build: Builder, ctx: AlertContext, setup: dict[str, Any]
 ) -> None:

@@ -62,6 +62,37 @@ def test_html_report_content(city_report: report.ReportData, build: Builder) -> 
         assert secret not in html, secret
 
 
+# What Vosk makes of a citizen reading out a phone number: digit words, not digits.
+SPOKEN_COMMENT = (
+    "cán bộ không nghe máy, số của tôi là không chín không năm một hai ba bốn năm sáu gọi lại giúp"
+)
+SPOKEN_PHONE = "không chín không năm một hai ba bốn năm sáu"
+
+
+def test_a_phone_number_spoken_in_a_comment_is_masked_in_the_report(
+    db_session: Session, build: Builder, cipher: PiiCipher
+) -> None:
+    city = populate_small_city(build)
+    d = build.dossier(city["b"], city["f1"], returned_at=datetime(2026, 3, 2, 3, tzinfo=UTC))
+    build.called_response(
+        d,
+        city["b"],
+        city["f1"],
+        at=datetime(2026, 3, 25, 3, tzinfo=UTC),
+        satisfied=False,
+        comment=SPOKEN_COMMENT,
+    )
+    data = report.build_report(
+        db_session, period=MARCH, cipher=cipher, now=NOW, reason_labels=reason_labels()
+    )
+    html = report.render_html(data)
+    assert "cán bộ không nghe máy, số của tôi là *******456 gọi lại giúp" in html
+    assert SPOKEN_PHONE not in html and "không chín không năm" not in html
+    book = load_workbook(io.BytesIO(report.render_xlsx(data)))
+    text = "\n".join(str(c) for ws in book.worksheets for row in ws.iter_rows(values_only=True) for c in row)
+    assert "không chín không năm" not in text
+
+
 def test_agency_report(db_session: Session, build: Builder, cipher: PiiCipher) -> None:
     city = populate_small_city(build)
     data = report.build_report(db_session, period=MARCH, cipher=cipher, now=NOW, agency_id=city["a"].id)

@@ -261,3 +261,101 @@ def test_views_from_one_set_of_queries_match_separate_summaries(
         assert summary.group_by == alone.group_by
         assert [(r.key, r.figures) for r in summary.rows] == [(r.key, r.figures) for r in alone.rows]
         assert summary.total == alone.total
+
+
+def _two_agencies_in_2026(build: Builder) -> dict[str, Any]:
+    """A returns 20 dossiers in 2026 (12 in F1, 8 in F2), B returns 30; a few answers for each."""
+    a, b = build.agency("A"), build.agency("B")
+    f1, f2 = build.field("F1"), build.field("F2")
+    for i in range(20):
+        at = datetime(2026, 2 if i % 2 else 8, 3 + i, 3, tzinfo=UTC)  # half in Q1, half in Q3
+        fld = f1 if i < 12 else f2
+        d = build.dossier(a, fld, returned_at=at)
+        if i in (1, 13):
+            build.called_response(d, a, fld, at=at + timedelta(days=1), satisfied=True)
+    for i in range(30):
+        at = datetime(2026, 5, 1 + i % 28, 3, tzinfo=UTC)
+        d = build.dossier(b, f1, returned_at=at)
+        if i == 0:
+            build.called_response(d, b, f1, at=at + timedelta(days=1), satisfied=False)
+    return {"a": a, "b": b, "f1": f1, "f2": f2}
+
+
+@pytest.mark.parametrize(
+    ("policy", "params", "expected"),
+    [
+        # 10 surveys split 20 : 30 over the whole city; A's own summary once gave A all 10.
+        ("fixed_total", {"total": 10}, {"A": 4, "B": 6}),
+        # n = N / (1 + N·e²), e = 7 %: 20 / 1.098 → 18, 30 / 1.147 → 26.
+        ("danang_2223", None, {"A": 18, "B": 26}),
+    ],
+)
+def test_an_agency_yearly_minimum_is_the_same_in_the_city_and_in_its_own_summary(
+    db_session: Session, build: Builder, policy: str, params: dict[str, int] | None, expected: dict[str, int]
+) -> None:
+    s = _two_agencies_in_2026(build)
+    year = Period.parse("2026")
+    city = service.summarise(db_session, period=year, policy=policy, policy_params=params)
+    assert {r.agency_code: r.figures.required_minimum for r in city.rows} == expected
+    assert city.total.required_minimum == sum(expected.values())
+    for code, agency in (("A", s["a"]), ("B", s["b"])):
+        own = service.summarise(
+            db_session, period=year, agency_id=agency.id, policy=policy, policy_params=params
+        )
+        (row,) = own.rows
+        assert row.figures.required_minimum == expected[code]
+        assert own.total.required_minimum == expected[code]
+        # The agency report's view (its fields, one total row) carries the same minimum.
+        by_field = service.summarise(
+            db_session,
+            period=year,
+            group_by=("agency", "field"),
+            agency_id=agency.id,
+            policy=policy,
+            policy_params=params,
+        )
+        assert by_field.total.required_minimum == expected[code]
+        # A quarter is the same share of that minimum in both summaries.
+        q1_city = service.summarise(
+            db_session, period=Period.parse("2026-Q1"), policy=policy, policy_params=params
+        )
+        q1_own = service.summarise(
+            db_session,
+            period=Period.parse("2026-Q1"),
+            agency_id=agency.id,
+            policy=policy,
+            policy_params=params,
+        )
+        q1_city_row = next((r for r in q1_city.rows if r.agency_code == code), None)
+        assert q1_own.total.required_minimum == (
+            q1_city_row.figures.required_minimum if q1_city_row else None
+        )
+
+
+@pytest.mark.parametrize("period_key", ["2026", "2026-Q1", "2026-02"])
+@pytest.mark.parametrize(("policy", "params"), [("danang_2223", None), ("fixed_total", {"total": 10})])
+def test_no_minimum_on_a_summary_filtered_to_one_field(
+    db_session: Session, build: Builder, period_key: str, policy: str, params: dict[str, int] | None
+) -> None:
+    # The minimum is an agency's: rows grouped by field never had one, nor the total of a field-filtered
+    # summary; the rows of a field-filtered summary follow, for a year as for a month or a quarter
+    # (a year once got the formula on the field's dossiers alone, a quarter a share of the agency's).
+    s = _two_agencies_in_2026(build)
+    period = Period.parse(period_key)
+    for agency_id in (None, s["a"].id):
+        summary = service.summarise(
+            db_session,
+            period=period,
+            field_id=s["f1"].id,
+            agency_id=agency_id,
+            policy=policy,
+            policy_params=params,
+        )
+        assert summary.rows and all(r.key.agency_id is not None for r in summary.rows)
+        assert [r.figures.required_minimum for r in summary.rows] == [None] * len(summary.rows)
+        assert [r.figures.attainment for r in summary.rows] == [None] * len(summary.rows)
+        assert summary.total.required_minimum is None
+    # Without the field filter the same agency rows carry their minimum.
+    unfiltered = service.summarise(db_session, period=period, policy=policy, policy_params=params)
+    a_row = next(r for r in unfiltered.rows if r.agency_code == "A")
+    assert a_row.figures.required_minimum is not None

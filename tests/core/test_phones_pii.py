@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 import pytest
 
@@ -76,3 +77,52 @@ def test_masking() -> None:
 )
 def test_masking_keeps_year_first_dates_and_versions(text: str, expected: str) -> None:
     assert mask_digit_runs(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A Vosk transcript: lowercase words, no punctuation.
+        (
+            "số của tôi là không chín không năm một hai ba bốn năm sáu gọi lại giúp tôi",
+            "số của tôi là *******456 gọi lại giúp tôi",
+        ),
+        # Typed or punctuated: capitals, commas and hyphens between the words.
+        ("Gọi cho tôi: Không Chín Không Năm, một hai ba, bốn năm sáu.", "Gọi cho tôi: *******456."),
+        ("sđt không-chín-không-năm-một-hai-ba-bốn-năm-sáu nhé", "sđt *******456 nhé"),
+        # The other words for digits: linh/lẻ (0), mốt (1), tư (4), lăm (5), bẩy (northern 7).
+        ("cccd không bốn tám linh chín lẻ không mốt tư lăm bẩy tám", "cccd *********578"),
+        # Exactly seven words is a run; a spoken and a written number in one comment.
+        ("số bàn một hai ba bốn năm sáu bảy, di động 0905 123 456", "số bàn ****567, di động *******456"),
+    ],
+)
+def test_masking_numbers_spoken_as_vietnamese_words(text: str, expected: str) -> None:
+    assert mask_digit_runs(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Năm 2025 tôi phải đi lại ba lần mới nộp được hồ sơ",
+        "cán bộ hẹn hai ba lần mà vẫn chưa xong",
+        "chờ năm sáu ngày, rồi thêm bảy tám ngày nữa",  # runs of two words, not one of seven
+        "một hai ba bốn năm sáu",  # six words: too short for a phone or an ID number
+        "không, không, không, không, không, không, không hài lòng",  # "no" repeated is not a number
+        "bà hải bán năm bảy bó hoa mỗi ngày",  # bà ≠ ba, hải ≠ hai: whole words only
+        "tư vấn một hai câu, ba bốn người chờ năm sáu tiếng",
+    ],
+)
+def test_ordinary_vietnamese_text_is_not_masked(text: str) -> None:
+    assert mask_digit_runs(text) == text
+
+
+def test_spoken_numbers_are_masked_in_decomposed_text_and_in_logs() -> None:
+    nfd = unicodedata.normalize("NFD", "gọi không chín không năm một hai ba bốn năm sáu")
+    assert mask_digit_runs(nfd) == unicodedata.normalize("NFC", "gọi *******456")
+    plain = unicodedata.normalize("NFD", "bà hai ba lần")
+    assert mask_digit_runs(plain) == plain  # nothing masked: returned as it came, still NFD
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "comment: %s", ("không chín không năm một hai ba bốn năm sáu",), None
+    )
+    PiiMaskingFilter().filter(record)
+    assert record.getMessage() == "comment: *******456"
