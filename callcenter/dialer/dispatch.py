@@ -47,6 +47,16 @@ def effective_cps(ctx: DialerContext) -> float:
     return ctx.settings.max_cps
 
 
+def channel_capacity(ctx: DialerContext) -> int:
+    """How many attempts may be active at once: the global cap, or all servers' channels if fewer.
+
+    Counted against the attempts in the database, this holds even where no process renews the
+    channel leases of live calls: Twilio calls are followed by callbacks, not by a trunk owner, so
+    their leases lapse after ``LEASE_SECONDS`` while a long survey goes on.
+    """
+    return min(ctx.settings.max_channels, sum(s.channels for s in servers(ctx.settings)))
+
+
 def release_due(ctx: DialerContext, send: Callable[[int], None]) -> int:
     """Release as many due targets as may start now; returns how many attempts were sent."""
     settings = ctx.settings
@@ -66,7 +76,7 @@ def release_due(ctx: DialerContext, send: Callable[[int], None]) -> int:
             active = sum(counts.values())
             waiting = counts.get(S.QUEUED.value, 0) + counts.get(S.CLAIMED.value, 0)
             cps_budget = math.ceil(effective_cps(ctx) * settings.release_lookahead_seconds) - waiting
-            budget = min(settings.release_batch, settings.max_channels - active, cps_budget)
+            budget = min(settings.release_batch, channel_capacity(ctx) - active, cps_budget)
             if budget <= 0:
                 return 0
             ids = service.release_due_attempts(session, now=now, limit=budget, trunk=settings.trunk)

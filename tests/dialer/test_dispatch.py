@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -381,3 +382,20 @@ def test_the_owner_never_dials_a_claim_whose_lease_ran_out(world: World) -> None
         assert owner._prepare(session, attempt_id=attempt_id) is None
     assert _statuses(world)[attempt_id] == "claimed"  # the reaper gives it back
     asyncio.run(owner.redis.aclose())
+
+
+def test_live_calls_count_against_the_trunks_channels_even_when_their_leases_lapsed(world: World) -> None:
+    """Twilio calls are followed by callbacks, not by an owner renewing their leases: a survey
+    longer than LEASE_SECONDS lets the lease lapse. The release still counts the live attempts."""
+    settings = world.ctx.settings.model_copy(update={"simulator_max_channels": 2})  # fewer than the global 3
+    ctx = dataclasses.replace(world.ctx, settings=settings)
+    assert dispatch.channel_capacity(ctx) == 2
+    assert dispatch.release_due(ctx, world.sent.append) == 2
+    for attempt_id in world.sent:
+        assert dispatch.place_call(ctx, attempt_id).startswith("handed to")
+        with session_scope(ctx.runtime.sessions) as session:
+            assert service.mark_dialing(session, attempt_id=attempt_id, now=world.clock.now())
+    for key in ctx.redis.scan_iter(f"{settings.redis_prefix}*lease*"):
+        ctx.redis.delete(key)  # both calls go on, their leases gone
+    assert _lease_holders(world) == set()
+    assert dispatch.release_due(ctx, world.sent.append) == 0  # two live calls: the trunk is full
