@@ -193,7 +193,13 @@ def stop_campaign(
 
 
 def tick(session: Session, *, now: datetime) -> dict[str, int]:
-    """Periodic housekeeping: start scheduled campaigns whose time came, complete those past their end."""
+    """Periodic housekeeping: start scheduled campaigns whose time came, complete those past their end
+    and running ones with nothing left to call.
+
+    The last check also runs after each call result, but when the last two calls of a campaign end
+    at the same moment in two transactions, each still sees the other's target in a call and
+    neither completes the campaign; this sweep does (one index probe per running campaign).
+    """
     started = completed = 0
     due = session.scalars(
         select(Campaign.id).where(
@@ -226,6 +232,13 @@ def tick(session: Session, *, now: datetime) -> dict[str, int]:
             note="end time reached",
         )
         completed += 1
+    running = session.scalars(
+        select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING.value)
+    ).all()
+    for campaign_id in running:
+        completed += complete_if_done(
+            session, campaign_id=campaign_id, now=now, status=CampaignStatus.RUNNING.value
+        )
     return {"started": started, "completed": completed}
 
 
@@ -245,14 +258,15 @@ def campaign_events(session: Session, *, campaign_id: int) -> list[CampaignEvent
     )
 
 
-def complete_if_done(session: Session, *, campaign_id: int, now: datetime, status: str | None = None) -> None:
+def complete_if_done(session: Session, *, campaign_id: int, now: datetime, status: str | None = None) -> bool:
     """A running campaign with nothing left to call is complete (targets met or eligible exhausted).
 
-    ``status``: the campaign's status as the caller read it in this transaction (saves a load)."""
+    ``status``: the campaign's status as the caller read it in this transaction (saves a load).
+    True when this call completed it."""
     if status is None:
         status = get_campaign(session, campaign_id=campaign_id).status
     if status != CampaignStatus.RUNNING.value:
-        return
+        return False
     # Core execution on the session's connection (the ORM path cost three times the lookup itself);
     # flushed first, as the ORM path would autoflush: targets drawn in this transaction count.
     session.flush()
@@ -265,3 +279,5 @@ def complete_if_done(session: Session, *, campaign_id: int, now: datetime, statu
             now=now,
             note="every agency reached its target or ran out of eligible dossiers",
         )
+        return True
+    return False

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from callcenter.campaign import service
 from callcenter.campaign.errors import InvalidTransition
@@ -415,6 +415,19 @@ def test_tick_completes_campaigns_past_their_end(world: World) -> None:
     world.add_dossiers("SO-TP", 2)
     campaign = make_campaign(world, total=2, days=1)
     assert service.tick(world.session, now=MONDAY_9 + timedelta(days=1)) == {"started": 0, "completed": 1}
+    assert service.get_campaign(world.session, campaign_id=campaign.id).status == "completed"
+
+
+def test_tick_completes_a_running_campaign_whose_last_calls_ended_together(world: World) -> None:
+    # The last two results, recorded in two transactions at once, each saw the other target still in
+    # a call: neither completed the campaign (simulated by ending the targets behind its back).
+    world.add_dossiers("SO-TP", 2)
+    campaign = make_campaign(world, total=2)
+    service.claim_due_targets(world.session, now=MONDAY_9, limit=2)
+    assert service.tick(world.session, now=MONDAY_9) == {"started": 0, "completed": 0}  # two in a call
+    world.session.execute(update(CallTarget).values(state=TargetState.COMPLETED.value))
+    assert service.get_campaign(world.session, campaign_id=campaign.id).status == "running"
+    assert service.tick(world.session, now=MONDAY_9) == {"started": 0, "completed": 1}
     assert service.get_campaign(world.session, campaign_id=campaign.id).status == "completed"
 
 
