@@ -521,5 +521,5 @@ def sync_api(
                 ceiling.isoformat(),
             )
             latest = ceiling
-        set_watermark(session, source=source, watermark=latest, now=now)
+        set_watermark(session, source=source, watermark=latest, now=now, reset=full)
     return result

@@ -624,12 +624,16 @@ def get_watermark(session: Session, *, source: str) -> datetime | None:
     return state.watermark if state is not None else None
 
 
-def set_watermark(session: Session, *, source: str, watermark: datetime, now: datetime) -> None:
-    """Move the source's watermark forward (never backward)."""
+def set_watermark(
+    session: Session, *, source: str, watermark: datetime, now: datetime, reset: bool = False
+) -> None:
+    """Move the source's watermark forward (never backward, unless ``reset``: after a full sync,
+    which read everything, the newest update seen is the watermark, even below a stored one that a
+    bad date once pushed into the future)."""
     state = session.get(SyncState, source)
     if state is None:
         session.add(SyncState(source=source, watermark=watermark, updated_at=now))
-    elif state.watermark is None or watermark > state.watermark:
+    elif reset or state.watermark is None or watermark > state.watermark:
         state.watermark = watermark
         state.updated_at = now
     session.flush()

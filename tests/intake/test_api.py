@@ -18,7 +18,7 @@ from callcenter.intake.errors import ApiAuthError, ApiError, ApiUnavailable
 from callcenter.intake.importer import CLOCK_SKEW_ALLOWANCE, ImportResult, sync_api
 from callcenter.intake.mapping import MappingConfig
 from callcenter.intake.models import Dossier, DossierStatusHistory, QuarantinedRecord
-from callcenter.intake.service import get_watermark
+from callcenter.intake.service import get_watermark, set_watermark
 from callcenter.intake.simulator import Faults, OneStopStore, SimulatorServer, create_simulator_app
 from callcenter.intake.synthetic import make_raw_dossiers
 
@@ -257,6 +257,29 @@ def test_a_future_updated_at_does_not_freeze_the_incremental_sync(
     assert second.counts.inserted == 1
     assert second.counts.unchanged == 1  # HS-2 is fetched again on every sync: a no-op
     assert sorted(db_session.scalars(select(Dossier.code))) == ["HS-1", "HS-2", "HS-3"]
+
+
+def test_a_full_sync_repairs_a_watermark_stored_in_the_future(
+    mapping: MappingConfig, db_session: Session, cipher: PiiCipher
+) -> None:
+    # Stored before the cap existed (or by hand): every incremental sync would ask from 2062.
+    set_watermark(db_session, source="onestop", watermark=datetime(2062, 1, 8, tzinfo=UTC), now=NOW)
+    store = OneStopStore([_record("HS-1", updated_at="2026-01-10T08:00:00+07:00")], mapping=mapping)
+    with SimulatorServer(create_simulator_app(store, token=TOKEN)) as server:
+        with _client(server.url, mapping) as client:
+            assert _sync(db_session, client, mapping, cipher, NOW).counts.inserted == 0  # asks from 2062
+        with _client(server.url, mapping) as client:
+            full = sync_api(
+                db_session,
+                client=client,
+                source="onestop",
+                mapping=mapping,
+                cipher=cipher,
+                now=NOW,
+                full=True,
+            )
+    assert full.counts.inserted == 1
+    assert get_watermark(db_session, source="onestop") == datetime(2026, 1, 10, 1, 0, tzinfo=UTC)
 
 
 def test_a_refused_record_with_an_out_of_range_updated_at_leaves_the_watermark_alone(
