@@ -29,30 +29,51 @@ def _run(session: Session, path: Path, mapping: MappingConfig, cipher: PiiCipher
     return run_import(session, connector=CsvSource(path, mapping=mapping), **options)
 
 
+@pytest.fixture
+def pools(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ``max_workers`` of every process pool the importer starts (to show the workers ran)."""
+    sizes: list[int] = []
+
+    class CountingPool(importer.ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            sizes.append(kwargs["max_workers"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(importer, "ProcessPoolExecutor", CountingPool)
+    return sizes
+
+
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The codes of the rows the importer parses (in this process), in order."""
+    codes: list[str] = []
+    original = importer.normalise_record
+
+    def spy(values: Any, **kw: Any) -> Any:
+        codes.append(values["code"])
+        return original(values, **kw)
+
+    monkeypatch.setattr(importer, "normalise_record", spy)
+    return codes
+
+
 def test_reimport_skips_unchanged_rows_before_parsing_them(
     db_session: Session,
     cipher: PiiCipher,
     mapping: MappingConfig,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    parsed: list[str],
 ) -> None:
     path = tmp_path / "export.csv"
     write_csv(path, make_raw_dossiers(400, seed=3, now=NOW, bad_share=0.05), mapping=mapping)
     first = _run(db_session, path, mapping, cipher, batch_size=128)
-    normalised: list[Any] = []
-    original = importer.normalise_record
-
-    def spy(values: Any, **kw: Any) -> Any:
-        normalised.append(values["code"])
-        return original(values, **kw)
-
-    monkeypatch.setattr(importer, "normalise_record", spy)
+    parsed.clear()
     second = _run(db_session, path, mapping, cipher, batch_size=128)
     assert (second.counts.inserted, second.counts.updated) == (0, 0)
     assert second.counts.unchanged == first.counts.inserted
     assert second.counts.quarantined == first.counts.quarantined
     # Only the quarantined rows (never stored) were parsed again.
-    assert len(normalised) == first.counts.quarantined
+    assert len(parsed) == first.counts.quarantined
 
 
 def test_a_pending_dossier_turning_overdue_is_an_update_with_history(
@@ -79,21 +100,14 @@ def test_a_cancelled_dossier_past_due_is_not_overdue_and_stays_unchanged(
     cipher: PiiCipher,
     mapping: MappingConfig,
     write_csv_file: CsvWriter,
-    monkeypatch: pytest.MonkeyPatch,
+    parsed: list[str],
 ) -> None:
     # HS-9 was withdrawn before its due date; HS-10 is still in process. Both are past due later.
     cancelled = good_row("HS-9", returned_at="", status="Rút hồ sơ", due_at="16/01/2026")
     pending = good_row("HS-10", returned_at="", status="Đang xử lý", due_at="16/01/2026")
     path = write_csv_file([cancelled, pending])
     assert _run(db_session, path, mapping, cipher).counts.inserted == 2
-    parsed: list[str] = []
-    original = importer.normalise_record
-
-    def spy(values: Any, **kw: Any) -> Any:
-        parsed.append(values["code"])
-        return original(values, **kw)
-
-    monkeypatch.setattr(importer, "normalise_record", spy)
+    parsed.clear()
     again = _run(db_session, path, mapping, cipher, now=NOW + timedelta(days=3))
     # The probe for unchanged rows (SQL on PostgreSQL) agrees with derive_timeliness: the cancelled
     # dossier has not moved and is not even parsed again; the one in process has turned overdue.
@@ -148,16 +162,8 @@ def test_worker_processes_give_the_same_result(
     cipher: PiiCipher,
     mapping: MappingConfig,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    pools: list[int],
 ) -> None:
-    pools: list[int] = []
-
-    class CountingPool(importer.ProcessPoolExecutor):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            pools.append(kwargs["max_workers"])
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(importer, "ProcessPoolExecutor", CountingPool)
     path = tmp_path / "export.csv"
     raws = list(make_raw_dossiers(600, seed=8, now=NOW, bad_share=0.03))
     raws.append(dict(raws[10]))  # a duplicate code
@@ -216,16 +222,8 @@ def test_a_refused_record_with_an_out_of_range_updated_at_does_not_move_the_wate
     cipher: PiiCipher,
     mapping: MappingConfig,
     workers: int,
-    monkeypatch: pytest.MonkeyPatch,
+    pools: list[int],
 ) -> None:
-    pools: list[int] = []
-
-    class CountingPool(importer.ProcessPoolExecutor):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            pools.append(kwargs["max_workers"])
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(importer, "ProcessPoolExecutor", CountingPool)
     rows = [
         good_row("HS-1", updated_at="2026-01-10T08:00:00+07:00"),
         good_row("HS-2", updated_at="2206-01-08T15:05"),  # refused: year outside 1990-2100
