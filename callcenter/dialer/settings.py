@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from callcenter.ivr.constants import CONTEXT_SURVEY, EXTEN_SURVEY
@@ -72,9 +72,14 @@ class SimulatorProfile(BaseModel):
 class DialerSettings(BaseSettings):
     """Which trunk to use, how much of it, and how the queue behaves."""
 
-    model_config = SettingsConfigDict(env_prefix="CALLCENTER_DIALER_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CALLCENTER_DIALER_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
-    env: Literal["development", "test", "production"] = "development"
+    # The project-wide CALLCENTER_ENV switches the dialer's production checks on too, as the IVR's.
+    env: Literal["development", "test", "production"] = Field(
+        default="development", validation_alias=AliasChoices("CALLCENTER_DIALER_ENV", "CALLCENTER_ENV")
+    )
     trunk: TrunkKind = "simulator"
     redis_prefix: str = "cc:dialer:"
 
