@@ -11,9 +11,12 @@ Who sees what:
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field
@@ -190,7 +193,7 @@ def get_report_html(
     return Response(
         report.render_html(data),
         media_type="text/html; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{stem}.html"'},
+        headers={"Content-Disposition": _attachment(f"{stem}.html")},
     )
 
 
@@ -214,8 +217,20 @@ def get_report_xlsx(
     return Response(
         report.render_xlsx(data),
         media_type=XLSX,
-        headers={"Content-Disposition": f'attachment; filename="{stem}.xlsx"'},
+        headers={"Content-Disposition": _attachment(f"{stem}.xlsx")},
     )
+
+
+def _attachment(filename: str) -> str:
+    """``Content-Disposition`` for a download named after an agency code, which may be Vietnamese.
+
+    HTTP headers are Latin-1: "UBND-ĐN" in ``filename`` failed the response (500). Every client
+    gets an ASCII name without diacritics; those that read RFC 6266's ``filename*`` get the exact one.
+    """
+    decomposed = unicodedata.normalize("NFD", filename.replace("đ", "d").replace("Đ", "D"))
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    ascii_name = re.sub(r"[^A-Za-z0-9._-]+", "-", plain)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 # --- anomalies ---------------------------------------------------------------------------------------

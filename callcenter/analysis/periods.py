@@ -34,20 +34,26 @@ class Period:
         limit = {PeriodKind.MONTH: 12, PeriodKind.QUARTER: 4, PeriodKind.YEAR: 1}[self.kind]
         if not 1 <= self.index <= limit:
             raise ValidationError(f"{self.kind} index {self.index} is outside 1..{limit}", field="period")
-        if not 2000 <= self.year <= 2100:
-            raise ValidationError(f"year {self.year} is outside 2000..2100", field="period")
+        # Wider than what may be asked for (see parse): a period's comparisons and trailing months
+        # reach a year or two back, and there they simply find no data.
+        if not 1900 <= self.year <= 2100:
+            raise ValidationError(f"year {self.year} is outside 1900..2100", field="period")
 
     @classmethod
     def parse(cls, text: str) -> Period:
-        """``2026`` (year), ``2026-Q3`` (quarter) or ``2026-07`` (month)."""
+        """``2026`` (year), ``2026-Q3`` (quarter) or ``2026-07`` (month), in 2000..2100."""
         value = text.strip().upper()
         if m := re.fullmatch(r"(\d{4})", value):
-            return cls(PeriodKind.YEAR, int(m.group(1)))
-        if m := re.fullmatch(r"(\d{4})-Q([1-4])", value):
-            return cls(PeriodKind.QUARTER, int(m.group(1)), int(m.group(2)))
-        if m := re.fullmatch(r"(\d{4})-(\d{2})", value):
-            return cls(PeriodKind.MONTH, int(m.group(1)), int(m.group(2)))
-        raise ValidationError(f"'{text}' is not a period; use 2026, 2026-Q3 or 2026-07", field="period")
+            period = cls(PeriodKind.YEAR, int(m.group(1)))
+        elif m := re.fullmatch(r"(\d{4})-Q([1-4])", value):
+            period = cls(PeriodKind.QUARTER, int(m.group(1)), int(m.group(2)))
+        elif m := re.fullmatch(r"(\d{4})-(\d{2})", value):
+            period = cls(PeriodKind.MONTH, int(m.group(1)), int(m.group(2)))
+        else:
+            raise ValidationError(f"'{text}' is not a period; use 2026, 2026-Q3 or 2026-07", field="period")
+        if not 2000 <= period.year <= 2100:
+            raise ValidationError(f"year {period.year} is outside 2000..2100", field="period")
+        return period
 
     @classmethod
     def containing(cls, moment: datetime, kind: PeriodKind) -> Period:

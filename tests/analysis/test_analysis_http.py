@@ -164,6 +164,32 @@ def test_downloads_and_trend(client: TestClient, keys: dict[str, str]) -> None:
     assert unknown_field.status_code == 404
 
 
+def test_a_report_named_after_a_vietnamese_agency_code_downloads(
+    client: TestClient, keys: dict[str, str], build: Builder
+) -> None:
+    # Source agency codes are stored as they come: "UBND-ĐN" failed the Latin-1 header (500).
+    build.agency("UBND-ĐN", "Ủy ban nhân dân thành phố Đà Nẵng")
+    for suffix in ("html", "xlsx"):
+        got = client.get(
+            f"/analysis/report.{suffix}?period=2026-03&agency=UBND-ĐN", headers=_h(keys["operator"])
+        )
+        assert got.status_code == 200, got.text
+        disposition = got.headers["content-disposition"]
+        assert f'filename="bao-cao-UBND-DN-2026-03.{suffix}"' in disposition
+        assert f"filename*=UTF-8''bao-cao-UBND-%C4%90N-2026-03.{suffix}" in disposition
+
+
+@pytest.mark.parametrize("url", ["/analysis/trend?period=2000-03", "/analysis/report.html?period=2000"])
+def test_the_first_periods_compare_with_empty_ones_instead_of_failing(
+    client: TestClient, keys: dict[str, str], url: str
+) -> None:
+    assert client.get(url, headers=_h(keys["home_affairs"])).status_code == 200
+    summary = client.get("/analysis/summary?period=2000-05", headers=_h(keys["home_affairs"]))
+    assert summary.status_code == 200, summary.text
+    too_early = client.get("/analysis/summary?period=1999-12", headers=_h(keys["home_affairs"]))
+    assert too_early.status_code == 422 and "year 1999 is outside 2000..2100" in too_early.json()["detail"]
+
+
 def test_personal_data_only_for_the_verifier_and_always_audited(
     client: TestClient, keys: dict[str, str], db_session: Session, build: Builder
 ) -> None:
