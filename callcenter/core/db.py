@@ -69,9 +69,7 @@ def dialect_insert(dialect_name: str) -> Callable[[Table], postgresql.Insert | s
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for SQLite (embedded default) or PostgreSQL, with the pragmas SQLite needs."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _ensure_sqlite_directory(url)
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
         engine = create_engine(url, **kwargs)
 
@@ -134,4 +132,13 @@ def upgrade_database(url: str) -> None:
     """Apply every migration of every domain branch (``alembic upgrade heads``)."""
     from alembic import command
 
+    if url.startswith("sqlite"):
+        _ensure_sqlite_directory(url)  # a fresh clone has no var/ yet; Alembic makes its own engine
     command.upgrade(alembic_config(url), "heads")
+
+
+def _ensure_sqlite_directory(url: str) -> None:
+    """Create the folder of a SQLite database file (SQLite creates the file, not its folder)."""
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
