@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need_apt+=(sox)
-ldconfig -p 2>/dev/null | grep -q libsndfile || need_apt+=(libsndfile1)
+# Not `grep -q`: it exits at the first match, ldconfig then dies of SIGPIPE and pipefail reports a miss.
+ldconfig -p 2>/dev/null | grep libsndfile >/dev/null || need_apt+=(libsndfile1)
 # Headless Chromium opens the HTML report in a test (its charts must render).
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
