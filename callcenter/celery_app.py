@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from callcenter.core.logging import configure_logging
 from callcenter.core.runtime import Runtime, build_runtime
@@ -26,10 +26,17 @@ app.config_from_object("celeryconfig")
 _runtime: Runtime | None = None
 
 
+@setup_logging.connect
+def _setup_logging(loglevel: str | int | None = None, **_: Any) -> None:
+    """Our logging, not Celery's: Celery would replace the root handlers with its own, unmasked ones
+    (and a solo worker never runs ``worker_process_init``). Connected, Celery leaves logging alone."""
+    configure_logging(loglevel or "INFO")
+
+
 @worker_process_init.connect
 def _build_worker_runtime(**_: Any) -> None:
     global _runtime
-    configure_logging()
+    configure_logging(None)  # set up in the parent already (setup_logging); keep its level
     _runtime = build_runtime()
 
 

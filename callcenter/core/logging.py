@@ -1,23 +1,41 @@
-"""Logging set-up: one format, personal data masked in every record."""
+"""Logging set-up: one format, personal data masked in every line written."""
 
 from __future__ import annotations
 
 import logging
 
-from callcenter.core.pii import PiiMaskingFilter
+from callcenter.core.pii import mask_digit_runs
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Install a stderr handler whose records never carry a full phone or ID number."""
+class MaskingFormatter(logging.Formatter):
+    """Masks phone and ID numbers in the whole formatted record: the message *and* the traceback.
+
+    A filter that rewrites ``record.msg`` cannot reach the traceback of ``log.exception`` (formatted
+    later, from ``exc_info``), and an exception's message may quote a number.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_digit_runs(super().format(record))
+
+
+def configure_logging(level: str | int | None = "INFO") -> None:
+    """Install a stderr handler whose lines never carry a full phone or ID number (once per process).
+
+    ``level=None`` keeps the level already set (a forked worker process after the parent's set-up),
+    or INFO when this call installs the handler.
+    """
     root = logging.getLogger()
-    for handler in root.handlers:
-        if any(isinstance(f, PiiMaskingFilter) for f in handler.filters):
-            return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(PiiMaskingFilter())
-    root.addHandler(handler)
+    if not any(isinstance(h.formatter, MaskingFormatter) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(MaskingFormatter(FORMAT))
+        root.addHandler(handler)
+        level = level or "INFO"
+    if level is None:
+        return
     root.setLevel(level)
     # Libraries that narrate every request or migration step at INFO; their warnings still show.
+    numeric = level if isinstance(level, int) else logging.getLevelName(level)
     for noisy in ("alembic", "httpx", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, numeric))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import os
 import re
 import unicodedata
@@ -105,7 +104,7 @@ _SPOKEN_DIGITS = {
 _SPOKEN_WORD = "(?:" + "|".join(sorted(_SPOKEN_DIGITS, key=len, reverse=True)) + ")"
 _SPOKEN_SEP = r"[\s,\-]+"
 _SPOKEN_RUN = re.compile(rf"(?<!\w){_SPOKEN_WORD}(?:{_SPOKEN_SEP}{_SPOKEN_WORD}){{6,}}(?!\w)", re.IGNORECASE)
-# The quick test every text passes first (the logging filter runs on every record): a run of 7 words
+# The quick test every text passes first (the log formatter runs on every line): a run of 7 words
 # has two consecutive inner words with a separator on each side. Starting with a separator class lets
 # the regex engine skip to the separators, about 7 times faster than trying the full pattern at every
 # character of a log line.
@@ -131,7 +130,7 @@ def mask_digit_runs(text: str) -> str:
     form as written ones: "không chín không năm một hai ba bốn năm sáu" becomes "*******456".
     """
     # Spoken numbers are masked here rather than in a separate function for comments: every caller
-    # (reports, alert messages, the logging filter, trunk messages, the intake CLI) can carry a
+    # (reports, alert messages, the log formatter, trunk messages, the intake CLI) can carry a
     # transcript, and one function cannot be forgotten at a new call site. It stays cheap for logs:
     # precompiled patterns and the quick test above.
 
@@ -159,15 +158,3 @@ def _mask_spoken_runs(text: str) -> str:
 
     masked = _SPOKEN_RUN.sub(_mask, candidate)
     return text if masked == candidate else masked
-
-
-class PiiMaskingFilter(logging.Filter):
-    """A logging filter that masks phone numbers and ID numbers in every formatted message."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask_digit_runs(message)
-        if masked != message:
-            record.msg = masked
-            record.args = None
-        return True
