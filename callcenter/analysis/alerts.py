@@ -6,6 +6,11 @@ both claim it, so one answer is never sent twice to one subscriber. If a worker 
 network call and the final update, the lease expires and the alert is sent again — the stable message
 id (webhook header, e-mail ``Message-ID``) lets the receiver drop that duplicate.
 
+An answer whose recorded comment is still being transcribed is not sent yet: its alert stays
+PENDING with ``next_attempt_at`` pushed back (:func:`hold_for_transcripts`) until the transcript and
+the reasons taken from it are stored, or until ``transcript_wait_max_seconds`` have passed — then it
+is sent saying the recorded comment is still being transcribed.
+
 These functions take a session and never commit; :mod:`callcenter.analysis.delivery` is the boundary
 that commits each step.
 """
@@ -26,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
-from callcenter.analysis.adapters.notify import Outgoing
+from callcenter.analysis.adapters.notify import Outgoing, webhook_url_problem
 from callcenter.analysis.models import (
     ALERT_TRANSITIONS,
     Alert,
@@ -37,6 +42,7 @@ from callcenter.analysis.models import (
 )
 from callcenter.analysis.report import CHANNEL_LABELS
 from callcenter.analysis.settings import AnalysisSettings
+from callcenter.asr.adapters.comment_store import COMMENT_FAILED, COMMENT_PENDING
 from callcenter.core.clock import VN_TZ
 from callcenter.core.errors import ValidationError
 from callcenter.core.pii import PiiCipher, mask_digit_runs
@@ -69,8 +75,9 @@ def add_subscription(
     """Subscribe an agency; a webhook gets a signing secret (returned once, stored encrypted)."""
     target = target.strip()
     if notifier == NotifierKind.WEBHOOK:
-        if not re.match(r"^https?://[^\s/]+", target):
-            raise ValidationError(f"'{target}' is not an http(s) URL", field="target")
+        problem = webhook_url_problem(target)
+        if problem:
+            raise ValidationError(f"--webhook '{target}' is not a usable URL: {problem}", field="target")
         secret = secret or secrets.token_urlsafe(32)
     elif not _EMAIL.match(target):
         raise ValidationError(f"'{target}' is not an e-mail address", field="target")
@@ -206,6 +213,42 @@ def due_alerts(
     return [(a, s) for a, s in session.execute(stmt)]
 
 
+def hold_for_transcripts(
+    session: Session, *, alert_ids: Sequence[int], now: datetime, settings: AnalysisSettings
+) -> list[int]:
+    """Put off the given alerts whose answer's recorded comment is still being transcribed.
+
+    The call's alert and its transcription are queued together, so the alert usually comes first;
+    sent then, it would lack the comment and the reasons the transcript adds. A held alert stays
+    PENDING (no attempt is counted) with ``next_attempt_at`` moved ``transcript_wait_poll_seconds``
+    on; once ``transcript_wait_max_seconds`` have passed since it was raised it is no longer held.
+    Returns the ids held (not to be claimed now).
+    """
+    if not alert_ids:
+        return []
+    held = list(
+        session.scalars(
+            select(Alert.id)
+            .join(SurveyResponse, SurveyResponse.id == Alert.response_id)
+            .where(
+                Alert.id.in_(list(alert_ids)),
+                Alert.state == AlertState.PENDING.value,
+                Alert.created_at > now - timedelta(seconds=settings.transcript_wait_max_seconds),
+                SurveyResponse.comment_status == COMMENT_PENDING,
+            )
+        )
+    )
+    if held:
+        # Only a still-PENDING row is pushed back: one another worker has just claimed stays its own.
+        session.execute(
+            update(Alert)
+            .where(Alert.id.in_(held), Alert.state == AlertState.PENDING.value)
+            .values(next_attempt_at=now + timedelta(seconds=settings.transcript_wait_poll_seconds))
+            .execution_options(synchronize_session=False)
+        )
+    return held
+
+
 def claim(session: Session, *, alert_id: int, now: datetime, lease_seconds: int) -> int | None:
     """PENDING (due) or SENDING (lease expired) → SENDING; returns the attempt number, or None if lost."""
     _allowed(AlertState.PENDING, AlertState.SENDING)
@@ -282,6 +325,7 @@ class AlertItem:
     answered_at: datetime
     reasons: tuple[int, ...]
     comment: str | None  # masked
+    comment_status: str = "none"  # SurveyResponse.comment_status: none | pending | done | failed
 
 
 def load_items(session: Session, *, alert_ids: Sequence[int], cipher: PiiCipher) -> list[AlertItem]:
@@ -296,6 +340,7 @@ def load_items(session: Session, *, alert_ids: Sequence[int], cipher: PiiCipher)
             SurveyResponse.channel,
             SurveyResponse.answered_at,
             SurveyResponse.comment_enc,
+            SurveyResponse.comment_status,
         )
         .join(SurveyResponse, SurveyResponse.id == Alert.response_id)
         .join(Agency, Agency.id == Alert.agency_id)
@@ -321,6 +366,7 @@ def load_items(session: Session, *, alert_ids: Sequence[int], cipher: PiiCipher)
             answered_at=r.answered_at,
             reasons=tuple(reasons.get(r.response_id, [])),
             comment=mask_digit_runs(cipher.decrypt(r.comment_enc)) if r.comment_enc else None,
+            comment_status=r.comment_status,
         )
         for r in rows
     ]
@@ -333,16 +379,33 @@ PRIVACY = (
 )
 
 
+# What a message says when the citizen recorded a comment whose text is not available (yet).
+COMMENT_BEING_TRANSCRIBED = "(ý kiến ghi âm đang được chuyển thành văn bản)"
+REASONS_BEING_TRANSCRIBED = "(chưa xác định; ý kiến ghi âm đang được chuyển thành văn bản)"
+COMMENT_NOT_TRANSCRIBED = "(người dân có ghi âm ý kiến nhưng chưa chuyển được thành văn bản)"
+
+
+def _comment_text(item: AlertItem) -> str:
+    if item.comment:
+        return item.comment
+    if item.comment_status == COMMENT_PENDING:
+        return COMMENT_BEING_TRANSCRIBED
+    if item.comment_status == COMMENT_FAILED:
+        return COMMENT_NOT_TRANSCRIBED
+    return "(không có)"
+
+
 def _item_lines(item: AlertItem, labels: Mapping[int, str]) -> list[str]:
     when = item.answered_at.astimezone(VN_TZ).strftime("%H:%M ngày %d/%m/%Y")
-    reason_text = "; ".join(labels.get(c, f"lý do mã {c}") for c in item.reasons) or "(chưa nêu lý do)"
+    no_reason = REASONS_BEING_TRANSCRIBED if item.comment_status == COMMENT_PENDING else "(chưa nêu lý do)"
+    reason_text = "; ".join(labels.get(c, f"lý do mã {c}") for c in item.reasons) or no_reason
     return [
         f"- Mã phiếu khảo sát: {item.response_id}",
         f"- Thời gian đánh giá: {when}",
         f"- Lĩnh vực: {item.field_name or '(không rõ)'}",
         f"- Kênh khảo sát: {CHANNEL_LABELS.get(item.channel, item.channel)}",
         f"- Lý do chưa hài lòng: {reason_text}",
-        f"- Ý kiến của người dân: {item.comment or '(không có)'}",
+        f"- Ý kiến của người dân: {_comment_text(item)}",
     ]
 
 
@@ -356,6 +419,8 @@ def _json_item(item: AlertItem, labels: Mapping[int, str]) -> dict[str, object]:
         "answered_at": item.answered_at.isoformat(),
         "reasons": [{"code": c, "label": labels.get(c)} for c in item.reasons],
         "comment": item.comment,
+        # True when a recorded comment was still being transcribed as the message was sent.
+        "comment_pending": item.comment_status == COMMENT_PENDING,
     }
 
 

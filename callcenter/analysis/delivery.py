@@ -3,11 +3,15 @@
 Each alert is claimed and committed *before* the network call, so a second worker sees it taken; the
 result is committed right after. No transaction stays open while a webhook or an SMTP server answers.
 Transient errors are retried at once a few times with exponential back-off (tenacity), then left
-PENDING with a growing ``next_attempt_at`` that the periodic task polls.
+PENDING with a growing ``next_attempt_at`` that the periodic task polls. An unexpected error while
+delivering one message is recorded as that attempt's failure and the loop goes on with the others, so
+one broken subscription never holds up every agency's alerts. An answer whose recorded comment is
+still being transcribed is held back for a while (:func:`alerts.hold_for_transcripts`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -27,8 +31,10 @@ from callcenter.analysis.models import DeliveryMode, NotifierKind
 from callcenter.analysis.settings import AnalysisSettings
 from callcenter.core.clock import Clock
 from callcenter.core.db import session_scope
-from callcenter.core.errors import TransientError
-from callcenter.core.pii import PiiCipher
+from callcenter.core.errors import CallCenterError, TransientError
+from callcenter.core.pii import PiiCipher, mask_digit_runs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +43,7 @@ class DeliveryReport:
     retry_later: int = 0
     failed: int = 0
     lost_race: int = 0
+    waiting_for_transcript: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -83,6 +90,10 @@ def _send(
 def _finish(
     ctx: AlertContext, claimed: Sequence[tuple[int, int]], error: Exception | None, report: DeliveryReport
 ) -> None:
+    if error is None or isinstance(error, CallCenterError):
+        error_text = str(error)
+    else:  # stored on the alert, never logged; an unexpected message may still quote a number
+        error_text = mask_digit_runs(f"unexpected {type(error).__name__}: {error}")
     with session_scope(ctx.sessions) as session:
         now = ctx.clock.now()
         for alert_id, attempt in claimed:
@@ -95,7 +106,7 @@ def _finish(
                 alert_id=alert_id,
                 attempt=attempt,
                 now=now,
-                error=str(error),
+                error=error_text,
                 permanent=isinstance(error, PermanentDeliveryError),
                 settings=ctx.settings,
             )
@@ -104,7 +115,24 @@ def _finish(
             elif state == alerts.AlertState.PENDING:
                 report.retry_later += 1
     if error is not None:
-        report.errors.append(str(error))
+        report.errors.append(error_text)
+
+
+def _compose_and_send(
+    ctx: AlertContext, subscription_id: int, alert_ids: Sequence[int], *, digest: bool
+) -> None:
+    with session_scope(ctx.sessions) as session:
+        now = ctx.clock.now()
+        kind, target, secret = alerts.subscription_destination(
+            session, subscription_id=subscription_id, cipher=ctx.cipher
+        )
+        items = alerts.load_items(session, alert_ids=alert_ids, cipher=ctx.cipher)
+    message = (
+        alerts.compose_digest(items, ctx.labels, now=now)
+        if digest
+        else alerts.compose_single(items[0], ctx.labels)
+    )
+    _send(ctx.notifiers[kind], message, Destination(target, secret), ctx.settings)
 
 
 def _deliver_group(
@@ -112,8 +140,12 @@ def _deliver_group(
 ) -> None:
     with session_scope(ctx.sessions) as session:
         now = ctx.clock.now()
+        held = set(alerts.hold_for_transcripts(session, alert_ids=alert_ids, now=now, settings=ctx.settings))
+        report.waiting_for_transcript += len(held)
         claimed: list[tuple[int, int]] = []
         for alert_id in alert_ids:
+            if alert_id in held:
+                continue
             attempt = alerts.claim(
                 session, alert_id=alert_id, now=now, lease_seconds=ctx.settings.lease_seconds
             )
@@ -121,21 +153,21 @@ def _deliver_group(
                 report.lost_race += 1
             else:
                 claimed.append((alert_id, attempt))
-        if not claimed:
-            return
-        kind, target, secret = alerts.subscription_destination(
-            session, subscription_id=subscription_id, cipher=ctx.cipher
-        )
-        items = alerts.load_items(session, alert_ids=[a for a, _ in claimed], cipher=ctx.cipher)
-    message = (
-        alerts.compose_digest(items, ctx.labels, now=now)
-        if digest
-        else alerts.compose_single(items[0], ctx.labels)
-    )
+    # The claims are committed: from here on every outcome, expected or not, is recorded on them.
+    if not claimed:
+        return
     error: Exception | None = None
     try:
-        _send(ctx.notifiers[kind], message, Destination(target, secret), ctx.settings)
+        _compose_and_send(ctx, subscription_id, [a for a, _ in claimed], digest=digest)
     except (TransientError, PermanentDeliveryError) as exc:
+        error = exc
+    except Exception as exc:  # a bug or a bad stored row must not stop the other agencies' alerts
+        log.error(
+            "alert(s) %s of subscription %s: unexpected %s while delivering; attempt recorded as failed",
+            ",".join(str(a) for a, _ in claimed),
+            subscription_id,
+            type(exc).__name__,
+        )
         error = exc
     _finish(ctx, claimed, error, report)
 
@@ -186,5 +218,6 @@ def sweep(ctx: AlertContext) -> DeliveryReport:
     report.retry_later += digests.retry_later
     report.failed += digests.failed
     report.lost_race += digests.lost_race
+    report.waiting_for_transcript += digests.waiting_for_transcript
     report.errors += digests.errors
     return report

@@ -32,6 +32,12 @@ class AnalysisSettings(BaseSettings):
     # Unsatisfied answers older than this are not alerted any more by the periodic scan.
     scan_lookback_hours: int = Field(default=48, ge=1)
     digest_hour_local: int = Field(default=7, ge=0, le=23)
+    # An alert whose answer has a recorded comment still being transcribed (comment_status "pending")
+    # waits for the transcript and the reasons taken from it: it is looked at again every
+    # transcript_wait_poll_seconds, and sent anyway — saying the comment is still being transcribed —
+    # once transcript_wait_max_seconds have passed since the alert was raised.
+    transcript_wait_poll_seconds: int = Field(default=15, ge=1)
+    transcript_wait_max_seconds: int = Field(default=300, ge=0)
 
 
 @lru_cache(maxsize=1)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +20,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.analysis import alerts
-from callcenter.analysis.adapters.notify import ALERT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from callcenter.analysis.adapters.notify import (
+    ALERT_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Destination,
+    Notifier,
+    Outgoing,
+    verify,
+)
 from callcenter.analysis.delivery import (
     AlertContext,
     build_notifiers,
@@ -28,8 +38,9 @@ from callcenter.analysis.delivery import (
     sweep,
 )
 from callcenter.analysis.labels import reason_labels
-from callcenter.analysis.models import Alert, AlertState, DeliveryMode, NotifierKind
+from callcenter.analysis.models import Alert, AlertState, AlertSubscription, DeliveryMode, NotifierKind
 from callcenter.analysis.settings import AnalysisSettings
+from callcenter.asr.service import Transcript, transcribe_comment
 from callcenter.celery_app import app as celery_app
 from callcenter.core.clock import ManualClock
 from callcenter.core.pii import PiiCipher
@@ -357,3 +368,226 @@ def test_celery_tasks_are_registered_under_their_names() -> None:
     assert {"analysis.raise_alert", "analysis.send_alerts", "analysis.detect_anomalies"} <= set(
         celery_app.tasks
     )
+
+
+# --- an answer whose recorded comment is still being transcribed -------------------------------------
+
+SPOKEN = "Tôi phải đi lại nhiều lần, chờ đợi rất lâu, gọi số 0905 123 456."
+
+
+class _Hears:
+    """A speech engine that hears a fixed sentence (the real engines are tested in tests/asr)."""
+
+    name = "fixed"
+    sample_rate = 8000
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def transcribe(
+        self, pcm16: bytes, sample_rate: int, *, phrases: Sequence[str] | None = None
+    ) -> Transcript:
+        return Transcript(self.text, 0.9, engine=self.name)
+
+
+def _unsatisfied_with_recording(build: Builder, s: dict[str, Any]) -> int:
+    """ "Chưa hài lòng", no reason keyed in, a comment recorded and queued for transcription."""
+    d = build.dossier(s["agency"], s["field"], returned_at=NOW - timedelta(days=3))
+    row = build.called_response(d, s["agency"], s["field"], at=NOW - timedelta(minutes=2), satisfied=False)
+    row.recording_ref = "recordings/2026/03/10/comment.wav.enc"
+    row.comment_status = "pending"
+    build.session.flush()
+    return row.id
+
+
+def _alert_rows(db_session: Session, response_id: int) -> list[Alert]:
+    stmt = select(Alert).where(Alert.response_id == response_id).execution_options(populate_existing=True)
+    return list(db_session.scalars(stmt))
+
+
+def test_alert_waits_for_the_transcript_and_carries_it_and_its_reasons(
+    build: Builder,
+    ctx: AlertContext,
+    setup: dict[str, Any],
+    webhook: _Receiver,
+    smtp: tuple[_Mailbox, int],
+    db_session: Session,
+) -> None:
+    box, clock = smtp[0], ctx.clock
+    assert isinstance(clock, ManualClock)
+    before = len(box.messages)
+    response_id = _unsatisfied_with_recording(build, setup)
+
+    # The call has just ended: the alert task runs while the transcription is still queued.
+    report = raise_and_deliver(ctx, response_id=response_id)
+    assert (report.sent, report.waiting_for_transcript) == (0, 2)
+    rows = _alert_rows(db_session, response_id)
+    assert len(rows) == 2
+    assert {(r.state, r.attempts) for r in rows} == {(AlertState.PENDING.value, 0)}  # no attempt spent
+    assert {r.next_attempt_at for r in rows} == {
+        NOW + timedelta(seconds=ctx.settings.transcript_wait_poll_seconds)
+    }
+    clock.advance(timedelta(seconds=20))
+    assert sweep(ctx).sent == 0
+    assert webhook.requests == [] and len(box.messages) == before
+
+    # The speech worker stores the transcript and the reasons it hears in it.
+    result = transcribe_comment(
+        db_session,
+        response_id=response_id,
+        recognizer=_Hears(SPOKEN),
+        load_audio=lambda ref: (b"\0\0" * 800, 8000),
+        cipher=build.cipher,
+    )
+    assert result.status == "done" and set(result.reasons_added) == {2, 3}
+    clock.advance(timedelta(seconds=20))
+    assert sweep(ctx).sent == 2
+
+    ((_headers, body),) = webhook.requests
+    (item,) = json.loads(body)["alerts"]
+    assert [r["code"] for r in item["reasons"]] == [2, 3] and item["comment_pending"] is False
+    assert "chờ đợi rất lâu" in item["comment"] and "*******456" in item["comment"]
+    text = box.messages[-1].get_content()
+    assert "Phải liên hệ nhiều lần để hoàn thiện hồ sơ" in text and "chờ đợi rất lâu" in text
+    assert "(chưa nêu lý do)" not in text and "(không có)" not in text and "0905 123 456" not in text
+
+
+def test_alert_is_sent_past_the_wait_cap_saying_the_comment_is_being_transcribed(
+    build: Builder,
+    ctx: AlertContext,
+    setup: dict[str, Any],
+    webhook: _Receiver,
+    smtp: tuple[_Mailbox, int],
+    db_session: Session,
+) -> None:
+    box, clock = smtp[0], ctx.clock
+    assert isinstance(clock, ManualClock)
+    response_id = _unsatisfied_with_recording(build, setup)
+    assert raise_and_deliver(ctx, response_id=response_id).sent == 0
+    clock.advance(timedelta(seconds=ctx.settings.transcript_wait_max_seconds - 1))
+    assert sweep(ctx).sent == 0  # still within the cap
+    clock.advance(timedelta(seconds=ctx.settings.transcript_wait_poll_seconds + 1))
+    report = sweep(ctx)
+    assert (report.sent, report.waiting_for_transcript) == (2, 0)
+    assert {r.state for r in _alert_rows(db_session, response_id)} == {AlertState.SENT.value}
+
+    ((_headers, body),) = webhook.requests
+    (item,) = json.loads(body)["alerts"]
+    assert item["comment"] is None and item["comment_pending"] is True
+    text = box.messages[-1].get_content()
+    assert "- Ý kiến của người dân: (ý kiến ghi âm đang được chuyển thành văn bản)" in text
+    assert "- Lý do chưa hài lòng: (chưa xác định; ý kiến ghi âm đang được chuyển thành văn bản)" in text
+    assert "(không có)" not in text and "(chưa nêu lý do)" not in text
+
+
+# --- mistyped webhook URLs and unexpected errors --------------------------------------------------------
+
+BAD_WEBHOOK_URLS = {
+    "http://sxd.danang.gov.vn:8O80/hook": "Invalid port",  # letter O in the port
+    "https://sxd..danang.gov.vn/hook": "empty or over-long label",
+}
+
+
+@pytest.mark.parametrize("url", sorted(BAD_WEBHOOK_URLS))
+def test_a_mistyped_webhook_url_is_refused_at_subscribe_time(
+    db_session: Session, build: Builder, cipher: PiiCipher, url: str
+) -> None:
+    agency = build.agency("Q2")
+    with pytest.raises(alerts.ValidationError) as refused:
+        alerts.add_subscription(
+            db_session,
+            agency_id=agency.id,
+            notifier=NotifierKind.WEBHOOK,
+            target=url,
+            mode=DeliveryMode.IMMEDIATE,
+            cipher=cipher,
+            now=NOW,
+        )
+    message = str(refused.value)
+    assert "--webhook" in message and url in message and BAD_WEBHOOK_URLS[url] in message
+    assert (
+        db_session.scalar(select(AlertSubscription).where(AlertSubscription.agency_id == agency.id)) is None
+    )
+
+
+def test_an_alert_to_an_unusable_webhook_url_fails_and_the_sweep_goes_on(
+    build: Builder, ctx: AlertContext, setup: dict[str, Any], webhook: _Receiver, db_session: Session
+) -> None:
+    # Subscriptions stored before URLs were checked, as an old row would be.
+    for url in BAD_WEBHOOK_URLS:
+        db_session.add(
+            AlertSubscription(
+                agency_id=setup["other"].id,
+                notifier=NotifierKind.WEBHOOK.value,
+                target=url,
+                secret_enc=build.cipher.encrypt("old-secret"),
+                mode=DeliveryMode.IMMEDIATE.value,
+                active=True,
+                created_at=NOW - timedelta(days=30),
+            )
+        )
+    db_session.flush()
+    # The other agency's answer is older, so its alerts are the first due in the sweep.
+    broken = _unsatisfied(build, setup, at=NOW - timedelta(minutes=10), agency=setup["other"])
+    fine = _unsatisfied(build, setup)
+
+    report = sweep(ctx)
+    assert (report.sent, report.failed) == (2, 2)
+    rows = _alert_rows(db_session, broken)
+    assert [(r.state, r.attempts) for r in rows] == [(AlertState.FAILED.value, 1)] * 2
+    assert all("unusable URL" in (r.last_error or "") for r in rows)
+    ((_headers, body),) = webhook.requests
+    assert json.loads(body)["alerts"][0]["response_id"] == fine
+    assert sweep(ctx).sent == 0 and len(webhook.requests) == 1  # nothing left due, nothing resent
+
+
+class _BreaksFor:
+    """A notifier that raises an unexpected error for one target and hands the others to the real one."""
+
+    def __init__(self, real: Notifier, target: str) -> None:
+        self.kind, self.real, self.target = real.kind, real, target
+
+    def send(self, message: Outgoing, destination: Destination) -> None:
+        if destination.target == self.target:
+            raise RuntimeError("notifier bug")
+        self.real.send(message, destination)
+
+
+def test_an_unexpected_error_fails_that_attempt_and_the_sweep_goes_on(
+    build: Builder,
+    ctx: AlertContext,
+    setup: dict[str, Any],
+    webhook: _Receiver,
+    db_session: Session,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    alerts.add_subscription(
+        db_session,
+        agency_id=setup["other"].id,
+        notifier=NotifierKind.EMAIL,
+        target="vanphong@tuphap.danang.gov.vn",
+        mode=DeliveryMode.IMMEDIATE,
+        cipher=build.cipher,
+        now=NOW,
+    )
+    email = ctx.notifiers[NotifierKind.EMAIL.value]
+    breaking = dataclasses.replace(
+        ctx,
+        notifiers={**ctx.notifiers, email.kind: _BreaksFor(email, "vanphong@tuphap.danang.gov.vn")},
+    )
+    broken = _unsatisfied(build, setup, at=NOW - timedelta(minutes=10), agency=setup["other"])
+    fine = _unsatisfied(build, setup)
+
+    with caplog.at_level(logging.ERROR, logger="callcenter.analysis.delivery"):
+        report = sweep(breaking)
+    assert (report.sent, report.retry_later) == (2, 1)
+    (row,) = _alert_rows(db_session, broken)
+    assert (row.state, row.attempts) == (AlertState.PENDING.value, 1)
+    assert row.last_error == "unexpected RuntimeError: notifier bug"
+    assert row.next_attempt_at == NOW + timedelta(seconds=ctx.settings.retry_base_seconds)
+    ((_headers, body),) = webhook.requests
+    assert json.loads(body)["alerts"][0]["response_id"] == fine
+    logged = caplog.text
+    assert f"alert(s) {row.id} " in logged and "RuntimeError" in logged
+    for secret in (*build.phones.values(), "Nguyễn Văn An", "048090001234", "0905 123 456", "Tôi phải"):
+        assert secret not in logged

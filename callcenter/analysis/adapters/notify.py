@@ -2,9 +2,9 @@
 
 A notifier raises :class:`~callcenter.core.errors.TransientError` for what may pass (connection refused,
 timeout, HTTP 5xx/429, SMTP 4xx) and :class:`PermanentDeliveryError` for what will not (HTTP 4xx, SMTP
-5xx, a bad address). Each message carries a stable id (``X-1022-Alert-Id`` header, e-mail
-``Message-ID``) so a receiver can drop the duplicate that an at-least-once retry after a crash might
-produce.
+5xx, a bad address or a URL the HTTP client cannot use). Each message carries a stable id
+(``X-1022-Alert-Id`` header, e-mail ``Message-ID``) so a receiver can drop the duplicate that an
+at-least-once retry after a crash might produce.
 """
 
 from __future__ import annotations
@@ -70,6 +70,29 @@ def verify(
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+def webhook_url_problem(url: str) -> str | None:
+    """Why the webhook client could not post to ``url`` (None if it can): checked at subscribe time.
+
+    httpx parses the URL (a letter O in the port fails here); the host name must also survive the
+    IDNA encoding the socket layer applies when connecting (``sxd..danang.gov.vn`` has an empty label).
+    """
+    if not url or any(c.isspace() for c in url):
+        return "it is empty or contains spaces"
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return str(exc)
+    if parsed.scheme not in ("http", "https"):
+        return "it must start with http:// or https://"
+    if not parsed.host:
+        return "it has no host name"
+    try:
+        parsed.raw_host.decode("ascii").encode("idna")
+    except UnicodeError:
+        return f"host name '{parsed.host}' has an empty or over-long label"
+    return None
+
+
 class WebhookNotifier:
     kind = "webhook"
 
@@ -88,6 +111,11 @@ class WebhookNotifier:
         }
         try:
             response = self._client.post(destination.target, content=message.json_body, headers=headers)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeError) as exc:
+            # A mistyped URL (stored before it was checked at subscribe time) will never work.
+            raise PermanentDeliveryError(
+                f"webhook {destination.target}: unusable URL ({type(exc).__name__}: {exc})"
+            ) from exc
         except httpx.TransportError as exc:
             raise TransientError(f"webhook {destination.target}: {type(exc).__name__}") from exc
         if response.status_code >= 500 or response.status_code == 429:
