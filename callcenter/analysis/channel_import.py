@@ -3,12 +3,16 @@
 The file is validated completely first; if any row is bad, :class:`ResultsRejected` lists every row and
 field at fault and nothing is written. A re-import skips the answers already known (unique per channel
 and ``external_ref``). The column mapping is YAML (``results_mapping.default.yaml``, Vietnamese headers).
+Every newly imported "not satisfied" answer gets its alerts in the same transaction, however old it is:
+the periodic alert scan looks back only 48 hours, and a paper form is often entered weeks later.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,15 +21,20 @@ from typing import Any
 
 import yaml
 from openpyxl import load_workbook
+from openpyxl.utils.exceptions import InvalidFileException
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from callcenter.analysis import alerts
+from callcenter.analysis.settings import AnalysisSettings
 from callcenter.core.clock import VN_TZ
 from callcenter.core.errors import ValidationError
 from callcenter.core.phones import PhoneError, normalise_phone
 from callcenter.core.pii import PiiCipher
+from callcenter.intake.adapters.files import detect_csv_encoding
+from callcenter.intake.errors import SourceFileError
 from callcenter.intake.models import Agency, Dossier, Field
 from callcenter.ivr.models import ResponseChannel, ResponseReason, ResponseStatus, SurveyResponse
 
@@ -97,16 +106,66 @@ class ImportSummary:
     rows: int
     inserted: int
     already_imported: int
+    alerts: int = 0  # alerts rows raised for the new "not satisfied" answers
+
+
+def read_csv_rows(path: Path) -> list[list[Any]]:
+    """Every row of a CSV in UTF-8 (BOM or not); another encoding or a binary file is refused by name.
+
+    The refusals are worded as the dossier import words them (``intake.adapters.files``), and say
+    what to save the file as.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"{path.name}: cannot read the file ({exc.strerror})", field="file") from exc
+    if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and b"\x00" in data:
+        # UTF-16 without a byte-order mark, or a binary file (an .xls renamed .csv): csv cannot read it.
+        raise ValidationError(
+            f"{path.name}: not a CSV text file (it contains NUL bytes: UTF-16 text, or a workbook "
+            "saved under a .csv name?); save it as 'CSV UTF-8' (Excel: Save As → CSV UTF-8)",
+            field="file",
+        )
+    try:
+        text = data.decode(detect_csv_encoding(data, name=path.name))
+    except SourceFileError as exc:
+        raise ValidationError(str(exc), field="file") from exc
+    except UnicodeDecodeError as exc:  # only a multi-byte character cut off at the very end is left
+        raise ValidationError(
+            f"{path.name}: not UTF-8 text (the file ends inside a character); "
+            "save it again as 'CSV UTF-8' (Excel: Save As → CSV UTF-8)",
+            field="file",
+        ) from exc
+    try:
+        return [list(r) for r in csv.reader(io.StringIO(text))]
+    except csv.Error as exc:
+        raise ValidationError(f"{path.name}: not a readable CSV file ({exc})", field="file") from exc
+
+
+def read_xlsx_rows(path: Path) -> list[list[Any]]:
+    """Every row of the first sheet of an XLSX; a file that is no XLSX workbook is refused by name."""
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
+        raise ValidationError(
+            f"{path.name}: not a readable XLSX workbook ({exc}); an old .xls workbook renamed .xlsx? "
+            "Save it as .xlsx (Excel Workbook) or as 'CSV UTF-8'",
+            field="file",
+        ) from exc
+    try:
+        return [list(r) for r in book.worksheets[0].iter_rows(values_only=True)]
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise ValidationError(f"{path.name}: the XLSX workbook is damaged ({exc})", field="file") from exc
+    finally:
+        book.close()
 
 
 def read_table(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(row number as the spreadsheet shows it, {header: value}) for every non-empty data row."""
     if path.suffix.lower() == ".xlsx":
-        book = load_workbook(path, read_only=True, data_only=True)
-        raw = [list(r) for r in book.worksheets[0].iter_rows(values_only=True)]
-        book.close()
+        raw = read_xlsx_rows(path)
     elif path.suffix.lower() == ".csv":
-        raw = [list(r) for r in csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig")))]
+        raw = read_csv_rows(path)
     else:
         raise ValidationError(f"{path.name}: expected a .csv or .xlsx file", field="file")
     if not raw:
@@ -166,9 +225,13 @@ def import_results(
     cipher: PiiCipher,
     now: datetime,
     reason_codes: Sequence[int],
+    alert_settings: AnalysisSettings,
     mapping: ResultsMapping | None = None,
 ) -> ImportSummary:
-    """Validate every row, then insert the new answers; any bad row rejects the whole file."""
+    """Validate every row, then insert the new answers and alert their agencies of the unsatisfied ones.
+
+    Any bad row rejects the whole file.
+    """
     if channel not in IMPORT_CHANNELS:
         raise ValidationError(
             f"channel must be one of {', '.join(IMPORT_CHANNELS)}, not '{channel}'", field="channel"
@@ -305,6 +368,7 @@ def import_results(
             )
         )
     new = [p for p in parsed if p.external_ref not in known]
+    unsatisfied: list[SurveyResponse] = []
     for p in new:
         response = SurveyResponse(
             channel=channel,
@@ -326,5 +390,12 @@ def import_results(
         )
         response.reasons = [ResponseReason(reason_code=c, source=channel) for c in p.reasons]
         session.add(response)
+        if not p.satisfied:
+            unsatisfied.append(response)
     session.flush()
-    return ImportSummary(rows=len(rows), inserted=len(new), already_imported=len(parsed) - len(new))
+    raised = 0
+    for response in unsatisfied:
+        raised += len(alerts.raise_alerts(session, response_id=response.id, now=now, settings=alert_settings))
+    return ImportSummary(
+        rows=len(rows), inserted=len(new), already_imported=len(parsed) - len(new), alerts=raised
+    )

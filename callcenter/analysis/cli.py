@@ -12,6 +12,7 @@ from callcenter.analysis import report as report_module
 from callcenter.analysis.labels import reason_labels
 from callcenter.analysis.models import DeliveryMode, NotifierKind
 from callcenter.analysis.periods import Period, PeriodKind
+from callcenter.analysis.settings import get_analysis_settings
 from callcenter.api.auth import Role, issue_key
 from callcenter.core.db import session_scope
 from callcenter.core.errors import CallCenterError
@@ -119,6 +120,7 @@ def import_results_command(
                 cipher=runtime.cipher,
                 now=runtime.clock.now(),
                 reason_codes=sorted(reason_labels(runtime.settings.prompts_dir / "questionnaire.vi.yaml")),
+                alert_settings=get_analysis_settings(),
                 mapping=channel_import.load_mapping(mapping) if mapping else None,
             )
     except channel_import.ResultsRejected as exc:
@@ -130,7 +132,7 @@ def import_results_command(
         raise _fail(exc) from None
     console.print(
         f"{path.name}: {summary.rows} dòng, nhập mới {summary.inserted}, "
-        f"đã có từ trước {summary.already_imported}"
+        f"đã có từ trước {summary.already_imported}, cảnh báo chưa hài lòng {summary.alerts}"
     )
 
 

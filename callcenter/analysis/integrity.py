@@ -7,21 +7,20 @@ new. Staff phones are stored as keyed hashes only, the same hash ``dossiers.phon
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from openpyxl import load_workbook
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
+from callcenter.analysis.channel_import import read_csv_rows, read_xlsx_rows
 from callcenter.analysis.models import Anomaly, AnomalyKind, StaffPhone
 from callcenter.analysis.periods import Period
 from callcenter.analysis.sqlfuncs import epoch_bucket
+from callcenter.campaign.optouts import is_phone_header
 from callcenter.core.errors import ValidationError
 from callcenter.core.phones import PhoneError, normalise_phone
 from callcenter.core.pii import PiiCipher
@@ -161,8 +160,6 @@ def list_anomalies(session: Session, *, period: Period, agency_id: int | None) -
 
 # --- staff phone list --------------------------------------------------------------------------------
 
-PHONE_HEADERS = ("số điện thoại", "so dien thoai", "điện thoại", "phone", "sdt", "sđt")
-
 
 @dataclass(frozen=True)
 class StaffImport:
@@ -180,18 +177,16 @@ class StaffListRejected(ValidationError):
 
 def read_phone_column(path: Path) -> list[tuple[int, str]]:
     """(row number, raw phone) from a CSV or XLSX whose header row has a phone column."""
-    if path.suffix.lower() == ".xlsx":
-        book = load_workbook(path, read_only=True, data_only=True)
-        sheet = book.worksheets[0]
-        rows: list[list[object]] = [list(r) for r in sheet.iter_rows(values_only=True)]
-        book.close()
-    else:
-        text = path.read_bytes().decode("utf-8-sig")
-        rows = [list(r) for r in csv.reader(io.StringIO(text))]
+    suffix = path.suffix.lower()
+    if suffix == ".xls":
+        raise ValidationError(
+            f"{path.name}: old .xls workbooks are not supported; save it as .xlsx or 'CSV UTF-8'",
+            field="file",
+        )
+    rows = read_xlsx_rows(path) if suffix == ".xlsx" else read_csv_rows(path)
     if not rows:
         raise ValidationError(f"{path.name}: the file is empty", field="phone")
-    header = [str(h or "").strip().lower() for h in rows[0]]
-    column = next((i for i, h in enumerate(header) if h in PHONE_HEADERS), None)
+    column = next((i for i, h in enumerate(rows[0]) if is_phone_header(str(h or ""))), None)
     if column is None:
         raise ValidationError(
             f"{path.name}: no phone column (expected a header such as 'Số điện thoại')", field="phone"

@@ -1,9 +1,9 @@
 """Re-verification (phúc tra): a reproducible random re-check sample per agency and month or quarter.
 
-The sample is drawn once and stored; drawing again for the same agency and period returns the same
-rows. The seed defaults to a digest of the agency code and the period, so a second installation given
-the same answers draws the same sample. Only the export carries personal data (name, phone), and every
-export is written to the audit log before anything is handed out.
+The sample is drawn once the period has ended, and stored; drawing again for the same agency and
+period returns the same rows. The seed defaults to a digest of the agency code and the period, so a
+second installation given the same answers draws the same sample. Only the export carries personal
+data (name, phone), and every export is written to the audit log before anything is handed out.
 """
 
 from __future__ import annotations
@@ -56,6 +56,14 @@ def draw_sample(
     """Draw (or return the already drawn) re-check sample of an agency's completed answers."""
     if period.kind == PeriodKind.YEAR:
         raise ValidationError("phúc tra is drawn per month or per quarter, not per year", field="period")
+    if now < period.end:
+        # A stored sample is final (drawing again returns it): drawn early, it would leave every later
+        # answer of the period out of the re-check for good.
+        first_day = period.end.astimezone(VN_TZ).strftime("%d/%m/%Y")
+        raise ValidationError(
+            f"{period.key} has not ended yet; its phúc tra sample can be drawn from {first_day}",
+            field="period",
+        )
     existing = session.scalar(
         select(ReverificationSample).where(
             ReverificationSample.agency_id == agency_id, ReverificationSample.period_key == period.key

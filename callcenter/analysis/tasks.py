@@ -50,9 +50,18 @@ def send_alerts() -> dict[str, Any]:
 
 @app.task(name="analysis.detect_anomalies")
 def detect_anomalies(period: str | None = None) -> int:
-    """Flag bursts, repeated phones and staff phones for a period (default: the current month)."""
+    """Flag bursts, repeated phones and staff phones for a period (default: this month and the last).
+
+    The previous month is scanned too: a burst after the last hourly run of a month, or last month's
+    answers imported in the new month, would otherwise never be checked. Flags are stored once each
+    (unique kind, agency and key), so scanning a month again adds only what is new.
+    """
     ctx = _context()
     now = ctx.clock.now()
-    chosen = Period.parse(period) if period else Period.containing(now, PeriodKind.MONTH)
+    if period:
+        chosen = [Period.parse(period)]
+    else:
+        current = Period.containing(now, PeriodKind.MONTH)
+        chosen = [current.previous(), current]
     with session_scope(ctx.sessions) as session:
-        return len(integrity.detect_anomalies(session, period=chosen, now=now))
+        return sum(len(integrity.detect_anomalies(session, period=p, now=now)) for p in chosen)

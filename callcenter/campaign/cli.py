@@ -322,7 +322,11 @@ def optout_import(
     path: Path = typer.Argument(..., help="CSV with one phone number per row (header optional)."),
     note: str | None = typer.Option(None, help="Where the list came from."),
 ) -> None:
-    """Add a do-not-call list; bad rows are reported by row number, the rest imported."""
+    """Add a do-not-call list; bad rows are reported by row number, the rest imported.
+
+    Exits 2 when nothing could be taken from the file (no phone column, or every row bad), so a
+    scripted import does not pass for a successful one.
+    """
     with _unit_of_work() as (session, runtime):
         try:
             text = path.read_text(encoding="utf-8-sig")
@@ -335,5 +339,9 @@ def optout_import(
             f"{result.rows} dòng: {result.added} số mới, {result.already_listed} đã có, "
             f"{len(result.errors)} lỗi."
         )
+        colour = "red" if result.failed else "yellow"
         for error in result.errors:
-            console.print(f"[yellow]{error}[/yellow]")
+            console.print(f"[{colour}]{error}[/{colour}]")
+    if result.failed:
+        console.print(f"[red]Invalid input[/red] — {path.name}: no phone number was imported")
+        raise typer.Exit(2)

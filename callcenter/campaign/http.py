@@ -114,6 +114,16 @@ def post_opt_outs(
         raise HTTPException(422, {"field": "file", "message": "the file is not UTF-8 text"}) from exc
     runtime = request.app.state.runtime
     result = import_opt_outs(session, text=text, cipher=runtime.cipher, now=_now(request))
+    if result.failed:
+        # Not one phone taken (no phone column, or every row bad): a 200 would pass for an applied list.
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            {
+                "field": "file",
+                "message": f"{file.filename or 'the file'}: no phone number was imported",
+                "errors": result.errors,
+            },
+        )
     return OptOutImportOut(
         rows=result.rows, added=result.added, already_listed=result.already_listed, errors=result.errors
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,8 +18,31 @@ from callcenter.core.models import OptOut
 from callcenter.core.phones import PhoneError, normalise_phone
 from callcenter.core.pii import PiiCipher, mask_phone
 
-PHONE_HEADERS = ("phone", "phone_number", "so_dien_thoai", "số điện thoại", "sdt", "sđt", "dien_thoai")
+# The headers a phone column goes by in the lists agencies and operators send, compared after
+# :func:`header_key`. Shared with the staff-phone import (``callcenter.analysis.integrity``).
+PHONE_HEADERS = (
+    "số điện thoại",
+    "so dien thoai",
+    "điện thoại",
+    "dien thoai",
+    "số đt",
+    "so dt",
+    "sđt",
+    "sdt",
+    "phone",
+    "phone number",
+)
 SOURCE = "operator_list"
+
+
+def header_key(text: str) -> str:
+    """A header cell as :data:`PHONE_HEADERS` spells it: NFC, lower case, ``_``/``.``/spaces as one space."""
+    return re.sub(r"[\s_.]+", " ", unicodedata.normalize("NFC", text).casefold()).strip()
+
+
+def is_phone_header(text: str) -> bool:
+    """Whether a header cell names the phone column ("Số điện thoại", "Điện thoại", "Số ĐT", "SĐT" …)."""
+    return header_key(text) in PHONE_HEADERS
 
 
 @dataclass
@@ -26,6 +51,11 @@ class OptOutImport:
     added: int = 0
     already_listed: int = 0
     errors: list[str] = field(default_factory=list)  # "row 7: not a valid Vietnamese phone number (…)"
+
+    @property
+    def failed(self) -> bool:
+        """Errors and not one phone taken (header refused, or every row bad): the list was not applied."""
+        return bool(self.errors) and self.added == 0 and self.already_listed == 0
 
 
 def import_opt_outs(
@@ -41,11 +71,11 @@ def import_opt_outs(
     column = 0
     start = 0
     if reader and reader[0] and not any(ch.isdigit() for ch in "".join(reader[0])):
-        header = [cell.strip().lower() for cell in reader[0]]
-        matches = [i for i, name in enumerate(header) if name in PHONE_HEADERS]
+        matches = [i for i, name in enumerate(reader[0]) if is_phone_header(name)]
         if not matches:
             result.errors.append(
-                f"row 1: no phone column in the header (expected one of: {', '.join(PHONE_HEADERS)})"
+                "row 1: no phone column in the header (expected one of: "
+                f"{', '.join(PHONE_HEADERS)}; found: {', '.join(reader[0])})"
             )
             return result
         column, start = matches[0], 1

@@ -11,8 +11,10 @@ from openpyxl import Workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from callcenter.analysis import channel_import, service
+from callcenter.analysis import alerts, channel_import, service
+from callcenter.analysis.models import Alert, DeliveryMode, NotifierKind
 from callcenter.analysis.periods import Period
+from callcenter.analysis.settings import AnalysisSettings
 from callcenter.core.pii import PiiCipher
 from callcenter.ivr.models import SurveyResponse
 
@@ -31,6 +33,7 @@ HEADERS = [
     "Số điện thoại",
 ]
 CODES = list(range(1, 10))
+ALERTS = AnalysisSettings(digest_hour_local=7)
 
 
 def _csv(path: Path, rows: list[list[str]]) -> Path:
@@ -83,7 +86,13 @@ def test_web_csv_import_and_channel_summary(
     )
     rows = channel_import.read_table(path)
     summary = channel_import.import_results(
-        db_session, rows=rows, channel="web", cipher=cipher, now=NOW, reason_codes=CODES
+        db_session,
+        rows=rows,
+        channel="web",
+        cipher=cipher,
+        now=NOW,
+        reason_codes=CODES,
+        alert_settings=ALERTS,
     )
     assert (summary.rows, summary.inserted, summary.already_imported) == (3, 3, 0)
     w2 = db_session.scalar(select(SurveyResponse).where(SurveyResponse.external_ref == "W-2"))
@@ -97,7 +106,13 @@ def test_web_csv_import_and_channel_summary(
     assert w2.answered_at == datetime(2026, 3, 6, 3, tzinfo=UTC)
 
     again = channel_import.import_results(
-        db_session, rows=rows, channel="web", cipher=cipher, now=NOW, reason_codes=CODES
+        db_session,
+        rows=rows,
+        channel="web",
+        cipher=cipher,
+        now=NOW,
+        reason_codes=CODES,
+        alert_settings=ALERTS,
     )
     assert (again.inserted, again.already_imported) == (0, 3)
     assert _count(db_session, "web") == 3
@@ -129,6 +144,7 @@ def test_xlsx_import_paper(db_session: Session, build: Builder, cipher: PiiCiphe
         cipher=cipher,
         now=NOW,
         reason_codes=CODES,
+        alert_settings=ALERTS,
     )
     assert summary.inserted == 2
     p1 = db_session.scalar(select(SurveyResponse).where(SurveyResponse.external_ref == "P-1"))
@@ -162,6 +178,7 @@ def test_bad_rows_are_reported_by_row_and_field_and_nothing_is_imported(
             cipher=cipher,
             now=NOW,
             reason_codes=CODES,
+            alert_settings=ALERTS,
         )
     found = {(e.row, e.field) for e in caught.value.errors}
     assert found == {
@@ -181,7 +198,13 @@ def test_bad_rows_are_reported_by_row_and_field_and_nothing_is_imported(
 
     with pytest.raises(channel_import.ValidationError, match="channel"):
         channel_import.import_results(
-            db_session, rows=[], channel="call", cipher=cipher, now=NOW, reason_codes=CODES
+            db_session,
+            rows=[],
+            channel="call",
+            cipher=cipher,
+            now=NOW,
+            reason_codes=CODES,
+            alert_settings=ALERTS,
         )
     missing = tmp_path / "missing.csv"
     missing.write_text("Mã phiếu,Mã cơ quan\nX-1,XD\n", encoding="utf-8")
@@ -193,6 +216,7 @@ def test_bad_rows_are_reported_by_row_and_field_and_nothing_is_imported(
             cipher=cipher,
             now=NOW,
             reason_codes=CODES,
+            alert_settings=ALERTS,
         )
 
 
@@ -204,3 +228,72 @@ def test_mapping_file_is_validated(tmp_path: Path) -> None:
     )
     with pytest.raises(channel_import.ValidationError, match=r"mapping\.columns"):
         channel_import.load_mapping(bad)
+
+
+def test_imported_unsatisfied_answers_are_alerted_however_old(
+    db_session: Session, build: Builder, cipher: PiiCipher, tmp_path: Path
+) -> None:
+    a, b = build.agency("XD", "Sở Xây dựng"), build.agency("TP", "Sở Tư pháp")
+    subscriptions: dict[int, DeliveryMode] = {}
+    for mode in (DeliveryMode.IMMEDIATE, DeliveryMode.DIGEST):
+        row, _secret = alerts.add_subscription(
+            db_session,
+            agency_id=a.id,
+            notifier=NotifierKind.EMAIL,
+            target=f"{mode.value}@xaydung.danang.gov.vn",
+            mode=mode,
+            cipher=cipher,
+            now=NOW,
+        )
+        subscriptions[row.id] = mode
+    # Paper forms entered a month after they were filled in: far outside the alert sweep's 48 hours.
+    path = _csv(
+        tmp_path / "paper.csv",
+        [
+            ["P-1", "XD", "", "", "02/03/2026 08:30", "Chưa hài lòng", "2", "", ""],
+            ["P-2", "XD", "", "", "03/03/2026 09:00", "Hài lòng", "", "", ""],
+            ["P-3", "XD", "", "", "04/03/2026 10:00", "Không hài lòng", "", "Chờ lâu", ""],
+            ["P-4", "TP", "", "", "05/03/2026 10:00", "Chưa hài lòng", "", "", ""],  # no subscription
+        ],
+    )
+    rows = channel_import.read_table(path)
+    summary = channel_import.import_results(
+        db_session,
+        rows=rows,
+        channel="paper",
+        cipher=cipher,
+        now=NOW,
+        reason_codes=CODES,
+        alert_settings=ALERTS,
+    )
+    assert (summary.inserted, summary.alerts) == (4, 4)
+    raised = db_session.execute(
+        select(SurveyResponse.external_ref, Alert.subscription_id, Alert.state, Alert.next_attempt_at)
+        .join(Alert, Alert.response_id == SurveyResponse.id)
+        .order_by(SurveyResponse.external_ref, Alert.subscription_id)
+    ).all()
+    digest_at = alerts.next_digest_at(NOW, ALERTS.digest_hour_local)
+    assert [(ref, subscriptions[sid], state) for ref, sid, state, _due in raised] == [
+        ("P-1", DeliveryMode.IMMEDIATE, "pending"),
+        ("P-1", DeliveryMode.DIGEST, "pending"),
+        ("P-3", DeliveryMode.IMMEDIATE, "pending"),
+        ("P-3", DeliveryMode.DIGEST, "pending"),
+    ]
+    # As raise_alerts does for any answer: immediate ones are due now, the others wait for the digest.
+    assert [
+        due == (NOW if subscriptions[sid] == DeliveryMode.IMMEDIATE else digest_at)
+        for _r, sid, _s, due in raised
+    ] == [True] * 4
+
+    again = channel_import.import_results(
+        db_session,
+        rows=rows,
+        channel="paper",
+        cipher=cipher,
+        now=NOW,
+        reason_codes=CODES,
+        alert_settings=ALERTS,
+    )
+    assert (again.inserted, again.alerts) == (0, 0)
+    assert db_session.scalar(select(func.count()).select_from(Alert)) == 4
+    assert b.id not in set(db_session.scalars(select(Alert.agency_id)))

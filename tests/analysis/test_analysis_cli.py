@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from callcenter.analysis import cli
+from callcenter.analysis.models import ReverificationSample, StaffPhone
 from callcenter.api.auth import hash_key
 from callcenter.core.db import make_engine, make_session_factory, upgrade_database
 from callcenter.core.models import ApiKey, AuditLog
@@ -110,3 +112,89 @@ def test_staff_phones_and_reverification(runtime: Runtime, tmp_path: Path) -> No
         audit = session.scalar(select(AuditLog).where(AuditLog.action == "reverification.export"))
         assert audit is not None and audit.actor == "cli:kt"
     assert runner.invoke(cli.app, ["detect-anomalies", "--period", "2026-03"]).exit_code == 0
+
+
+def test_reverification_of_a_period_not_yet_ended_is_refused(runtime: Runtime) -> None:
+    runner = CliRunner()
+    early = runner.invoke(
+        cli.app, ["reverify", "draw", "--agency", "XD", "--period", "2099-07", "--actor", "kt"]
+    )
+    assert early.exit_code == 2, early.output
+    assert "2099-07 has not ended yet" in early.output
+    with runtime.sessions() as session:
+        assert session.scalar(select(ReverificationSample)) is None
+
+
+_TONE_MARKS = "\u0300\u0301\u0303\u0309\u0323"
+
+
+def _cp1258(text: str) -> bytes:
+    """Text as Windows-1258 stores Vietnamese: the letter, then its tone as a combining mark."""
+    out = b""
+    for ch in text:
+        parts = unicodedata.normalize("NFD", ch)
+        tones = "".join(c for c in parts if c in _TONE_MARKS)
+        letter = unicodedata.normalize("NFC", "".join(c for c in parts if c not in _TONE_MARKS))
+        out += (letter + tones).encode("cp1258")
+    return out
+
+
+_RESULTS_HEADER = "Mã phiếu,Mã cơ quan,Thời gian đánh giá,Mức độ hài lòng\n"
+_OLE_XLS = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)  # the start of an old .xls (OLE2) file
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("kq.csv", _cp1258(_RESULTS_HEADER + "W1,XD,01/03/2026,Hài lòng\n"), "Windows-1258"),
+        ("kq.csv", (_RESULTS_HEADER + "W1,XD,01/03/2026,Hài lòng\n").encode("utf-16"), "UTF-16"),
+        ("kq.csv", (_RESULTS_HEADER + "W1,XD,01/03/2026,Hài lòng\n").encode("utf-16-le"), "NUL bytes"),
+        ("kq.xlsx", _OLE_XLS, "not a readable XLSX workbook"),
+    ],
+    ids=["cp1258", "utf-16", "utf-16-without-bom", "xls-renamed-xlsx"],
+)
+def test_import_results_refuses_unreadable_files_by_name(
+    runtime: Runtime, tmp_path: Path, name: str, content: bytes, expected: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = CliRunner().invoke(cli.app, ["import-results", str(path), "--channel", "web"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    flat = " ".join(result.output.split())
+    assert f"field 'file': {name}:" in flat and expected in flat
+    assert "CSV UTF-8" in flat  # what to save it as
+    with runtime.sessions() as session:
+        assert session.scalar(select(SurveyResponse).where(SurveyResponse.channel == "web")) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("staff.csv", _cp1258("Họ tên,Số điện thoại\nCán bộ,0905777888\n"), "Windows-1258"),
+        ("staff.csv", "Họ tên,Số điện thoại\nCán bộ,0905777888\n".encode("utf-16"), "UTF-16"),
+        ("staff.xlsx", _OLE_XLS, "not a readable XLSX workbook"),
+        ("staff.xls", _OLE_XLS, "old .xls workbooks are not supported"),
+    ],
+    ids=["cp1258", "utf-16", "xls-renamed-xlsx", "xls"],
+)
+def test_staff_phones_import_refuses_unreadable_files_by_name(
+    runtime: Runtime, tmp_path: Path, name: str, content: bytes, expected: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = CliRunner().invoke(cli.app, ["staff-phones", "import", str(path), "--agency", "XD"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    flat = " ".join(result.output.split())
+    assert f"field 'file': {name}:" in flat and expected in flat
+    with runtime.sessions() as session:
+        assert session.scalar(select(StaffPhone)) is None
+
+
+def test_staff_phones_import_knows_the_usual_phone_headers(runtime: Runtime, tmp_path: Path) -> None:
+    staff = tmp_path / "staff.csv"
+    staff.write_text("Họ tên,Số ĐT\nCán bộ,0905777888\n", encoding="utf-8")
+    result = CliRunner().invoke(cli.app, ["staff-phones", "import", str(staff), "--agency", "XD"])
+    assert result.exit_code == 0, result.output
+    assert "thêm 1 số" in result.output

@@ -5,14 +5,16 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from callcenter.analysis import integrity, reverify
-from callcenter.analysis.models import AnomalyKind, ReverificationItem, StaffPhone
+from callcenter.analysis import integrity, reverify, tasks
+from callcenter.analysis.models import AnomalyKind, ReverificationItem, ReverificationSample, StaffPhone
 from callcenter.analysis.periods import Period
+from callcenter.core.clock import ManualClock
 from callcenter.core.errors import ValidationError
 from callcenter.core.models import AuditLog
 from callcenter.core.pii import PiiCipher
@@ -165,3 +167,63 @@ def test_reverification_sample_is_reproducible_and_export_is_audited(
         db_session, agency_id=a.id, period=Period.parse("2026-Q1"), actor="x", now=NOW, size=3
     )
     assert small.size == 3 and small.population == 40
+
+
+def test_reverification_sample_is_refused_before_its_period_ends(db_session: Session, build: Builder) -> None:
+    a = build.agency("XD")
+    f = build.field("DD")
+    july = Period.parse("2026-07")
+    for day in (2, 9):
+        d = build.dossier(a, f, returned_at=datetime(2026, 7, 1, tzinfo=UTC))
+        build.called_response(d, a, f, at=datetime(2026, 7, day, 3, tzinfo=UTC), satisfied=True)
+    mid_july = datetime(2026, 7, 10, 3, tzinfo=UTC)
+    # A stored sample is never redrawn: drawn on 10/07 it would leave out every later answer of July.
+    with pytest.raises(ValidationError, match=r"2026-07 has not ended yet.*from 01/08/2026") as caught:
+        reverify.draw_sample(db_session, agency_id=a.id, period=july, actor="x", now=mid_july)
+    assert caught.value.field == "period"
+    with pytest.raises(ValidationError, match="2027-07 has not ended yet"):  # a typo for 2026-07
+        reverify.draw_sample(
+            db_session, agency_id=a.id, period=Period.parse("2027-07"), actor="x", now=mid_july
+        )
+    with pytest.raises(ValidationError, match="2026-Q3 has not ended yet"):
+        reverify.draw_sample(
+            db_session,
+            agency_id=a.id,
+            period=Period.parse("2026-Q3"),
+            actor="x",
+            now=datetime(2026, 8, 1, tzinfo=UTC),
+        )
+    # The last second of July (local time) is still too early.
+    with pytest.raises(ValidationError, match="has not ended"):
+        reverify.draw_sample(
+            db_session, agency_id=a.id, period=july, actor="x", now=july.end - timedelta(seconds=1)
+        )
+    assert db_session.scalar(select(func.count()).select_from(ReverificationSample)) == 0
+
+    d = build.dossier(a, f, returned_at=datetime(2026, 7, 1, tzinfo=UTC))
+    build.called_response(d, a, f, at=datetime(2026, 7, 30, 3, tzinfo=UTC), satisfied=False)
+    sample = reverify.draw_sample(db_session, agency_id=a.id, period=july, actor="x", now=july.end)
+    assert (sample.population, sample.size) == (3, 3)  # the answer of 30/07 is in it
+
+
+def test_hourly_detection_also_checks_the_previous_month(
+    db_session: Session, build: Builder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = build.agency("XD")
+    f = build.field("DD")
+    # 30 answers in five minutes at 23:50 on 31 March (Da Nang), after the month's last hourly run.
+    start = datetime(2026, 3, 31, 16, 50, tzinfo=UTC)
+    for i in range(30):
+        build.response(
+            agency=a, fld=f, answered_at=start + timedelta(seconds=10 * i), satisfied=True, channel="web"
+        )
+    sessions = sessionmaker(
+        bind=db_session.connection(), join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    first_april_run = ManualClock(datetime(2026, 3, 31, 17, 30, tzinfo=UTC))  # 00:30 on 1 April
+    monkeypatch.setattr(tasks, "_context", lambda: SimpleNamespace(sessions=sessions, clock=first_april_run))
+    assert tasks.detect_anomalies() == 1
+    flagged = integrity.list_anomalies(db_session, period=MARCH, agency_id=a.id)
+    assert [(x.kind, x.count) for x, _code in flagged] == [(AnomalyKind.BURST.value, 30)]
+    assert tasks.detect_anomalies() == 0  # idempotent: the next hourly run adds nothing
+    assert tasks.detect_anomalies(period="2026-04") == 0  # an explicit period is that period only

@@ -200,3 +200,23 @@ def test_holidays_and_optout_commands_in_a_real_process(cli_db: str, tmp_path: P
     imported = run("campaign", "optout", "import", str(csv_file))
     assert imported.returncode == 0, imported.stderr
     assert "1 số mới" in imported.stdout and "row 3:" in imported.stdout
+
+
+def test_optout_import_that_takes_nothing_exits_non_zero(cli_db: str, tmp_path: Path) -> None:
+    from callcenter.cli.main import app
+
+    runner = CliRunner()
+    csv_file = tmp_path / "dnc.csv"
+    csv_file.write_text("Họ tên,Ghi chú\nNguyễn Văn An,không muốn nhận cuộc gọi\n", encoding="utf-8")
+    no_column = runner.invoke(app, ["campaign", "optout", "import", str(csv_file)])
+    assert no_column.exit_code == 2, no_column.output
+    assert "no phone column" in no_column.output and "no phone number was imported" in no_column.output
+    csv_file.write_text("sdt\n123\nabc\n", encoding="utf-8")
+    all_bad = runner.invoke(app, ["campaign", "optout", "import", str(csv_file)])
+    assert all_bad.exit_code == 2 and "row 2:" in all_bad.output and "row 3:" in all_bad.output
+    # "Điện thoại" and "Số ĐT" are phone columns, as in the staff-phone import.
+    for header, outcome in (("Điện thoại", "1 số mới, 0 đã có"), ("Số ĐT", "0 số mới, 1 đã có")):
+        csv_file.write_text(f"Họ tên,{header}\nNguyễn Văn An,0905 123 456\n", encoding="utf-8")
+        ok = runner.invoke(app, ["campaign", "optout", "import", str(csv_file)])
+        assert ok.exit_code == 0, ok.output
+        assert outcome in ok.output

@@ -156,3 +156,25 @@ def test_openapi_documents_the_campaign_routes(client: tuple[TestClient, dict[st
         "/campaigns/opt-outs",
     } <= set(paths)
     assert "422" in paths["/campaigns"]["post"]["responses"]
+
+
+def test_opt_out_upload_that_takes_nothing_is_refused(
+    client: tuple[TestClient, dict[str, str]], world: World
+) -> None:
+    http, keys = client
+    h = {"X-API-Key": keys["operator"]}
+    for csv_text in ("Họ tên,Ghi chú\nAn,không gọi\n", "sdt\n123\nabc\n"):
+        refused = http.post(
+            "/campaigns/opt-outs", files={"file": ("dnc.csv", csv_text, "text/csv")}, headers=h
+        )
+        assert refused.status_code == 422, refused.text
+        detail = refused.json()["detail"]
+        assert detail["field"] == "file" and "dnc.csv: no phone number was imported" in detail["message"]
+        assert detail["errors"] and detail["errors"][0].startswith(("row 1: no phone column", "row 2:"))
+    accepted = http.post(
+        "/campaigns/opt-outs",
+        files={"file": ("dnc.csv", "Họ tên,Điện thoại\nAn,0905 123 456\n", "text/csv")},
+        headers=h,
+    )
+    assert accepted.status_code == 200 and accepted.json()["added"] == 1
+    assert world.session.scalar(select(func.count()).select_from(OptOut)) == 1

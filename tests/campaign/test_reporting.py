@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from callcenter.campaign import service
 from callcenter.campaign.models import CallTarget
-from callcenter.campaign.optouts import import_opt_outs
+from callcenter.campaign.optouts import import_opt_outs, is_phone_header
 from callcenter.campaign.reporting import campaign_report
 from callcenter.core.clock import VN_TZ, ManualClock
 from callcenter.core.models import OptOut
@@ -83,3 +85,29 @@ def test_opt_out_import_without_a_phone_column(world: World) -> None:
         world.session, text="ho ten,dia chi\nAn,Da Nang\n", cipher=world.cipher, now=MONDAY_9
     )
     assert result.added == 0 and result.errors[0].startswith("row 1: no phone column")
+
+
+# Headers the list used to refuse ("no phone column"): the staff-phone import's "Điện thoại", the common
+# abbreviation "Số ĐT", and "Số điện thoại" typed with combining accents (NFD, as macOS writes it).
+@pytest.mark.parametrize(
+    "header", ["Điện thoại", "Số ĐT", "Phone number", unicodedata.normalize("NFD", "Số điện thoại")]
+)
+def test_opt_out_import_knows_the_usual_vietnamese_phone_headers(world: World, header: str) -> None:
+    text = f"Họ tên,{header}\nNguyễn Văn An,0905 123 456\n"
+    result = import_opt_outs(world.session, text=text, cipher=world.cipher, now=MONDAY_9)
+    assert (result.rows, result.added, result.errors) == (1, 1, [])
+    # The staff-phone list of the analysis domain goes by the same headers.
+    assert is_phone_header(header)
+
+
+def test_opt_out_import_that_takes_nothing_has_failed(world: World) -> None:
+    no_column = import_opt_outs(
+        world.session, text="Họ tên,Ghi chú\nAn,x\n", cipher=world.cipher, now=MONDAY_9
+    )
+    assert no_column.failed and "found: Họ tên, Ghi chú" in no_column.errors[0]
+    all_bad = import_opt_outs(world.session, text="sdt\n123\nabc\n", cipher=world.cipher, now=MONDAY_9)
+    assert all_bad.failed and len(all_bad.errors) == 2
+    mixed = import_opt_outs(world.session, text="sdt\n123\n0905123456\n", cipher=world.cipher, now=MONDAY_9)
+    assert mixed.errors and mixed.added == 1 and not mixed.failed
+    listed = import_opt_outs(world.session, text="sdt\n123\n0905123456\n", cipher=world.cipher, now=MONDAY_9)
+    assert listed.already_listed == 1 and not listed.failed  # the list is applied: nothing was lost
