@@ -65,6 +65,7 @@ console = Console(width=None if Console().is_terminal else 120)
 # Timeouts the reaper compares with the (compressed) runtime clock are given in simulated seconds.
 _SIMULATED_TIMEOUTS = (
     "queued_timeout_seconds",
+    "queued_max_age_seconds",
     "claimed_timeout_seconds",
     "dialing_timeout_seconds",
     "call_timeout_seconds",

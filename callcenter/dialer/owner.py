@@ -251,7 +251,14 @@ class TrunkOwner:
     def _prepare(self, session: Session, *, attempt_id: int) -> DialRequest | None:
         now = self._now()
         # CLAIMED → DIALING and the phone in one statement; a failure below (no phone) rolls it back.
-        found = service.start_dialing(session, attempt_id=attempt_id, now=now)
+        # Only a claim younger than the reaper's CLAIMED timeout is dialled: an older one (an outbox
+        # entry left over from an outage) was checked too long ago and is the reaper's to give back.
+        found = service.start_dialing(
+            session,
+            attempt_id=attempt_id,
+            now=now,
+            claimed_since=now - timedelta(seconds=self.settings.claimed_timeout_seconds),
+        )
         if found is None:
             return None  # already dialled, cancelled or reaped: never twice
         attempt, phone_enc = found

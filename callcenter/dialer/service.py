@@ -215,14 +215,14 @@ _DIALING_RETURNS = (
 
 
 def start_dialing(
-    session: Session, *, attempt_id: int, now: datetime
+    session: Session, *, attempt_id: int, now: datetime, claimed_since: datetime | None = None
 ) -> tuple[AttemptRef, bytes | None] | None:
     """:func:`mark_dialing` returning the attempt (as now stored) and its dossier's encrypted phone.
 
     One round trip per call placed instead of a read and a write. ``None`` when the attempt was not
-    CLAIMED (already dialled, cancelled or reaped: never twice) or its channel lease has run out (a
-    stale outbox entry after an outage; the reaper gives it back). Committed before the originate
-    leaves.
+    CLAIMED (already dialled, cancelled or reaped: never twice) or, with ``claimed_since``, was
+    claimed before then (a stale outbox entry after an outage, which the reaper gives back).
+    Committed before the originate leaves.
     """
     row = compare_and_set_returning(
         session,
@@ -231,7 +231,7 @@ def start_dialing(
         new=S.DIALING,
         now=now,
         returning=_DIALING_RETURNS,
-        lease_held=True,
+        changed_since=claimed_since,
         dialed_at=now,
     )
     if row is None:

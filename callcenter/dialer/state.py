@@ -81,17 +81,22 @@ def compare_and_set_returning(
     new: AttemptStatus,
     now: datetime,
     returning: tuple[Any, ...],
-    lease_held: bool = False,
+    changed_since: datetime | None = None,
     **values: Any,
 ) -> Row[Any] | None:
     """:func:`compare_and_set` that also reads ``returning`` (as written) in the same statement.
 
-    The row when this call won, ``None`` when it lost. With ``lease_held``, an attempt whose
-    channel lease (``lease_expires_at``) has run out by ``now`` loses too. ``returning`` should be
-    a module constant: the statement is built once per (shape, returning) pair.
+    The row when this call won, ``None`` when it lost. With ``changed_since``, an attempt that has
+    sat in ``expected`` since before then loses too (its last change, ``updated_at``, is older).
+    ``returning`` should be a module constant: the statement is built once per (shape, returning) pair.
     """
-    stmt = _cas_returning_statement(_as_set(expected), new, tuple(sorted(values)), returning, lease_held)
-    return session.connection().execute(stmt, _cas_params(attempt_id, now, values)).one_or_none()
+    stmt = _cas_returning_statement(
+        _as_set(expected), new, tuple(sorted(values)), returning, changed_since is not None
+    )
+    params = _cas_params(attempt_id, now, values)
+    if changed_since is not None:
+        params["cas_changed_since"] = changed_since
+    return session.connection().execute(stmt, params).one_or_none()
 
 
 def _as_set(expected: AttemptStatus | frozenset[AttemptStatus]) -> frozenset[AttemptStatus]:
@@ -108,11 +113,11 @@ def _cas_returning_statement(
     new: AttemptStatus,
     columns: tuple[str, ...],
     returning: tuple[Any, ...],
-    lease_held: bool,
+    changed_since: bool,
 ) -> Update:
     stmt = _cas_statement(expected, new, columns, False)
-    if lease_held:
-        stmt = stmt.where(_ATTEMPTS.c.lease_expires_at > bindparam("cas_now"))
+    if changed_since:
+        stmt = stmt.where(_ATTEMPTS.c.updated_at >= bindparam("cas_changed_since"))
     return stmt.returning(*returning)
 
 

@@ -383,10 +383,10 @@ def test_an_attempt_released_too_long_ago_is_given_back_not_dialled(world: World
     assert dispatch.place_call(world.ctx, world.sent[0]).startswith("handed to")
 
 
-def test_the_owner_never_dials_a_claim_whose_lease_ran_out(world: World) -> None:
+def test_the_owner_never_dials_a_claim_older_than_the_reapers_timeout(world: World) -> None:
     attempt_id = _claimed(world)
     owner = _owner(world)
-    world.clock.advance(timedelta(seconds=world.ctx.settings.lease_seconds + 1))
+    world.clock.advance(timedelta(seconds=world.ctx.settings.claimed_timeout_seconds + 1))
     with session_scope(world.ctx.runtime.sessions) as session:
         assert owner._prepare(session, attempt_id=attempt_id) is None
     assert _statuses(world)[attempt_id] == "claimed"  # the reaper gives it back

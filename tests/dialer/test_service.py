@@ -74,12 +74,17 @@ def test_start_dialing_moves_a_claimed_attempt_once_and_reads_what_the_call_need
     db_session: Session, cipher: PiiCipher
 ) -> None:
     queued, claimed = _attempts(db_session, cipher, 2)
-    lease_end = NOW + timedelta(seconds=60)
     service.claim_attempt(
-        db_session, attempt_id=claimed, worker="a", server="sim", lease_expires_at=lease_end, now=NOW
+        db_session, attempt_id=claimed, worker="a", server="sim", lease_expires_at=NOW, now=NOW
     )
     assert service.start_dialing(db_session, attempt_id=queued, now=NOW) is None  # not claimed yet
-    assert service.start_dialing(db_session, attempt_id=claimed, now=lease_end) is None  # lease ran out
+    stale = NOW + timedelta(seconds=31)  # claimed more than 30 s ago: left to the reaper
+    assert (
+        service.start_dialing(
+            db_session, attempt_id=claimed, now=stale, claimed_since=NOW + timedelta(seconds=1)
+        )
+        is None
+    )
     later = NOW + timedelta(seconds=3)
     found = service.start_dialing(db_session, attempt_id=claimed, now=later)
     assert found is not None
