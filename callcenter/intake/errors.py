@@ -13,6 +13,14 @@ class MappingError(IntakeError):
     """The mapping file is invalid, or a file's header lacks a required column."""
 
 
+class HeaderError(MappingError):
+    """A row taken for a file's header lacks a required column; ``recognised``: how many it names."""
+
+    def __init__(self, message: str, *, recognised: int) -> None:
+        super().__init__(message)
+        self.recognised = recognised
+
+
 class SourceFileError(IntakeError):
     """A file that cannot be read as a dossier export (encoding, format, empty)."""
 

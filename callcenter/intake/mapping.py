@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from callcenter.intake.errors import MappingError
+from callcenter.intake.errors import HeaderError, MappingError
 from callcenter.intake.models import DossierStatus
 
 TARGET_FIELDS = (
@@ -208,6 +209,9 @@ class ColumnMap:
         return extract
 
 
+_DIGITS = re.compile(r"\d{3}")  # a phone, a date, a code: what no column name holds
+
+
 def resolve_header(mapping: MappingConfig, header: Sequence[str], *, where: str) -> ColumnMap:
     """Match a file's header to the mapping, or raise :class:`MappingError` naming what is missing."""
     folded = [fold_header(str(cell)) if cell is not None else "" for cell in header]
@@ -231,12 +235,19 @@ def resolve_header(mapping: MappingConfig, header: Sequence[str], *, where: str)
         if not any(t in columns for t in group):
             missing.append(" or ".join(f'"{(mapping.source_field(t).file or (t,))[0]}"' for t in group))
     if missing:
-        present = ", ".join(f'"{h}"' for h in header if h) or "(none)"
+        cells = [str(h) for h in header if h]
+        if any(_DIGITS.search(c) for c in cells):
+            # Digits in a header row mean it is a record (a file without a header, or the wrong row
+            # taken for it): its cells are a citizen's name and phone and must not reach an error.
+            present = "none: the row holds data, not column names (is the header row missing?)"
+        else:
+            present = ", ".join(f'"{c}"' for c in cells) or "(none)"
         hint = ""
-        if any(_looks_like_mojibake(str(h)) for h in header if h):
+        if any(_looks_like_mojibake(c) for c in cells):
             hint = " The headers look like UTF-8 text decoded with the wrong encoding; re-export as UTF-8."
-        raise MappingError(
-            f"{where}: required column(s) missing: {', '.join(missing)}. Columns found: {present}.{hint}"
+        raise HeaderError(
+            f"{where}: required column(s) missing: {', '.join(missing)}. Columns found: {present}.{hint}",
+            recognised=len(columns),
         )
     return ColumnMap(columns=columns, header=tuple(str(h) if h is not None else "" for h in header))
 

@@ -169,6 +169,29 @@ def test_xlsx_without_a_recognisable_header_names_what_is_missing(
         list(XlsxSource(path, mapping=mapping).rows())
 
 
+def test_a_header_error_never_quotes_a_data_row(
+    tmp_path: Path, mapping: MappingConfig, write_csv_file: CsvWriter
+) -> None:
+    # An XLSX whose header lacks the phone column, then a record: the record names more cells, but
+    # the error must come from the header (and quote it), never from the citizen's row.
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append([h if h != "Số điện thoại" else None for h in HEADER])
+    sheet.append(list(good_row("HS-1")))
+    path = tmp_path / "export.xlsx"
+    workbook.save(path)
+    with pytest.raises(MappingError) as caught:
+        list(XlsxSource(path, mapping=mapping).rows())
+    assert '"Số điện thoại"' in str(caught.value) and '"Mã hồ sơ"' in str(caught.value)
+    assert "Nguyễn Thị Hoa" not in str(caught.value) and "0905" not in str(caught.value)
+    # A CSV exported without its header row: its first line is a record.
+    headless = write_csv_file([], header=good_row("HS-2"))
+    with pytest.raises(MappingError, match="the row holds data, not column names") as caught:
+        list(CsvSource(headless, mapping=mapping).rows())
+    assert "Nguyễn Thị Hoa" not in str(caught.value) and "0905" not in str(caught.value)
+
+
 def test_every_kind_of_bad_row_is_quarantined_and_the_rest_imported(
     write_csv_file: CsvWriter, mapping: MappingConfig, db_session: Session, cipher: PiiCipher
 ) -> None:

@@ -20,7 +20,7 @@ import openpyxl
 from openpyxl.styles.numbers import is_datetime
 
 from callcenter.intake.adapters.base import SourceRow
-from callcenter.intake.errors import MappingError, SourceFileError
+from callcenter.intake.errors import HeaderError, SourceFileError
 from callcenter.intake.mapping import ColumnMap, MappingConfig, resolve_header
 from callcenter.intake.normalise import FieldError
 
@@ -156,24 +156,25 @@ class XlsxSource:
             number = 0
             columns: ColumnMap | None = None
             candidates = 0
-            refused: tuple[int, MappingError] | None = None  # the likeliest header's error
+            refused: HeaderError | None = None  # the error of the row naming the most columns
             for row in sheet.iter_rows():
                 number += 1
                 cells = [_cell_text(cell) for cell in row]
-                filled = sum(c not in (None, "") for c in cells)
-                if not filled:
+                if all(c in (None, "") for c in cells):
                     continue
                 if columns is None:
                     # Exports often put a title (and a date line) above the header: the header is
-                    # the first of the top non-empty rows that names the required columns.
+                    # the first of the top non-empty rows that names the required columns. If none
+                    # does, the error is the one of the row naming the most of them (never a data
+                    # row's: it would quote a citizen's name and phone).
                     try:
                         columns = resolve_header(self._mapping, [str(c or "") for c in cells], where=name)
-                    except MappingError as exc:
-                        if refused is None or filled > refused[0]:
-                            refused = (filled, exc)
+                    except HeaderError as exc:
+                        if refused is None or exc.recognised > refused.recognised:
+                            refused = exc
                         candidates += 1
                         if candidates >= _HEADER_SEARCH_ROWS:
-                            raise refused[1] from None
+                            raise refused from None
                         continue
                     self.header = columns.header
                     extract = columns.extractor()
@@ -181,7 +182,7 @@ class XlsxSource:
                 yield SourceRow(f"row {number}", extract(cells), cells)
             if columns is None:
                 if refused is not None:
-                    raise refused[1]
+                    raise refused
                 raise SourceFileError(f"{name}: the sheet is empty (no header, no rows)")
         finally:
             workbook.close()
