@@ -89,7 +89,24 @@ class PreparedBatch:
     rejected: list[tuple[int, list[FieldError]]] = field(default_factory=list)
     agencies: dict[str, str] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
-    latest_update: datetime | None = None
+    latest_update: datetime | None = None  # the newest update time not in the future
+    future_updates: int = 0  # update times later than now + CLOCK_SKEW_ALLOWANCE (left out above)
+
+    def saw_update(self, updated: datetime | None, *, ceiling: datetime) -> None:
+        """Count a record's update time towards the sync watermark, unless it lies in the future.
+
+        A future time (a typo such as 2062 for 2026, or a source clock far ahead) is left out: as the
+        watermark it would make every later sync ask from the future and get nothing, and even capped
+        at now it would cancel the sync overlap for good. Such a record is simply fetched again by
+        each sync (it stays ahead of the watermark), which is harmless: its content hash makes it a
+        no-op.
+        """
+        if updated is None:
+            return
+        if updated > ceiling:
+            self.future_updates += 1
+        elif self.latest_update is None or updated > self.latest_update:
+            self.latest_update = updated
 
 
 class BatchPreparer:
@@ -105,6 +122,7 @@ class BatchPreparer:
         """``values`` in TARGET_FIELDS order, with their source digests (see ``Sealer.source_digest``)."""
         batch = PreparedBatch()
         rules, now, sealer, as_copy = self._rules, self._now, self._sealer, self._as_copy
+        ceiling = now + CLOCK_SKEW_ALLOWANCE
         lines: list[str] = []
         agencies, fields = batch.agencies, batch.fields
         for index, row_values in enumerate(values):
@@ -113,13 +131,9 @@ class BatchPreparer:
                 batch.rejected.append((index, result))
                 # A refused record was still seen: its update time moves the sync watermark on
                 # (only a valid one: it may be the very value the record was refused for).
-                updated = _updated_at(row_values)
-                if updated is not None and (batch.latest_update is None or updated > batch.latest_update):
-                    batch.latest_update = updated
+                batch.saw_update(_updated_at(row_values), ceiling=ceiling)
                 continue
-            updated = result.source_updated_at
-            if updated is not None and (batch.latest_update is None or updated > batch.latest_update):
-                batch.latest_update = updated
+            batch.saw_update(result.source_updated_at, ceiling=ceiling)
             agencies[result.agency_code] = result.agency_name
             fields[result.field_code] = result.field_name
             if as_copy:
@@ -158,6 +172,7 @@ class ImportResult:
     run: ImportRun
     counts: ImportCounts
     latest_update: datetime | None
+    future_updates: int = 0  # records whose update time lies in the future (not in latest_update)
 
 
 @dataclass
@@ -350,6 +365,7 @@ def run_import(
     screened = (screen.screen(rows) for rows in _read_ahead(_batches(connector.rows(), batch_size)))
     references = ReferenceCache()
     latest: datetime | None = None
+    future_updates = 0
 
     if workers > 0 and worker_keys is None:
         raise ValueError("worker processes need worker_keys=(pii_key, phone_hash_key)")
@@ -364,6 +380,7 @@ def run_import(
             for batch_in, batch in prepared:
                 if batch.latest_update is not None and (latest is None or batch.latest_update > latest):
                     latest = batch.latest_update
+                future_updates += batch.future_updates
                 rejections = batch_in.rejections + [
                     Rejection(batch_in.todo[i].ref, errors, connector.raw_record(batch_in.todo[i].raw))
                     for i, errors in batch.rejected
@@ -416,7 +433,7 @@ def run_import(
         counts.unchanged,
         counts.quarantined,
     )
-    return ImportResult(run=run, counts=counts, latest_update=latest)
+    return ImportResult(run=run, counts=counts, latest_update=latest, future_updates=future_updates)
 
 
 class _Preparation:
@@ -488,8 +505,8 @@ def sync_api(
     The request asks from ``watermark - overlap``: a record updated while an earlier sync paged
     through the results can shift across a page boundary and be missed; the overlap fetches it
     again next time (re-reading a record is harmless, its content hash makes it a no-op). The
-    watermark only moves when the whole sync succeeded, in the same transaction, and never past
-    ``now + CLOCK_SKEW_ALLOWANCE``.
+    watermark only moves when the whole sync succeeded, in the same transaction, to the newest update
+    time seen that is not later than ``now + CLOCK_SKEW_ALLOWANCE`` (see ``PreparedBatch.saw_update``).
     """
     watermark = None if full else get_watermark(session, source=source)
     client.updated_since = watermark - overlap if watermark is not None else None
@@ -504,22 +521,15 @@ def sync_api(
         on_duplicate="last_wins",
         progress=progress,
     )
-    latest = result.latest_update
-    if latest is not None:
-        ceiling = now + CLOCK_SKEW_ALLOWANCE
-        if latest > ceiling:
-            # A typo such as 2062 for 2026 (a valid date) or a source clock far ahead. Stored, such a
-            # watermark would make every later sync ask for updates since the future and silently
-            # get nothing. Capped, the record is simply fetched again by each sync (its updated_at
-            # stays ahead of the watermark): harmless, its content hash makes it a no-op.
-            log.warning(
-                "sync from %s: the source reported updates as late as %s, later than now (%s); "
-                "the watermark stops at %s",
-                source,
-                latest.isoformat(),
-                now.isoformat(),
-                ceiling.isoformat(),
-            )
-            latest = ceiling
-        set_watermark(session, source=source, watermark=latest, now=now, reset=full)
+    if result.future_updates:
+        log.warning(
+            "sync from %s: %d record(s) carry an update time later than now (%s) plus %s; "
+            "left out of the watermark (see the source's updated_at)",
+            source,
+            result.future_updates,
+            now.isoformat(),
+            CLOCK_SKEW_ALLOWANCE,
+        )
+    if result.latest_update is not None:
+        set_watermark(session, source=source, watermark=result.latest_update, now=now, reset=full)
     return result
