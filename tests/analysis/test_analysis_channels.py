@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openpyxl import Workbook
@@ -53,6 +54,12 @@ def _count(session: Session, channel: str) -> int:
     )
 
 
+def _import(session: Session, rows: Any, channel: str, cipher: PiiCipher) -> channel_import.ImportSummary:
+    return channel_import.import_results(
+        session, rows=rows, channel=channel, cipher=cipher, now=NOW, reason_codes=CODES, alert_settings=ALERTS
+    )
+
+
 def test_web_csv_import_and_channel_summary(
     db_session: Session, build: Builder, cipher: PiiCipher, tmp_path: Path
 ) -> None:
@@ -85,15 +92,7 @@ def test_web_csv_import_and_channel_summary(
         ],
     )
     rows = channel_import.read_table(path)
-    summary = channel_import.import_results(
-        db_session,
-        rows=rows,
-        channel="web",
-        cipher=cipher,
-        now=NOW,
-        reason_codes=CODES,
-        alert_settings=ALERTS,
-    )
+    summary = _import(db_session, rows, "web", cipher)
     assert (summary.rows, summary.inserted, summary.already_imported) == (3, 3, 0)
     w2 = db_session.scalar(select(SurveyResponse).where(SurveyResponse.external_ref == "W-2"))
     assert w2 is not None
@@ -105,15 +104,7 @@ def test_web_csv_import_and_channel_summary(
     # 31/03 23:30 in Da Nang is still March.
     assert w2.answered_at == datetime(2026, 3, 6, 3, tzinfo=UTC)
 
-    again = channel_import.import_results(
-        db_session,
-        rows=rows,
-        channel="web",
-        cipher=cipher,
-        now=NOW,
-        reason_codes=CODES,
-        alert_settings=ALERTS,
-    )
+    again = _import(db_session, rows, "web", cipher)
     assert (again.inserted, again.already_imported) == (0, 3)
     assert _count(db_session, "web") == 3
 
@@ -137,15 +128,7 @@ def test_xlsx_import_paper(db_session: Session, build: Builder, cipher: PiiCiphe
     ws.append(["P-2", "TP", None, None, "03/03/2026", "0", 6, "Phải bồi dưỡng", None])
     path = tmp_path / "paper.xlsx"
     book.save(path)
-    summary = channel_import.import_results(
-        db_session,
-        rows=channel_import.read_table(path),
-        channel="paper",
-        cipher=cipher,
-        now=NOW,
-        reason_codes=CODES,
-        alert_settings=ALERTS,
-    )
+    summary = _import(db_session, channel_import.read_table(path), "paper", cipher)
     assert summary.inserted == 2
     p1 = db_session.scalar(select(SurveyResponse).where(SurveyResponse.external_ref == "P-1"))
     assert p1 is not None and p1.answered_at == datetime(2026, 3, 3, 2, 0, tzinfo=UTC)  # 09:00 local
@@ -171,15 +154,7 @@ def test_bad_rows_are_reported_by_row_and_field_and_nothing_is_imported(
         ],
     )
     with pytest.raises(channel_import.ResultsRejected) as caught:
-        channel_import.import_results(
-            db_session,
-            rows=channel_import.read_table(path),
-            channel="independent",
-            cipher=cipher,
-            now=NOW,
-            reason_codes=CODES,
-            alert_settings=ALERTS,
-        )
+        _import(db_session, channel_import.read_table(path), "independent", cipher)
     found = {(e.row, e.field) for e in caught.value.errors}
     assert found == {
         (3, "Mã cơ quan"),
@@ -197,27 +172,11 @@ def test_bad_rows_are_reported_by_row_and_field_and_nothing_is_imported(
     assert _count(db_session, "independent") == 0
 
     with pytest.raises(channel_import.ValidationError, match="channel"):
-        channel_import.import_results(
-            db_session,
-            rows=[],
-            channel="call",
-            cipher=cipher,
-            now=NOW,
-            reason_codes=CODES,
-            alert_settings=ALERTS,
-        )
+        _import(db_session, [], "call", cipher)
     missing = tmp_path / "missing.csv"
     missing.write_text("Mã phiếu,Mã cơ quan\nX-1,XD\n", encoding="utf-8")
     with pytest.raises(channel_import.ResultsRejected, match="Thời gian đánh giá"):
-        channel_import.import_results(
-            db_session,
-            rows=channel_import.read_table(missing),
-            channel="web",
-            cipher=cipher,
-            now=NOW,
-            reason_codes=CODES,
-            alert_settings=ALERTS,
-        )
+        _import(db_session, channel_import.read_table(missing), "web", cipher)
 
 
 def test_mapping_file_is_validated(tmp_path: Path) -> None:
@@ -257,15 +216,7 @@ def test_imported_unsatisfied_answers_are_alerted_however_old(
         ],
     )
     rows = channel_import.read_table(path)
-    summary = channel_import.import_results(
-        db_session,
-        rows=rows,
-        channel="paper",
-        cipher=cipher,
-        now=NOW,
-        reason_codes=CODES,
-        alert_settings=ALERTS,
-    )
+    summary = _import(db_session, rows, "paper", cipher)
     assert (summary.inserted, summary.alerts) == (4, 4)
     raised = db_session.execute(
         select(SurveyResponse.external_ref, Alert.subscription_id, Alert.state, Alert.next_attempt_at)
@@ -285,15 +236,7 @@ def test_imported_unsatisfied_answers_are_alerted_however_old(
         for _r, sid, _s, due in raised
     ] == [True] * 4
 
-    again = channel_import.import_results(
-        db_session,
-        rows=rows,
-        channel="paper",
-        cipher=cipher,
-        now=NOW,
-        reason_codes=CODES,
-        alert_settings=ALERTS,
-    )
+    again = _import(db_session, rows, "paper", cipher)
     assert (again.inserted, again.alerts) == (0, 0)
     assert db_session.scalar(select(func.count()).select_from(Alert)) == 4
     assert b.id not in set(db_session.scalars(select(Alert.agency_id)))
