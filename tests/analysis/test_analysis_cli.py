@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from callcenter.analysis import cli
-from callcenter.analysis.models import ReverificationSample, StaffPhone
+from callcenter.analysis.models import AlertSubscription, ReverificationSample, StaffPhone
 from callcenter.api.auth import hash_key
 from callcenter.core.db import make_engine, make_session_factory, upgrade_database
 from callcenter.core.models import ApiKey, AuditLog
@@ -198,3 +198,28 @@ def test_staff_phones_import_knows_the_usual_phone_headers(runtime: Runtime, tmp
     result = CliRunner().invoke(cli.app, ["staff-phones", "import", str(staff), "--agency", "XD"])
     assert result.exit_code == 0, result.output
     assert "thêm 1 số" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://sxd.danang.gov.vn:8O80/hook", "Invalid port: '8O80'"),  # letter O in the port
+        ("https://sxd..danang.gov.vn/hook", "empty or over-long label"),
+    ],
+)
+def test_subscribe_refuses_a_mistyped_webhook_url(runtime: Runtime, url: str, reason: str) -> None:
+    result = CliRunner().invoke(cli.app, ["alerts", "subscribe", "--agency", "XD", "--webhook", url])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())  # the console may wrap long lines
+    assert f"--webhook '{url}' is not a usable URL" in said and reason in said
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AlertSubscription)) == 0
+
+
+def test_subscribe_accepts_a_good_webhook_url(runtime: Runtime) -> None:
+    result = CliRunner().invoke(
+        cli.app, ["alerts", "subscribe", "--agency", "XD", "--webhook", "https://sxd.danang.gov.vn:8443/hook"]
+    )
+    assert result.exit_code == 0, result.output
+    with runtime.sessions() as session:
+        assert session.scalar(select(AlertSubscription.target)) == "https://sxd.danang.gov.vn:8443/hook"
