@@ -16,7 +16,21 @@ from datetime import datetime
 from functools import lru_cache, partial
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Insert, Select, Table, Update, bindparam, exists, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -244,18 +258,35 @@ def get_response(session: Session, *, attempt_id: int) -> SurveyResponse | None:
     ).scalar_one_or_none()
 
 
+# Completed or partial is decided by the UPDATE itself, on the row as stored when it runs: Twilio's
+# "completed" callback can race the last /step request (a key pressed, then an immediate hang-up).
+# PostgreSQL re-evaluates the statement on the newest row version once the step's transaction has
+# committed (SQLite takes its write lock first), so an answer stored a moment earlier is never
+# overwritten with "partial" decided on a stale read.
+_R = SurveyResponse.__table__.c
+_HAS_REASON = exists().where(ResponseReason.response_id == _R.id)
+_CLOSE_UNFINISHED = (
+    update(SurveyResponse)
+    .where(_R.attempt_id == bindparam("c_attempt"), _R.status == ResponseStatus.IN_PROGRESS.value)
+    .values(
+        status=case(
+            (
+                or_(_R.satisfied.is_(True), and_(_R.satisfied.is_(False), _HAS_REASON)),
+                ResponseStatus.COMPLETED.value,
+            ),
+            else_=ResponseStatus.PARTIAL.value,
+        ),
+        completed_at=bindparam("c_now"),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
 def close_unfinished_response(session: Session, *, attempt_id: int, now: datetime) -> SurveyResponse | None:
     """End a response whose call ended without the flow seeing it (Twilio hang-up mid-question)."""
-    row = session.execute(
-        select(SurveyResponse).where(SurveyResponse.attempt_id == attempt_id)
-    ).scalar_one_or_none()
-    if row is None or row.status != ResponseStatus.IN_PROGRESS:
-        return row
-    complete = row.satisfied is True or (row.satisfied is False and bool(row.reasons))
-    row.status = (ResponseStatus.COMPLETED if complete else ResponseStatus.PARTIAL).value
-    row.completed_at = now
     session.flush()
-    return row
+    session.connection().execute(_CLOSE_UNFINISHED, {"c_attempt": attempt_id, "c_now": now})
+    return get_response(session, attempt_id=attempt_id)
 
 
 def store_comment_transcript(

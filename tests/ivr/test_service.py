@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.core.clock import ManualClock
@@ -24,6 +24,7 @@ from callcenter.ivr.models import SurveyResponse
 from callcenter.ivr.questionnaire import load_questionnaire
 from callcenter.ivr.service import (
     DbRecorder,
+    close_unfinished_response,
     get_response,
     save_survey_progress,
     store_comment_transcript,
@@ -129,6 +130,24 @@ def test_hang_up_keeps_a_partial_response(
     row = get_response(db_session, attempt_id=5004)
     assert row is not None and row.status == "partial" and row.satisfied is None and row.completed_at == NOW
     assert survey_outcome_for_attempt(db_session, attempt_id=5004) is SurveyOutcome.NO_INPUT
+
+
+def test_closing_an_unfinished_response_decides_on_the_row_as_stored(
+    db_session: Session, dossier_factory: Callable[..., Dossier]
+) -> None:
+    # Twilio's "completed" callback races the last /step: the citizen pressed 1 and hung up at once.
+    ctx = load_call_context(db_session, dossier_id=dossier_factory().id)
+    flow = SurveyFlow(load_questionnaire(), ctx)
+    flow.start()
+    save_survey_progress(db_session, attempt_id=5010, context=ctx, result=flow.result, now=NOW)
+    stale = get_response(db_session, attempt_id=5010)
+    assert stale is not None and stale.status == "in_progress" and stale.satisfied is None
+    # The step's answer lands behind the callback's back (its own transaction, committed first).
+    table = SurveyResponse.__table__
+    db_session.connection().execute(update(table).where(table.c.attempt_id == 5010).values(satisfied=True))
+    row = close_unfinished_response(db_session, attempt_id=5010, now=NOW)
+    assert row is not None and (row.status, row.satisfied, row.completed_at) == ("completed", True, NOW)
+    assert survey_outcome_for_attempt(db_session, attempt_id=5010) is SurveyOutcome.COMPLETED
 
 
 def test_opt_out_is_written_once_to_the_registry(
