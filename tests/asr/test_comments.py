@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -22,10 +22,10 @@ from celery import Celery
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from callcenter.asr.adapters.comment_store import finish_comment
-from callcenter.asr.adapters.recordings import RecordingLoader, RecordingMissing
+from callcenter.asr.adapters.comment_store import finish_comment, pending_comment_ids
+from callcenter.asr.adapters.recordings import RecordingLoader, RecordingMissing, RecordingNotReady
 from callcenter.asr.adapters.viet_asr_engine import VietAsrRecognizer
-from callcenter.asr.service import transcribe_comment
+from callcenter.asr.service import RECORDING_READY_GRACE_SECONDS, transcribe_comment
 from callcenter.core.errors import NotFound
 from callcenter.core.pii import PiiCipher
 from callcenter.core.sealed_audio import AudioSealer
@@ -214,6 +214,104 @@ def test_twilio_url_downloaded_with_auth_and_retry(recording_server: tuple[str, 
     assert seen == ["/2010-04-01/Accounts/AC123/Recordings/RE1.wav Basic"] * 2  # 503, then 200
     with pytest.raises(RecordingMissing, match="HTTP 404"):
         loader(f"{base}/missing")
+
+
+@pytest.fixture
+def twilio_media(asr_data: Path) -> Iterator[tuple[str, list[str], dict[str, bool]]]:
+    """A real HTTP server standing in for Twilio's media URL: 404 until the recording is "ready"."""
+    wav = (asr_data / "vi_comment_8k.wav").read_bytes()
+    seen: list[str] = []
+    state = {"ready": False}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            if not state["ready"]:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/x-wav")
+            self.send_header("Content-Length", str(len(wav)))
+            self.end_headers()
+            self.wfile.write(wav)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", seen, state
+    server.shutdown()
+    server.server_close()
+
+
+def _recorded(session: Session, response_id: int, *, started: datetime, completed: datetime) -> None:
+    session.execute(
+        update(SurveyResponse)
+        .where(SurveyResponse.id == response_id)
+        .values(started_at=started, completed_at=completed)
+    )
+
+
+def test_twilio_recording_not_ready_stays_pending_until_a_later_sweep(
+    db_session: Session,
+    viet_asr: VietAsrRecognizer,
+    cipher: PiiCipher,
+    twilio_media: tuple[str, list[str], dict[str, bool]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Twilio answers 404 while it post-processes a recording: not a failure within the grace period."""
+    base, seen, state = twilio_media
+    row = _response(db_session, recording_ref=f"{base}/2010-04-01/Accounts/AC123/Recordings/RE7", keyed=(9,))
+    # A long call: the grace period runs from the call's end (the recording), not from its start.
+    ended = datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
+    _recorded(db_session, row.id, started=ended - timedelta(hours=1), completed=ended)
+    loader = RecordingLoader(http_auth=("AC123", "secret"))
+    caplog.set_level("INFO", logger="callcenter.asr.service")
+    early = transcribe_comment(
+        db_session, response_id=row.id, recognizer=viet_asr, load_audio=loader, cipher=cipher,
+        now=ended + timedelta(seconds=5),
+    )  # fmt: skip
+    assert early.status == "pending" and "RE7 answered HTTP 404" in early.detail
+    assert _status(db_session, row.id) == ("pending", None)
+    assert len(seen) == 1  # a 404 is not retried on the spot: the sweep's interval paces retries
+    assert "AC123" not in early.detail and "AC123" not in caplog.text  # the recording SID only
+    # The next sweep (one minute later) selects it again; by now Twilio serves the recording.
+    assert row.id in pending_comment_ids(db_session, limit=1000)
+    state["ready"] = True
+    later = transcribe_comment(
+        db_session, response_id=row.id, recognizer=viet_asr, load_audio=loader, cipher=cipher,
+        now=ended + timedelta(seconds=65),
+    )  # fmt: skip
+    assert later.status == "done" and 3 in later.reasons_added
+    status, enc = _status(db_session, row.id)
+    assert status == "done" and enc is not None and "đi lại" in cipher.decrypt(enc)
+    assert row.id not in pending_comment_ids(db_session, limit=1000)
+
+
+def test_twilio_recording_still_missing_after_the_grace_period_fails(
+    db_session: Session,
+    viet_asr: VietAsrRecognizer,
+    cipher: PiiCipher,
+    twilio_media: tuple[str, list[str], dict[str, bool]],
+) -> None:
+    base, seen, _ = twilio_media
+    row = _response(db_session, recording_ref=f"{base}/2010-04-01/Accounts/AC123/Recordings/RE8")
+    ended = datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
+    _recorded(db_session, row.id, started=ended - timedelta(minutes=3), completed=ended)
+    result = transcribe_comment(
+        db_session, response_id=row.id, recognizer=viet_asr,
+        load_audio=RecordingLoader(http_auth=("AC123", "secret")), cipher=cipher,
+        now=ended + timedelta(seconds=RECORDING_READY_GRACE_SECONDS + 1),
+    )  # fmt: skip
+    assert result.status == "failed" and "RE8 answered HTTP 404" in result.detail
+    assert _status(db_session, row.id) == ("failed", None)
+    assert row.id not in pending_comment_ids(db_session, limit=1000)
+    assert len(seen) == 1
+    with pytest.raises(RecordingNotReady):  # what the service tells apart from other failures
+        RecordingLoader()(f"{base}/2010-04-01/Accounts/AC123/Recordings/RE8")
 
 
 # --- the Celery task in a real worker --------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
@@ -34,6 +35,9 @@ class CommentJob:
     recording_ref: str | None
     comment_status: str
     satisfied: bool | None
+    # When the comment was recorded, as near as the row tells: the call's end (the recording is the
+    # survey's last step), else the satisfaction answer, else the call's start.
+    recorded_at: datetime
 
 
 def get_comment_job(session: Session, *, response_id: int) -> CommentJob | None:
@@ -41,11 +45,14 @@ def get_comment_job(session: Session, *, response_id: int) -> CommentJob | None:
     responses, _ = _tables()
     c = responses.c
     row = session.execute(
-        select(c.id, c.recording_ref, c.comment_status, c.satisfied).where(c.id == response_id)
+        select(
+            c.id, c.recording_ref, c.comment_status, c.satisfied, c.completed_at, c.answered_at, c.started_at
+        ).where(c.id == response_id)
     ).one_or_none()
     if row is None:
         return None
-    return CommentJob(int(row.id), row.recording_ref, str(row.comment_status), row.satisfied)
+    recorded_at = row.completed_at or row.answered_at or row.started_at
+    return CommentJob(int(row.id), row.recording_ref, str(row.comment_status), row.satisfied, recorded_at)
 
 
 def pending_comment_ids(session: Session, *, limit: int) -> list[int]:

@@ -17,12 +17,23 @@ class RecordingMissing(AsrError):
     """The recording a response points at is not there (permanent: retrying will not help)."""
 
 
+class RecordingNotReady(RecordingMissing):
+    """Twilio answered 404 for a recording URL: gone, or not processed yet.
+
+    Twilio post-processes a recording before its media URL serves it, and answers 404 meanwhile.
+    Shortly after the answer was recorded this is transient (the caller leaves the comment pending;
+    see ``service.RECORDING_READY_GRACE_SECONDS``); later it is as permanent as any missing
+    recording, hence the subclass.
+    """
+
+
 class RecordingLoader:
     """Turns a ``recording_ref`` into 16-bit PCM and its rate.
 
     A relative path is resolved under ``recordings_dir``; an ``http(s)`` reference (Twilio's
     ``RecordingUrl``) is downloaded as WAV with the account's credentials, retrying network errors
-    and 5xx answers a few times before giving up with a transient error.
+    and 5xx answers a few times before giving up with a transient error. A 404 is not retried here:
+    it raises :class:`RecordingNotReady` at once, and the caller decides whether to wait for it.
     """
 
     def __init__(
@@ -76,6 +87,14 @@ class RecordingLoader:
             raise TransientError(f"recording download failed: {exc}") from exc
         if reply.status_code >= 500:
             raise TransientError(f"recording download: HTTP {reply.status_code}")
+        if reply.status_code == 404:
+            raise RecordingNotReady(f"recording {_recording_name(url)} answered HTTP 404")
         if reply.status_code != 200:
-            raise RecordingMissing(f"recording {target} answered HTTP {reply.status_code}")
+            raise RecordingMissing(f"recording {_recording_name(url)} answered HTTP {reply.status_code}")
         return reply.content
+
+
+def _recording_name(url: str) -> str:
+    """The recording's SID (the URL's last segment), for messages: the URL also names the account."""
+    name = httpx.URL(url).path.rstrip("/").rsplit("/", 1)[-1]
+    return name.removesuffix(".wav").removesuffix(".WAV") or "(no name)"
