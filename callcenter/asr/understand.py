@@ -11,12 +11,18 @@ How it reads Vietnamese:
   "hài") is taken as a likely tone confusion at a larger discount, so it stays below the confirmation
   threshold on its own.
 * **Negation-safe.** Negators ("không", "chưa", "chẳng", "chả", southern "hông"/"hổng", "đâu có") and
-  the adverbs that may follow them ("được", "có", "thấy", "phải", "hề", …) collapse into one ``NEG``
-  token, in the transcript and in the phrases alike. "chẳng hài lòng", "không được hài lòng lắm" and
-  "chưa hài lòng" then all read ``NEG hài lòng``: a phrase that does not itself start with a negation
-  never matches right after one. A negated phrase of one of exactly two choices counts for the other
-  ("không đúng" → no, "không sai" → yes); a double negation ("không phải là không hài lòng") is kept
-  but heavily discounted so the IVR confirms.
+  the adverbs that may follow them ("được", "có", "thấy", "phải", "hề", "thể nào", "thực sự", "còn",
+  "có gì để", …) collapse into one ``NEG`` token, in the transcript and in the phrases alike.
+  "chẳng hài lòng", "không thể nào hài lòng" and "chưa thực sự hài lòng" then all read
+  ``NEG hài lòng``. A negation covers the rest of its clause, up to punctuation or a clause break
+  ("nhưng", "mà", "thì", "chứ", "chỉ là"…): a phrase that does not itself start with a negation is
+  negated anywhere in that span ("không cần góp ý" does not ask for a comment; "không phải đi lại
+  nhiều lần, chỉ là chậm" gives only "chậm"). A negated phrase of one of exactly two choices counts
+  for the other ("không đúng" → no, "không sai" → yes), below the confirmation threshold when other
+  words stand between the negator and the phrase; of more choices it answers nothing. A double
+  negation ("không phải là không hài lòng") is kept but heavily discounted so the IVR confirms, and
+  so is any answer in a transcript whose negation no phrase accounted for ("hài lòng, không biết
+  nữa"): a negation we could not place may reverse what we matched.
 * **Politeness is not an answer.** "dạ", "vâng", "ừ" open almost every Vietnamese reply: a choice
   matched only by such a particle loses to any other choice matched by a content word ("dạ không").
 * **Numbers.** :func:`reason_choices` builds phrases for reason codes ("hai", "số hai", "thứ hai",
@@ -48,6 +54,10 @@ _TONE_MISMATCH = 0.55  # marks present but different: a probable tone confusion 
 _NEAR_MISS = 0.5  # one letter off (final consonant dropped…), only in very short answers
 _BINARY_FLIP = 0.85  # "không đúng" read as the other of two choices
 _DOUBLE_NEGATION = 0.5
+_DISTANT_NEGATION = 0.6  # "không cần góp ý": other words between the negator and the phrase
+# A negator that no phrase accounted for ("hài lòng, không biết nữa") may reverse the answer: the
+# confidence stays below the confirmation threshold (the IVR's min_confidence, 0.6 by default).
+_UNPLACED_NEGATION_CAP = 0.5
 _PARTICLE_ONLY = 0.6  # only a politeness particle matched, among other unplaced words
 
 
@@ -59,8 +69,20 @@ def _words(text: str) -> frozenset[str]:
 _NEGATORS = {"không", "chưa", "chẳng", "chả", "hông", "hổng", "hem", "chửa"}
 # Two-word negators ("đâu có hài lòng").
 _NEGATOR_PAIRS = {("đâu", "có")}
-# Adverbs that may sit between a negator and what it negates; swallowed into NEG.
-_NEG_FILLERS = _words("được có thấy cảm hề mấy thật sự phải là hoàn toàn hẳn lấy quá cho")
+# Adverbs that may sit between a negator and what it negates; swallowed into NEG ("không thể nào",
+# "chưa thực sự", "chẳng có gì để"). Several-word ones are tried first, longest first.
+_NEG_FILLERS: tuple[tuple[str, ...], ...] = tuple(
+    sorted(
+        {
+            (w,)
+            for w in _words("được có thấy cảm hề mấy thật sự phải là hoàn toàn hẳn lấy quá cho thể còn lắm")
+        }
+        | {tuple(f.split()) for f in ("thực sự", "thể nào", "có gì", "có gì để", "bao giờ")},
+        key=lambda f: (-len(f), f),
+    )
+)
+# Words that end a negation's clause as punctuation does ("không chậm, chỉ là thái độ…").
+_CLAUSE_BREAKS = _words("nhưng mà thì chứ song tuy chỉ")
 # Spelling variants, dialect and texting forms, mapped before matching.
 _VARIANTS = {
     "ko": "không",
@@ -210,8 +232,16 @@ def _is_negator(token: str) -> bool:
     return any(_same_word(token, n) for n in _NEGATORS)
 
 
-def _is_neg_filler(token: str) -> bool:
-    return any(_same_word(token, f) for f in _NEG_FILLERS)
+def _neg_filler_length(raw: Sequence[str], i: int) -> int:
+    """How many raw tokens from ``i`` form one filler after a negator (0: none)."""
+    for filler in _NEG_FILLERS:
+        if i + len(filler) <= len(raw) and all(_same_word(raw[i + k], word) for k, word in enumerate(filler)):
+            return len(filler)
+    return 0
+
+
+def _is_clause_break(token: str) -> bool:
+    return token == _BOUNDARY or any(_same_word(token, b) for b in _CLAUSE_BREAKS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +249,15 @@ class _Canon:
     tokens: tuple[str, ...]
     spans: tuple[tuple[int, int], ...]  # each canonical token's span in the raw token list
     double_negation: bool
+    # For each canonical token, the NEG before it in the same clause (None: not negated).
+    scope: tuple[int | None, ...] = ()
 
 
 def _canonical(raw: Sequence[str]) -> _Canon:
-    """Collapse negators (and the adverbs after them) into NEG; an even run cancels out."""
+    """Collapse negators (and the adverbs after them) into NEG; an even run cancels out.
+
+    Also records each token's negation scope: the last NEG before it in its clause.
+    """
     out: list[str] = []
     spans: list[tuple[int, int]] = []
     double = False
@@ -244,8 +279,8 @@ def _canonical(raw: Sequence[str]) -> _Canon:
                 elif _is_negator(raw[i]):
                     count += 1
                     i += 1
-                elif _is_neg_filler(raw[i]):
-                    i += 1
+                elif filler := _neg_filler_length(raw, i):
+                    i += filler
                 else:
                     break
             if count % 2 == 1:
@@ -257,7 +292,15 @@ def _canonical(raw: Sequence[str]) -> _Canon:
         out.append(token)
         spans.append((i, i + 1))
         i += 1
-    return _Canon(tuple(out), tuple(spans), double)
+    scope: list[int | None] = []
+    current: int | None = None
+    for index, token in enumerate(out):
+        if _is_clause_break(token):
+            current = None
+        scope.append(current)
+        if token == NEG:
+            current = index
+    return _Canon(tuple(out), tuple(spans), double, tuple(scope))
 
 
 def _edit_distance_at_most_one(a: str, b: str) -> bool:
@@ -311,7 +354,8 @@ class _Hit:
     end: int
     quality: float
     weak: bool  # matched by politeness particles only
-    negated: bool  # a negation right before it
+    negated: bool  # a negation before it in its clause (then ``start`` is that NEG)
+    discount: float = 1.0  # applied to the answer's confidence, not to the choice between hits
 
 
 def _find_hits(
@@ -342,9 +386,20 @@ def _find_hits(
             # "không nhớ"), it does not answer the question.
             if p == (NEG,) and end < len(text) and text[end] not in _IGNORABLE:
                 continue
-            negated = p[0] != NEG and start > 0 and text[start - 1] == NEG
+            # Negated by a NEG earlier in the clause ("không thể nào hài lòng", "không cần góp ý").
+            # A phrase that starts with its own negation is negated again only by an earlier one
+            # ("không phải tôi không hài lòng"): a double negation.
+            negator = canon.scope[start] if p != (NEG,) else None
+            negated = negator is not None
+            discount = 1.0
+            if negator is not None:
+                if p[0] == NEG:
+                    discount = _DOUBLE_NEGATION
+                elif any(t not in _IGNORABLE for t in text[negator + 1 : start]):
+                    discount = _DISTANT_NEGATION
             quality = sum(qualities) / len(qualities)
-            hits.append(_Hit(choice, start - 1 if negated else start, end, quality, weak, negated))
+            first = negator if negator is not None else start
+            hits.append(_Hit(choice, first, end, quality, weak, negated, discount))
     return hits
 
 
@@ -382,15 +437,15 @@ def match_answer(
         hits.extend(_find_hits(canon, choice, phrases, text_marked=text_marked, short=short))
 
     names = list(choices)
+    selected = _select(hits)
     resolved: list[_Hit] = []
-    for hit in _select(hits):
+    for hit in selected:
         if not hit.negated:
             resolved.append(hit)
         elif len(names) == 2:
             other = names[1] if hit.choice == names[0] else names[0]
-            resolved.append(
-                _Hit(other, hit.start, hit.end, hit.quality * _BINARY_FLIP, weak=False, negated=False)
-            )
+            quality = hit.quality * _BINARY_FLIP
+            resolved.append(_Hit(other, hit.start, hit.end, quality, False, False, hit.discount))
         # A negated phrase with no opposite choice answers nothing, and it blocked the wrong one.
 
     # Doubtful words (tone confusions, near misses) count only when nothing was clearly heard.
@@ -411,10 +466,16 @@ def match_answer(
     quality = min(best.values())
     if canon.double_negation:
         quality *= _DOUBLE_NEGATION
+    quality *= min(h.discount for h in resolved)
 
     explained: set[int] = set()
     for hit in resolved:
         explained.update(range(hit.start, hit.end))
+    # Every negator must be accounted for by a hit (as its phrase's own "không", or negating it).
+    consumed: set[int] = set()
+    for hit in selected:
+        consumed.update(range(hit.start, hit.end))
+    unplaced_negation = any(t == NEG and i not in consumed for i, t in enumerate(canon.tokens))
     countable = [i for i, t in enumerate(canon.tokens) if t not in _IGNORABLE or i in explained]
     coverage = sum(1 for i in countable if i in explained) / len(countable) if countable else 1.0
     # "dạ" alone is a yes; "dạ" before words we could not place is only a polite opening.
@@ -424,6 +485,8 @@ def match_answer(
     coverage_factor = 0.75 + 0.25 * coverage
 
     confidence = max(0.0, min(1.0, engine_confidence)) * quality * coverage_factor
+    if unplaced_negation:
+        confidence = min(confidence, _UNPLACED_NEGATION_CAP)
     matched = ", ".join(_surface(raw, canon, h) for h in resolved)
     return AnswerMatch(
         choice=found[0] if len(found) == 1 else None,

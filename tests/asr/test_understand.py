@@ -262,3 +262,120 @@ def test_particle_before_unplaced_words_is_not_a_confident_yes() -> None:
     opening = match_answer("dạ ad atm", YES_NO_CHOICES, engine_confidence=0.9)
     assert opening.choice == "yes"
     assert not opening.is_confident()
+
+
+# --- negation covers its clause (the questionnaire's own phrase lists) ---------------------------
+
+
+def _questionnaire_choices() -> tuple[dict, dict, dict, float]:
+    from callcenter.ivr.questionnaire import load_questionnaire
+
+    q = load_questionnaire()
+    s = q.speech
+    satisfaction = {"satisfied": s.satisfied, "unsatisfied": s.unsatisfied}
+    comment = {"yes": s.comment + s.confirm, "no": s.deny}
+    reasons = {
+        str(r.code): (r.label, *r.phrases, *(number_phrases(int(r.key)) if r.key else ())) for r in q.reasons
+    }
+    return satisfaction, comment, reasons, s.min_confidence
+
+
+SATISFACTION_Q, COMMENT_Q, REASONS_Q, MIN_CONFIDENCE = _questionnaire_choices()
+
+
+def _stored_satisfied(match) -> bool:
+    """What the IVR would store without asking: "satisfied" heard at or above min_confidence."""
+    return match.choice == "satisfied" and match.confidence >= MIN_CONFIDENCE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "không thể hài lòng",
+        "chưa thực sự hài lòng",
+        "không còn hài lòng",
+        "không có gì hài lòng",
+        "chẳng có gì để hài lòng",
+        "không thể nào hài lòng được",
+        "tôi chưa bao giờ hài lòng",
+    ],
+)
+@pytest.mark.parametrize("choices", [SATISFACTION_CHOICES, SATISFACTION_Q], ids=["module", "questionnaire"])
+def test_negation_after_an_adverb_is_not_satisfied(text: str, choices) -> None:
+    match = match_answer(text, choices, engine_confidence=0.9)
+    assert "satisfied" not in match.choices, match
+    assert match.choice in ("not_satisfied", "unsatisfied"), match
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tôi không nghĩ là hài lòng",  # other words between the negator and the phrase
+        "hài lòng, không biết nữa",  # a negation no phrase accounts for: confirm
+        "không biết nói sao nhưng mà hài lòng",
+        "không phải tôi không hài lòng",  # double negation
+    ],
+)
+def test_doubtful_negation_is_never_a_stored_satisfied(text: str) -> None:
+    match = match_answer(text, SATISFACTION_Q, engine_confidence=0.9)
+    assert not _stored_satisfied(match), match
+    assert match.confidence < MIN_CONFIDENCE, match
+
+
+@pytest.mark.parametrize(
+    ("text", "choice"),
+    [
+        ("hài lòng", "satisfied"),
+        ("rất hài lòng", "satisfied"),
+        ("dạ tôi rất hài lòng ạ", "satisfied"),
+        ("có hài lòng", "satisfied"),
+        ("hài lòng lắm", "satisfied"),
+        ("dạ em thấy hài lòng", "satisfied"),
+        ("chưa hài lòng", "unsatisfied"),
+        ("không hài lòng", "unsatisfied"),
+        ("tôi không hài lòng về thái độ", "unsatisfied"),
+    ],
+)
+def test_plain_answers_still_confident(text: str, choice: str) -> None:
+    match = match_answer(text, SATISFACTION_Q, engine_confidence=0.9)
+    assert match.choice == choice and match.confidence >= MIN_CONFIDENCE, match
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tôi không phải đi lại nhiều lần, chỉ là chậm", (2,)),
+        ("tôi không phải đi lại nhiều lần chỉ là chậm", (2,)),
+        ("chậm, không có gì khác", (2,)),
+    ],
+)
+def test_negated_reason_is_not_selected(text: str, expected: tuple[int, ...]) -> None:
+    match = match_answer(text, REASONS_Q, engine_confidence=0.9)
+    assert tuple(int(c) for c in match.choices) == expected, match
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("thái độ cán bộ", (4,)),
+        ("phải đi lại nhiều lần và chậm", (3, 2)),
+        ("không phải thái độ cán bộ mà là chậm", (2,)),
+        ("dạ hai và bốn", (2, 4)),
+    ],
+)
+def test_reasons_still_matched(text: str, expected: tuple[int, ...]) -> None:
+    match = match_answer(text, REASONS_Q, engine_confidence=0.9)
+    assert tuple(int(c) for c in match.choices) == expected, match
+    assert match.confidence >= MIN_CONFIDENCE, match
+
+
+@pytest.mark.parametrize("text", ["không cần góp ý đâu", "không muốn góp ý", "không có gì để góp ý"])
+def test_declined_comment_is_not_a_yes(text: str) -> None:
+    match = match_answer(text, COMMENT_Q, engine_confidence=0.9)
+    assert "yes" not in match.choices, match
+
+
+@pytest.mark.parametrize("text", ["có góp ý", "tôi muốn góp ý", "dạ có"])
+def test_comment_offer_accepted(text: str) -> None:
+    match = match_answer(text, COMMENT_Q, engine_confidence=0.9)
+    assert match.choice == "yes" and match.confidence >= MIN_CONFIDENCE, match

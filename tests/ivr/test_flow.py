@@ -399,6 +399,34 @@ def test_spoken_opt_out_confirmation_and_comment_offer(q: Questionnaire) -> None
     assert isinstance(actions[0], Record)
 
 
+@pytest.mark.parametrize(
+    "said", ["chưa thực sự hài lòng", "không thể nào hài lòng được", "tôi không nghĩ là hài lòng"]
+)
+def test_spoken_negation_with_adverb_is_never_stored_satisfied(q: Questionnaire, said: str) -> None:
+    flow, _ = make(q, speech=True)
+    actions = flow.handle(Speech(said, 0.9))
+    assert flow.result.satisfied is not True
+    if flow.result.satisfied is False:
+        assert flow.state is FlowState.REASONS and keys_of(ask(actions))[0] == "ask_reasons_intro"
+    else:  # not sure: asks to confirm "not satisfied", never stores "satisfied"
+        assert keys_of(ask(actions)) == ["confirm_unsatisfied"] and flow.pending_satisfied is False
+
+
+def test_declined_comment_offer_by_speech_records_nothing(q: Questionnaire) -> None:
+    flow, _ = make(q, speech=True)
+    flow.handle(Speech("hài lòng", 0.9))
+    actions = flow.handle(Speech("không cần góp ý đâu", 0.9))
+    assert not any(isinstance(a, Record) for a in actions)
+    assert not flow.result.wants_comment
+
+
+def test_spoken_reasons_skip_the_negated_one(q: Questionnaire) -> None:
+    flow, _ = make(q, speech=True)
+    flow.handle(Keys("2"))
+    flow.handle(Speech("tôi không phải đi lại nhiều lần, chỉ là chậm", 0.9))
+    assert flow.result.reasons == {2: "speech"}
+
+
 # ------------------------------------------------------------------------------------- snapshots
 
 
