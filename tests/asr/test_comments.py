@@ -12,7 +12,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -172,38 +173,47 @@ def test_relative_refs_resolve_under_the_recordings_dir(asr_data: Path) -> None:
         RecordingLoader()("vi_comment_8k.wav")
 
 
-@pytest.fixture
-def recording_server(asr_data: Path) -> Iterator[tuple[str, list[str]]]:
-    """A real HTTP server standing in for Twilio: basic auth, one 503 first, then the WAV."""
-    wav = (asr_data / "vi_comment_8k.wav").read_bytes()
-    seen: list[str] = []
+@contextmanager
+def _media_server(wav: bytes, status: Callable[[str, str], int]) -> Iterator[str]:
+    """A real HTTP server standing in for Twilio's media URL: ``status(path, authorization)`` decides
+    each answer (200 sends the WAV). Yields the base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            seen.append(f"{self.path} {self.headers.get('Authorization', '').split(' ')[0]}")
-            if not self.path.endswith(".wav") or "missing" in self.path:
-                self.send_response(404)
-                self.end_headers()
-                return
-            if len(seen) == 1:
-                self.send_response(503)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "audio/x-wav")
-            self.send_header("Content-Length", str(len(wav)))
+            code = status(self.path, self.headers.get("Authorization", ""))
+            self.send_response(code)
+            if code == 200:
+                self.send_header("Content-Type", "audio/x-wav")
+                self.send_header("Content-Length", str(len(wav)))
             self.end_headers()
-            self.wfile.write(wav)
+            if code == 200:
+                self.wfile.write(wav)
 
         def log_message(self, *args: object) -> None:
             return None
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", seen
-    server.shutdown()
-    server.server_close()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def recording_server(asr_data: Path) -> Iterator[tuple[str, list[str]]]:
+    """Twilio with basic auth: one 503 first, then the WAV; 404 for anything else."""
+    seen: list[str] = []
+
+    def status(path: str, authorization: str) -> int:
+        seen.append(f"{path} {authorization.split(' ')[0]}")
+        if not path.endswith(".wav") or "missing" in path:
+            return 404
+        return 503 if len(seen) == 1 else 200
+
+    with _media_server((asr_data / "vi_comment_8k.wav").read_bytes(), status) as base:
+        yield base, seen
 
 
 def test_twilio_url_downloaded_with_auth_and_retry(recording_server: tuple[str, list[str]]) -> None:
@@ -218,33 +228,16 @@ def test_twilio_url_downloaded_with_auth_and_retry(recording_server: tuple[str, 
 
 @pytest.fixture
 def twilio_media(asr_data: Path) -> Iterator[tuple[str, list[str], dict[str, bool]]]:
-    """A real HTTP server standing in for Twilio's media URL: 404 until the recording is "ready"."""
-    wav = (asr_data / "vi_comment_8k.wav").read_bytes()
+    """Twilio's media URL while it post-processes a recording: 404 until the recording is "ready"."""
     seen: list[str] = []
     state = {"ready": False}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            if not state["ready"]:
-                self.send_response(404)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "audio/x-wav")
-            self.send_header("Content-Length", str(len(wav)))
-            self.end_headers()
-            self.wfile.write(wav)
+    def status(path: str, _authorization: str) -> int:
+        seen.append(path)
+        return 200 if state["ready"] else 404
 
-        def log_message(self, *args: object) -> None:
-            return None
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", seen, state
-    server.shutdown()
-    server.server_close()
+    with _media_server((asr_data / "vi_comment_8k.wav").read_bytes(), status) as base:
+        yield base, seen, state
 
 
 def _recorded(session: Session, response_id: int, *, started: datetime, completed: datetime) -> None:
