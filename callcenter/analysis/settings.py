@@ -36,8 +36,10 @@ class AnalysisSettings(BaseSettings):
     # waits for the transcript and the reasons taken from it: it is looked at again every
     # transcript_wait_poll_seconds, and sent anyway — saying the comment is still being transcribed —
     # once transcript_wait_max_seconds have passed since the alert was raised.
+    # The cap outlasts the speech worker's wait for a Twilio recording that is still being processed
+    # (callcenter.asr.service.RECORDING_READY_GRACE_SECONDS, 10 minutes) by a couple of sweeps.
     transcript_wait_poll_seconds: int = Field(default=15, ge=1)
-    transcript_wait_max_seconds: int = Field(default=300, ge=0)
+    transcript_wait_max_seconds: int = Field(default=720, ge=0)
 
 
 @lru_cache(maxsize=1)
