@@ -166,6 +166,14 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
     opted_out = set(connection.execute(_OPTED_OUT_PHONES, {"o_phones": sorted(phones)}).scalars())
     surveyed_dossiers = _dossiers_already_surveyed(session, [t.dossier_id for t in candidates])
     recent_phone_surveys = _last_phone_survey(session, phones)
+    # A phone is called for one target per campaign. Two top-ups of different agencies running at
+    # once (each locks only its own agency) can both draw it, and a corrected number can equal
+    # another target's: the target drawn first (lowest id) keeps the phone, the others are skipped.
+    same_phone: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    for row in connection.execute(
+        _SAME_PHONE_TARGETS, {"p_campaigns": campaign_ids, "p_phones": sorted(phones)}
+    ):
+        same_phone.setdefault((row.campaign_id, row.phone_hash), []).append((row.id, row.state))
 
     claimed: list[DueTarget] = []
     to_replenish: set[tuple[int, int]] = set()
@@ -182,6 +190,13 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
             continue
         if target.phone_hash in opted_out:
             if _close(session, target, TargetState.OPTED_OUT, now):
+                to_replenish.add((target.campaign_id, target.agency_id))
+            continue
+        if any(
+            other != target.id and (other < target.id or state != TargetState.QUEUED.value)
+            for other, state in same_phone.get((target.campaign_id, target.phone_hash), ())
+        ):
+            if _close(session, target, TargetState.SKIPPED, now):
                 to_replenish.add((target.campaign_id, target.agency_id))
             continue
         last_survey = recent_phone_surveys.get(target.phone_hash)
@@ -381,6 +396,14 @@ _SURVEYED_DOSSIERS = (
     select(_TARGETS.c.dossier_id).where(
         _TARGETS.c.dossier_id.in_(bindparam("s_ids", expanding=True)), _COMPLETED_TARGET
     ),
+)
+# The targets of these campaigns that hold these phones and may still call or have called them.
+_SAME_PHONE_TARGETS = select(
+    _TARGETS.c.id, _TARGETS.c.campaign_id, _TARGETS.c.phone_hash, _TARGETS.c.state
+).where(
+    _TARGETS.c.campaign_id.in_(bindparam("p_campaigns", expanding=True)),
+    _TARGETS.c.phone_hash.in_(bindparam("p_phones", expanding=True)),
+    _TARGETS.c.state.in_([TargetState.QUEUED.value, TargetState.IN_CALL.value, TargetState.COMPLETED.value]),
 )
 _LAST_PHONE_SURVEYS = (
     select(_RESPONSES.c.phone_hash, func.max(_RESPONSES.c.completed_at))

@@ -330,6 +330,25 @@ def test_a_corrected_phone_is_the_one_checked_and_held(world: World) -> None:
     assert guard is not None and guard.active_target_id is None
 
 
+def test_a_phone_is_called_for_one_target_per_campaign(world: World) -> None:
+    # Two targets of one campaign end up on one phone: two top-ups of different agencies drew it at
+    # the same moment, or (as here) an import corrected one dossier's number to the other's.
+    tp = world.add_dossiers("SO-TP", 1, phone=lambda i: phone_for(800))
+    xd = world.add_dossiers("SO-XD", 1, phone=lambda i: phone_for(801))
+    campaign = make_campaign(world, total=2, agencies=("SO-TP", "SO-XD"))
+    targets = {
+        t.dossier_id: t
+        for t in world.session.scalars(select(CallTarget).where(CallTarget.campaign_id == campaign.id))
+    }
+    assert set(targets) == {tp[0], xd[0]}
+    _correct_phone(world, xd[0], phone_for(800))
+    due = service.claim_due_targets(world.session, now=MONDAY_9, limit=5)
+    first = min(targets.values(), key=lambda t: t.id)  # drawn first: keeps the phone
+    assert [d.target_id for d in due] == [first.id]
+    other = max(targets.values(), key=lambda t: t.id)
+    assert target(world, other.id).state == TargetState.SKIPPED
+
+
 def test_nothing_after_the_campaign_end(world: World) -> None:
     world.add_dossiers("SO-TP", 1)
     make_campaign(world, total=1, days=1)  # ends Tuesday 09:00
