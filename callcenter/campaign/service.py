@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
@@ -188,23 +188,23 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
         if not calendar.is_open(now):
             _postpone(session, target, calendar.next_open(now), ends_at, now)
             continue
+        # No longer eligible: closed (and replaced) rather than called.
+        last_survey = recent_phone_surveys.get(target.phone_hash)
+        cooloff = timedelta(days=campaign_rules.caps.cooloff_days)
+        closing: TargetState | None = None
         if target.phone_hash in opted_out:
-            if _close(session, target, TargetState.OPTED_OUT, now):
-                to_replenish.add((target.campaign_id, target.agency_id))
-            continue
-        if any(
+            closing = TargetState.OPTED_OUT
+        elif any(
             other != target.id and (other < target.id or state != TargetState.QUEUED.value)
             for other, state in same_phone.get((target.campaign_id, target.phone_hash), ())
         ):
-            if _close(session, target, TargetState.SKIPPED, now):
-                to_replenish.add((target.campaign_id, target.agency_id))
-            continue
-        last_survey = recent_phone_surveys.get(target.phone_hash)
-        cooloff = timedelta(days=campaign_rules.caps.cooloff_days)
-        if target.dossier_id in surveyed_dossiers or (
+            closing = TargetState.SKIPPED  # another target of the campaign has this phone
+        elif target.dossier_id in surveyed_dossiers or (
             last_survey is not None and last_survey >= now - cooloff
         ):
-            if _close(session, target, TargetState.SKIPPED, now):
+            closing = TargetState.SKIPPED
+        if closing is not None:
+            if _close(session, target, closing, now):
                 to_replenish.add((target.campaign_id, target.agency_id))
             continue
         cap = campaign_rules.caps.max_attempts_per_phone_per_day
@@ -585,7 +585,7 @@ def _release_phone_statement(uncount: bool) -> Update:
 
 
 def _postpone(
-    session: Session, target: _Identified, when: datetime | None, ends_at: datetime, now: datetime
+    session: Session, target: _Candidate, when: datetime | None, ends_at: datetime, now: datetime
 ) -> None:
     if when is None or when >= ends_at:
         _close(session, target, TargetState.SKIPPED, now)
@@ -627,14 +627,7 @@ def _current_phone(connection: Connection, row: Sequence[Any], now: datetime) ->
     return _Candidate(target_id, campaign_id, dossier_id, agency_id, current_phone)
 
 
-class _Identified(Protocol):
-    """A call target as a claim reads it (a Core row): only its id is needed to move it."""
-
-    @property
-    def id(self) -> int: ...
-
-
-def _close(session: Session, target: _Identified, state: TargetState, now: datetime) -> bool:
+def _close(session: Session, target: _Candidate, state: TargetState, now: datetime) -> bool:
     result = session.execute(
         update(CallTarget)
         .where(CallTarget.id == target.id, CallTarget.state == TargetState.QUEUED.value)
