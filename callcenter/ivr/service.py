@@ -263,10 +263,10 @@ def get_response(session: Session, *, attempt_id: int) -> SurveyResponse | None:
 # PostgreSQL re-evaluates the statement on the newest row version once the step's transaction has
 # committed (SQLite takes its write lock first), so an answer stored a moment earlier is never
 # overwritten with "partial" decided on a stale read.
-_R = SurveyResponse.__table__.c
-_HAS_REASON = exists().where(ResponseReason.response_id == _R.id)
+_R = _RESPONSES.c
+_HAS_REASON = exists().where(_REASONS.c.response_id == _R.id)
 _CLOSE_UNFINISHED = (
-    update(SurveyResponse)
+    update(_RESPONSES)
     .where(_R.attempt_id == bindparam("c_attempt"), _R.status == ResponseStatus.IN_PROGRESS.value)
     .values(
         status=case(
@@ -278,7 +278,6 @@ _CLOSE_UNFINISHED = (
         ),
         completed_at=bindparam("c_now"),
     )
-    .execution_options(synchronize_session=False)
 )
 
 
