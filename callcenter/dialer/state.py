@@ -56,19 +56,20 @@ def compare_and_set(
     new: AttemptStatus,
     now: datetime,
     created_since: datetime | None = None,
+    changed_since: datetime | None = None,
     **values: Any,
 ) -> bool:
     """Move one attempt from ``expected`` to ``new`` if nobody moved it first; True when this call won.
 
     ``expected`` may be a set (e.g. "any live status" for a hang-up that can arrive in DIALING,
-    RINGING or IN_SURVEY). With ``created_since``, an attempt created earlier loses too (a claim
-    that comes too late). Extra column values are written in the same statement. The statement is
-    a Core UPDATE built once per shape (see :func:`_cas_statement`): no ORM work per call.
+    RINGING or IN_SURVEY). An age condition may be added: with ``created_since`` an attempt created
+    earlier loses too (a claim that comes too late), with ``changed_since`` one whose last change
+    (``updated_at``) is older (it sat in ``expected`` too long). Extra column values are written in
+    the same statement. The statement is a Core UPDATE built once per shape (see
+    :func:`_cas_statement`): no ORM work per call.
     """
-    stmt = _cas_statement(_as_set(expected), new, tuple(sorted(values)), created_since is not None)
-    params = _cas_params(attempt_id, now, values)
-    if created_since is not None:
-        params["cas_created_since"] = created_since
+    age_column, params = _cas_params(attempt_id, now, values, created_since, changed_since)
+    stmt = _cas_statement(_as_set(expected), new, tuple(sorted(values)), age_column)
     result: CursorResult[Any] = session.connection().execute(stmt, params)
     return result.rowcount == 1
 
@@ -81,21 +82,17 @@ def compare_and_set_returning(
     new: AttemptStatus,
     now: datetime,
     returning: tuple[Any, ...],
+    created_since: datetime | None = None,
     changed_since: datetime | None = None,
     **values: Any,
 ) -> Row[Any] | None:
     """:func:`compare_and_set` that also reads ``returning`` (as written) in the same statement.
 
-    The row when this call won, ``None`` when it lost. With ``changed_since``, an attempt that has
-    sat in ``expected`` since before then loses too (its last change, ``updated_at``, is older).
-    ``returning`` should be a module constant: the statement is built once per (shape, returning) pair.
+    The row when this call won, ``None`` when it lost. ``returning`` should be a module constant:
+    the statement is built once per (shape, returning) pair.
     """
-    stmt = _cas_returning_statement(
-        _as_set(expected), new, tuple(sorted(values)), returning, changed_since is not None
-    )
-    params = _cas_params(attempt_id, now, values)
-    if changed_since is not None:
-        params["cas_changed_since"] = changed_since
+    age_column, params = _cas_params(attempt_id, now, values, created_since, changed_since)
+    stmt = _cas_returning_statement(_as_set(expected), new, tuple(sorted(values)), age_column, returning)
     return session.connection().execute(stmt, params).one_or_none()
 
 
@@ -103,8 +100,24 @@ def _as_set(expected: AttemptStatus | frozenset[AttemptStatus]) -> frozenset[Att
     return expected if isinstance(expected, frozenset) else frozenset({expected})
 
 
-def _cas_params(attempt_id: int, now: datetime, values: dict[str, Any]) -> dict[str, Any]:
-    return {"cas_id": attempt_id, "cas_now": now, **{f"cas_{k}": v for k, v in values.items()}}
+def _cas_params(
+    attempt_id: int,
+    now: datetime,
+    values: dict[str, Any],
+    created_since: datetime | None,
+    changed_since: datetime | None,
+) -> tuple[str | None, dict[str, Any]]:
+    """The statement's parameters, and the column of its age condition (None: no condition)."""
+    params = {"cas_id": attempt_id, "cas_now": now, **{f"cas_{k}": v for k, v in values.items()}}
+    if created_since is not None and changed_since is not None:
+        raise ValueError("one age condition per compare-and-set")
+    if created_since is not None:
+        params["cas_since"] = created_since
+        return "created_at", params
+    if changed_since is not None:
+        params["cas_since"] = changed_since
+        return "updated_at", params
+    return None, params
 
 
 @lru_cache(maxsize=16)
@@ -112,13 +125,10 @@ def _cas_returning_statement(
     expected: frozenset[AttemptStatus],
     new: AttemptStatus,
     columns: tuple[str, ...],
+    age_column: str | None,
     returning: tuple[Any, ...],
-    changed_since: bool,
 ) -> Update:
-    stmt = _cas_statement(expected, new, columns, False)
-    if changed_since:
-        stmt = stmt.where(_ATTEMPTS.c.updated_at >= bindparam("cas_changed_since"))
-    return stmt.returning(*returning)
+    return _cas_statement(expected, new, columns, age_column).returning(*returning)
 
 
 _ATTEMPTS: Table = CallAttempt.__table__  # type: ignore[assignment]
@@ -126,9 +136,10 @@ _ATTEMPTS: Table = CallAttempt.__table__  # type: ignore[assignment]
 
 @lru_cache(maxsize=256)
 def _cas_statement(
-    expected: frozenset[AttemptStatus], new: AttemptStatus, columns: tuple[str, ...], created_since: bool
+    expected: frozenset[AttemptStatus], new: AttemptStatus, columns: tuple[str, ...], age_column: str | None
 ) -> Update:
-    """One Core UPDATE per (expected, new, columns), built once: the hot paths run it per call."""
+    """One Core UPDATE per (expected, new, columns, age condition), built once: the hot paths run it
+    per call."""
     for current in expected:
         check_transition(current, new)
     table = _ATTEMPTS
@@ -142,6 +153,6 @@ def _cas_statement(
             **{c: bindparam(f"cas_{c}") for c in columns},
         )
     )
-    if created_since:
-        stmt = stmt.where(table.c.created_at >= bindparam("cas_created_since"))
+    if age_column is not None:
+        stmt = stmt.where(table.c[age_column] >= bindparam("cas_since"))
     return stmt
