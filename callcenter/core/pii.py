@@ -73,16 +73,35 @@ def mask_name(name: str | None) -> str:
     return " ".join(part[0] + "." for part in name.split() if part)
 
 
-# Runs of 7+ digits (phones, CCCD/CMND numbers), allowing spaces, dots and dashes inside.
-_DIGIT_RUN = re.compile(r"(?<!\w)\+?\d(?:[\s.\-]?\d){6,}(?!\w)")
-# ... except dates and versions written year first (2026-11-22 08:30, 2025.11-1): no phone or ID number
-# starts with 19/20 followed by a month, and masking every timestamp would blind the logs.
-_YEAR_FIRST = re.compile(r"(?:19|20)\d\d[.\-](?:0?[1-9]|1[0-2])(?:[.\-]\d{1,2}(?:\s\d\d)?)?")
+# Runs of 7+ digits (phones, CCCD/CMND numbers). Between two digits: a comma alone, up to two spaces,
+# or one of . - _ / ( ) with up to two spaces around it ("0905,123,456", "0905 - 123 - 456",
+# "+84 (905) 123-456"). A comma followed by a space is a list ("ids 101, 102, 103"), not a number.
+# The edges are digits, not word characters: "SĐT0905123456", "CCCD048090001234" and
+# "To=%2B84905123456" are masked too.
+_DIGIT_SEP = r"(?:,|[^\S\n]{0,2}[.\-_/()][^\S\n]{0,2}|[^\S\n]{1,2})"
+_DIGIT_RUN_TEXT = rf"\+?\d(?:{_DIGIT_SEP}?\d){{6,}}"
+# What looks like a number but is not personal data, kept when a run starts with it:
+# - dates and versions written year first (2026-11-22 08:30, 2025.11-1): no phone or ID number
+#   starts with 19/20 followed by a month, and masking every timestamp would blind the logs;
+# - dates written day first (12/10/2026, 1.2.2026);
+# - sums of money grouped by thousands and followed by a unit (2.000.000 đồng, 500,000đ, 15.000.000
+#   VNĐ): complaints about informal costs quote them, and no phone is grouped that way.
+_YEAR_FIRST = r"(?:19|20)\d\d[.\-](?:0?[1-9]|1[0-2])(?:[.\-]\d{1,2}(?:\s\d\d(?=:))?)?"
+_DAY_FIRST = r"(?:0?[1-9]|[12]\d|3[01])(?P<dsep>[/.\-])(?:0?[1-9]|1[0-2])(?P=dsep)(?:19|20)\d\d"
+_MONEY_UNIT = r"(?i:đồng|đ|vnđ|vnd|k|nghìn|ngàn|triệu)(?!\w)"
+_MONEY = rf"\d{{1,3}}(?P<msep>[.,])\d{{3}}(?:(?P=msep)\d{{3}})+(?=[^\S\n]?{_MONEY_UNIT})"
+_DIGIT_RUN = re.compile(
+    rf"(?=[\d+])(?<!\d)(?:(?P<kept>(?:{_YEAR_FIRST}|{_DAY_FIRST}|{_MONEY})(?!\d))|(?P<run>{_DIGIT_RUN_TEXT}))"
+)
 
 # Numbers spoken digit by digit, as the Vietnamese ASR models transcribe them ("không chín không năm
-# một hai ba bốn năm sáu"): 7+ digit words in a row, separated by spaces, commas or hyphens. "linh" and
-# "lẻ" say 0, "mốt" 1, "tư" 4, "lăm" 5, "bẩy" is the northern spelling of "bảy". Whole words only, so
-# "bà" or "hải" never count, and shorter runs ("hai ba lần", "năm 2025") are ordinary text.
+# một hai ba bốn năm sáu"), or in groups ("không chín không năm, một trăm hai mươi ba, bốn trăm năm
+# mươi sáu"), possibly mixed with written digits ("không chín không năm 123 456"): digit words, the
+# group words trăm / mươi / mười, and written groups of up to four digits, separated by spaces,
+# commas, full stops or hyphens. "linh" and "lẻ" say 0, "mốt" 1, "tư" 4, "lăm" 5, "bẩy" is the
+# northern spelling of "bảy". Whole words only, so "bà" or "hải" never count. A run is a number when
+# it says 7+ digits with at least two of them spoken; a written year (2025) ends a run, so "năm 2025,
+# 2026 hai năm" stays text, and shorter runs ("hai ba lần", "ba mươi năm") are ordinary text.
 _SPOKEN_DIGITS = {
     "không": "0",
     "linh": "0",
@@ -101,14 +120,26 @@ _SPOKEN_DIGITS = {
     "tám": "8",
     "chín": "9",
 }
+_SPOKEN_GROUP_WORDS = ("trăm", "mươi", "mười")
 _SPOKEN_WORD = "(?:" + "|".join(sorted(_SPOKEN_DIGITS, key=len, reverse=True)) + ")"
-_SPOKEN_SEP = r"[\s,\-]+"
-_SPOKEN_RUN = re.compile(rf"(?<!\w){_SPOKEN_WORD}(?:{_SPOKEN_SEP}{_SPOKEN_WORD}){{6,}}(?!\w)", re.IGNORECASE)
-# The quick test every text passes first (the log formatter runs on every line): a run of 7 words
-# has two consecutive inner words with a separator on each side. Starting with a separator class lets
-# the regex engine skip to the separators, about 7 times faster than trying the full pattern at every
-# character of a log line.
-_SPOKEN_HINT = re.compile(rf"[\s,\-]{_SPOKEN_WORD}{_SPOKEN_SEP}{_SPOKEN_WORD}[\s,\-]", re.IGNORECASE)
+_SPOKEN_TOKEN = (
+    "(?:"
+    + "|".join(sorted([*_SPOKEN_DIGITS, *_SPOKEN_GROUP_WORDS], key=len, reverse=True))
+    + r"|(?!(?:19|20)\d\d(?!\d))\d{1,4})"
+)
+_SPOKEN_SEP = r"[\s,.\-]+"
+_SPOKEN_RUN = re.compile(
+    rf"(?<!\w){_SPOKEN_TOKEN}(?!\w)(?:{_SPOKEN_SEP}{_SPOKEN_TOKEN}(?!\w)){{2,}}", re.IGNORECASE
+)
+# The quick test every text passes first (the log formatter runs on every line): a run that speaks
+# two digits has two consecutive spoken words with a separator on each side (or a group word between
+# them). Starting with a separator class lets the regex engine skip to the separators, about 7 times
+# faster than trying the full pattern at every character of a log line.
+_SPOKEN_HINT = re.compile(
+    rf"[\s,.\-]{_SPOKEN_WORD}{_SPOKEN_SEP}(?:(?:{'|'.join(_SPOKEN_GROUP_WORDS)}){_SPOKEN_SEP})?"
+    rf"{_SPOKEN_WORD}[\s,.\-]",
+    re.IGNORECASE,
+)
 _SPOKEN_SPLIT = re.compile(_SPOKEN_SEP)
 
 
@@ -135,7 +166,7 @@ def mask_digit_runs(text: str) -> str:
     # precompiled patterns and the quick test above.
 
     def _mask(match: re.Match[str]) -> str:
-        if _YEAR_FIRST.fullmatch(match.group(0)):
+        if match.group("kept") is not None:
             return match.group(0)
         return _mask_digits(re.sub(r"\D", "", match.group(0)))
 
@@ -146,12 +177,19 @@ def _mask_spoken_runs(text: str) -> str:
     # Comments typed on a Mac or imported from old files may carry decomposed accents (NFD): match on
     # the composed form, and return the text untouched when nothing is masked.
     candidate = text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
-    if _SPOKEN_HINT.search(candidate) is None:
+    if _SPOKEN_HINT.search(f" {candidate} ") is None:  # the spaces: a run may start or end the text
         return text
 
     def _mask(match: re.Match[str]) -> str:
-        words = _SPOKEN_SPLIT.split(match.group(0))
-        digits = "".join(_spoken_digit(w) for w in words)
+        digits, spoken = "", 0
+        for token in _SPOKEN_SPLIT.split(match.group(0)):
+            if token.isdigit():
+                digits += token
+            elif token.lower() not in _SPOKEN_GROUP_WORDS:
+                digits += _spoken_digit(token)
+                spoken += 1
+        if len(digits) < 7 or spoken < 2:
+            return match.group(0)
         if set(digits) == {"0"}:
             return match.group(0)  # "không" is also "no": "không, không, không…" is not a number
         return _mask_digits(digits)

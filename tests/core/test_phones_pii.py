@@ -72,10 +72,45 @@ def test_masking() -> None:
         ("phone 0905.123.456 at 2026-11-22", "phone *******456 at 2026-11-22"),
         ("not a month 2026.13.01", "not a month *****301"),  # not a date: masked as digits
         ("20261122", "*****122"),  # no separators: could be a number, masked
-        ("2026-11-22 0905123456", "*" * 15 + "456"),  # a phone glued to a date: masked, date too
+        ("2026-11-22 0905123456", "2026-11-22 *******456"),  # a phone after a date: the phone masked
+        # Dates written day first and sums of money grouped by thousands with their unit are kept.
+        ("ngày 12/10/2026, 15 giờ", "ngày 12/10/2026, 15 giờ"),
+        ("hẹn 1.2.2026 mà 3/2/2026 mới trả", "hẹn 1.2.2026 mà 3/2/2026 mới trả"),
+        ("mất 2.000.000 đồng, 500,000đ và 15.000.000 VNĐ", "mất 2.000.000 đồng, 500,000đ và 15.000.000 VNĐ"),
+        ("phí 1.500.000 đồng, gọi 0905.123.456", "phí 1.500.000 đồng, gọi *******456"),
+        ("2.000.000 không kèm đơn vị", "****000 không kèm đơn vị"),  # no unit: could be a number
+        ("32/10/2026 không phải ngày", "*****026 không phải ngày"),  # no 32nd day: masked as digits
+        # A list of ids in a log line is not one number.
+        ("released attempts [101, 102, 103, 104]", "released attempts [101, 102, 103, 104]"),
     ],
 )
 def test_masking_keeps_year_first_dates_and_versions(text: str, expected: str) -> None:
+    assert mask_digit_runs(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Glued to letters, as people type in a web form or an SMS.
+        ("SĐT0905123456 gọi không ai nghe", "SĐT*******456 gọi không ai nghe"),
+        ("CCCD048090001234 bị ghi sai", "CCCD*********234 bị ghi sai"),
+        ("0905123456abc", "*******456abc"),
+        ("id_0905123456", "id_*******456"),
+        ("To=%2B84905123456", "To=%2B********456"),
+        # Other separators, repeated or with spaces around them.
+        ("qua số 0905,123,456 nhé", "qua số *******456 nhé"),
+        ("gọi: 0905 - 123 - 456", "gọi: *******456"),
+        ("0905  123  456", "*******456"),
+        ("0905_123_456", "*******456"),
+        ("+84 (905) 123-456", "********456"),
+        # Spoken in groups, split by full stops, or mixed with written digits.
+        ("số tôi là không chín không năm một trăm hai mươi ba bốn trăm năm mươi sáu", "số tôi là *******456"),
+        ("gọi không chín không năm. một hai ba. bốn năm sáu", "gọi *******456"),
+        ("không.chín.không.năm.một.hai.ba.bốn.năm.sáu", "*******456"),
+        ("số của tôi là không chín không năm 123 456", "số của tôi là *******456"),
+    ],
+)
+def test_masking_numbers_however_they_are_typed_or_spoken(text: str, expected: str) -> None:
     assert mask_digit_runs(text) == expected
 
 
@@ -110,6 +145,9 @@ def test_masking_numbers_spoken_as_vietnamese_words(text: str, expected: str) ->
         "không, không, không, không, không, không, không hài lòng",  # "no" repeated is not a number
         "bà hải bán năm bảy bó hoa mỗi ngày",  # bà ≠ ba, hải ≠ hai: whole words only
         "tư vấn một hai câu, ba bốn người chờ năm sáu tiếng",
+        "năm 2025, 2026 hai năm liền tôi phải đi lại",  # written years end a spoken run
+        "đã ba mươi năm, một trăm hai mươi ba hồ sơ",  # group words: too few digits said
+        "phải đưa thêm hai triệu đồng",
     ],
 )
 def test_ordinary_vietnamese_text_is_not_masked(text: str) -> None:
