@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import wave
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -203,14 +204,28 @@ class AgiTransport:
         try:
             for name in await self._files(action.prompt):
                 await self._stream(name, "")
-            path = self._next_recording("comment")
+        except AGIHangup:
+            return HangUp()
+        path = self._next_recording("comment")
+        try:
             reply = await self.request.command(
                 f"RECORD FILE {path} wav {_quote(action.finish_on_key)} {action.max_seconds * 1000} 0 BEEP "
                 f"s={action.silence_seconds}",
                 timeout=action.max_seconds + 30,
             )
         except AGIHangup:
-            return HangUp()
+            # The link closed while recording (Asterisk restarted, the network dropped, or
+            # AGIEXITONHANGUP): whatever Asterisk wrote is the citizen's comment. Sealed and kept,
+            # never left in the clear with nothing pointing at it.
+            clear = Path(f"{path}.wav")
+            if not clear.exists():
+                return HangUp()
+            duration = await asyncio.to_thread(_wav_seconds, clear)
+            return RecordingDone(await self._seal(str(clear)), duration, "hangup")
+        except BaseException:
+            # No reply (a timeout) or a garbled one: the call fails, but not with the voice in the clear.
+            await asyncio.shield(self._seal(f"{path}.wav", quiet=True))
+            raise
         duration = max(0, reply.endpos or 0) / c.ASTERISK_RATE
         ref = await self._seal(f"{path}.wav")
         if reply.data == "hangup" or reply.result == "-1":
@@ -218,12 +233,17 @@ class AgiTransport:
         ended_by = "dtmf" if reply.data == "dtmf" else ("timeout" if reply.data == "timeout" else "silence")
         return RecordingDone(ref, duration, ended_by)
 
-    async def _seal(self, ref: str) -> str:
-        """Seal a finished comment recording; returns the reference to store."""
+    async def _seal(self, ref: str, *, quiet: bool = False) -> str:
+        """Seal a finished comment recording; returns the reference to store.
+
+        ``quiet``: a recording that may not exist (the call failed mid-command) is not worth a warning.
+        """
         if self.sealer is None:
             return ref
         clear = Path(ref)
         if not clear.exists():
+            if quiet:
+                return ref
             # Asterisk wrote it on a disk this server does not see: it stays in the clear there.
             log.warning(
                 "recording %s is not visible to the AGI server, so it cannot be sealed; share the "
@@ -242,6 +262,15 @@ class AgiTransport:
         # Hangup() runs, which gives a clean cause 16 on both halves instead of AGI's cause 0
         # (see the fixtures README). The route sets SURVEY_END/SURVEY_OUTCOME before that.
         return None
+
+
+def _wav_seconds(path: Path) -> float:
+    """Length of a recording whose reply never came (0 if the file is not a readable WAV yet)."""
+    try:
+        with wave.open(str(path), "rb") as clip:
+            return clip.getnframes() / (clip.getframerate() or c.ASTERISK_RATE)
+    except (OSError, EOFError, wave.Error):
+        return 0.0
 
 
 def _read_clip(path: Path) -> PcmAudio:

@@ -16,9 +16,11 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -33,6 +35,7 @@ from callcenter.core.sealed_audio import sealer_from_settings
 from callcenter.core.settings import Settings
 from callcenter.ivr import constants as c
 from callcenter.ivr.adapters.audio import read_wav
+from callcenter.ivr.agi import AGIProtocolError, AgiReply
 from callcenter.ivr.agi_testing import (
     CitizenInput,
     FakeAsterisk,
@@ -40,6 +43,8 @@ from callcenter.ivr.agi_testing import (
     environment_chunks,
     load_recording,
 )
+from callcenter.ivr.agi_transport import AgiTransport
+from callcenter.ivr.messages import Record, Utterance
 from callcenter.ivr.models import SurveyResponse
 from callcenter.ivr.service import survey_outcome_for_attempt
 from tests.ivr.conftest import forget_opt_out, make_dossier
@@ -222,6 +227,50 @@ def test_full_survey_recorded_answer(
     assert stats.closed_by_server and "HANGUP" not in stats.commands
 
 
+class LinkDropsDuringRecording(FakeAsterisk):
+    """Asterisk writes 1 s of the comment, then the FastAGI socket closes before RECORD FILE's reply
+    (Asterisk restarted, the network dropped): no ``200 result=-1 (hangup)`` ever arrives."""
+
+    dropped = False
+
+    def reply_to(self, command: str) -> list[str]:
+        if command.startswith("RECORD FILE"):
+            path, fmt = command.split(" ")[2:4]
+            self._write_recording(path, fmt, 8000)
+            self.dropped = True
+            return []
+        return super().reply_to(command)
+
+    async def _send(self, writer: asyncio.StreamWriter, lines: list[str]) -> None:
+        if self.dropped:
+            writer.close()
+            return
+        await super()._send(writer, lines)
+
+
+def test_link_lost_during_the_recording_keeps_it_sealed(
+    agi_server: RunningServer, shared_dir: Path, cipher: PiiCipher, settings: Settings
+) -> None:
+    """The comment Asterisk wrote is sealed and kept with the answers, never left in the clear."""
+    dossier_id, attempt_id, _ = new_call(agi_server, cipher)
+    path = shared_dir / "fixtures" / "asterisk" / "agi-answer.jsonl"
+    variables = {c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: str(dossier_id)}
+    fake = LinkDropsDuringRecording.from_recording(path, variables=variables, write_recordings=True)
+    stats = play(agi_server, fake)
+    assert fake.dropped and stats.commands[-1].startswith("RECORD FILE")
+    # The server learns of the closed link after we do and stores the end in its own time.
+    deadline = time.monotonic() + 20
+    while (row := stored(agi_server, attempt_id)[0]) is None or row.completed_at is None:
+        assert time.monotonic() < deadline, "the server did not store the end of the call"
+        time.sleep(0.1)
+    assert row is not None and row.satisfied is False and [r.reason_code for r in row.reasons] == [4]
+    clear = agi_server.recordings / f"attempt-{attempt_id}-comment1.wav"
+    assert not clear.exists(), "the clear recording must not stay on disk"
+    assert row.recording_ref == f"{clear}.enc"  # kept: its length, read from the file, is 1 s
+    audio = read_wav(sealer_from_settings(settings).open(row.recording_ref))
+    assert (audio.rate, len(audio.samples)) == (8000, 8000)
+
+
 def test_hang_up_during_the_recording(agi_server: RunningServer, shared_dir: Path, cipher: PiiCipher) -> None:
     dossier_id, attempt_id, _ = new_call(agi_server, cipher)
     fake = recorded_citizen(shared_dir, "answer-comment-hangup", dossier_id, attempt_id)
@@ -373,3 +422,44 @@ def test_keys_during_the_reason_list(agi_server: RunningServer, shared_dir: Path
     row, outcome = stored(agi_server, attempt_id)
     assert row is not None and row.satisfied is False and outcome is SurveyOutcome.COMPLETED
     assert sorted(r.reason_code for r in row.reasons) == [1, 3]
+
+
+class _SilentAsterisk:
+    """An AGI request whose RECORD FILE writes the recording, then never answers (or answers garbage)."""
+
+    def __init__(self, failure: Exception) -> None:
+        self.failure = failure
+
+    async def channel_command(self, command: str, timeout: float | None = None) -> AgiReply:
+        return AgiReply(200, "0", None, None, "200 result=0")
+
+    async def command(self, command: str, timeout: float | None = None) -> AgiReply:
+        path, fmt = command.split(" ")[2:4]
+        FakeAsterisk([], [], variables={}, write_recordings=True)._write_recording(path, fmt, 8000)
+        raise self.failure
+
+
+class _CachedPrompts:
+    def cached(self, text: str) -> object:
+        return SimpleNamespace(asterisk_name="survey/prompt")
+
+
+@pytest.mark.parametrize("failure", [TimeoutError(), AGIProtocolError("garbled reply")])
+def test_record_reply_that_never_comes_still_seals_the_recording(
+    tmp_path: Path, settings: Settings, failure: Exception
+) -> None:
+    """The call fails (the error goes up), but not with the citizen's voice left in the clear."""
+    transport = AgiTransport(
+        _SilentAsterisk(failure),  # type: ignore[arg-type]
+        prompts=_CachedPrompts(),  # type: ignore[arg-type]
+        recording_base=str(tmp_path / "attempt-1"),
+        sealer=sealer_from_settings(settings),
+    )
+    action = Record(
+        prompt=(Utterance("Xin mời quý vị góp ý sau tiếng bíp.", key="ask_comment"),), max_seconds=30
+    )
+    with pytest.raises(type(failure)):
+        asyncio.run(transport.record(action))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attempt-1-comment1.wav.enc"]
+    audio = read_wav(sealer_from_settings(settings).open(tmp_path / "attempt-1-comment1.wav.enc"))
+    assert len(audio.samples) == 8000
