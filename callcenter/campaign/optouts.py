@@ -16,7 +16,7 @@ from callcenter.campaign.lists import replenish
 from callcenter.campaign.models import CallTarget, TargetState
 from callcenter.core.models import OptOut
 from callcenter.core.phones import PhoneError, normalise_phone
-from callcenter.core.pii import PiiCipher, mask_phone
+from callcenter.core.pii import PiiCipher, mask_name, mask_phone
 
 # The headers a phone column goes by in the lists agencies and operators send, compared after
 # :func:`header_key`. Shared with the staff-phone import (``callcenter.analysis.integrity``).
@@ -58,6 +58,11 @@ class OptOutImport:
         return bool(self.errors) and self.added == 0 and self.already_listed == 0
 
 
+def _initials(cell: str) -> str:
+    # A first row without digits may be data, not a header (a name): never echo it whole.
+    return mask_name(cell) or "(trống)"
+
+
 def import_opt_outs(
     session: Session, *, text: str, cipher: PiiCipher, now: datetime, note: str | None = None
 ) -> OptOutImport:
@@ -75,7 +80,7 @@ def import_opt_outs(
         if not matches:
             result.errors.append(
                 "row 1: no phone column in the header (expected one of: "
-                f"{', '.join(PHONE_HEADERS)}; found: {', '.join(reader[0])})"
+                f"{', '.join(PHONE_HEADERS)}; found, as initials: {', '.join(map(_initials, reader[0]))})"
             )
             return result
         column, start = matches[0], 1

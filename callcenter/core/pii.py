@@ -56,14 +56,13 @@ def cipher_from_settings(settings: object) -> PiiCipher:
 
 
 def mask_phone(phone: str | None) -> str:
-    """Keep only the country/prefix and the last three digits: ``+84905***456``."""
+    """Only the last three digits: ``+84905123456`` → ``********456`` (as :func:`mask_digit_runs` does)."""
     if not phone:
         return ""
     digits = re.sub(r"\D", "", phone)
     if len(digits) <= 4:
         return "***"
-    head = ("+" if phone.strip().startswith("+") else "") + digits[: min(5, len(digits) - 3)]
-    return f"{head}***{digits[-3:]}"
+    return _mask_digits(digits)
 
 
 def mask_name(name: str | None) -> str:

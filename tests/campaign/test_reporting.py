@@ -64,13 +64,18 @@ def test_opt_out_import_reports_bad_rows_by_number(world: World) -> None:
     queued = world.session.scalars(select(CallTarget)).all()
     victim = queued[0].phone_hash
     number = next(phone_for(i) for i in range(3) if world.cipher.phone_hash(phone_for(i)) == victim)
-    text = f"sdt,ghi chu\n{number},khong muon nhan cuoc goi\n\n12345,sai\n0905123456,\n{number},lap lai\n"
+    text = (
+        f"sdt,ghi chu\n{number},khong muon nhan cuoc goi\n\n12345,sai\n0905123456,\n{number},lap lai\n"
+        "0914123432 (chồng),vợ nghe máy\n"
+    )
     result = import_opt_outs(world.session, text=text, cipher=world.cipher, now=MONDAY_9)
-    assert result.rows == 4
+    assert result.rows == 5
     assert result.added == 2 and result.already_listed == 1
-    assert result.errors == ["row 4: not a valid Vietnamese phone number (***)"] or result.errors[
-        0
-    ].startswith("row 4:")
+    # The reason and the row number; of the number itself, only its last three digits.
+    assert result.errors == [
+        "row 4: not a valid Vietnamese phone number (**345)",
+        "row 7: phone number contains characters other than digits (*******432)",
+    ]
     assert world.session.scalar(select(OptOut.source).where(OptOut.phone_hash == victim)) == "operator_list"
     states = {
         t.phone_hash: t.state
@@ -104,7 +109,16 @@ def test_opt_out_import_that_takes_nothing_has_failed(world: World) -> None:
     no_column = import_opt_outs(
         world.session, text="Họ tên,Ghi chú\nAn,x\n", cipher=world.cipher, now=MONDAY_9
     )
-    assert no_column.failed and "found: Họ tên, Ghi chú" in no_column.errors[0]
+    assert no_column.failed and "found, as initials: H. t., G. c." in no_column.errors[0]
+    # A list without a header whose first row has no digit: that row may be a name, never echoed.
+    no_header = import_opt_outs(
+        world.session, text="Nguyễn Văn An,\n0905123456,\n", cipher=world.cipher, now=MONDAY_9
+    )
+    assert (
+        no_header.failed
+        and "Nguyễn" not in no_header.errors[0]
+        and "N. V. A., (trống)" in no_header.errors[0]
+    )
     all_bad = import_opt_outs(world.session, text="sdt\n123\nabc\n", cipher=world.cipher, now=MONDAY_9)
     assert all_bad.failed and len(all_bad.errors) == 2
     mixed = import_opt_outs(world.session, text="sdt\n123\n0905123456\n", cipher=world.cipher, now=MONDAY_9)

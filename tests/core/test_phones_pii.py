@@ -57,7 +57,8 @@ def test_encryption_round_trip_and_hash(cipher: PiiCipher) -> None:
 
 
 def test_masking() -> None:
-    assert mask_phone("+84905123456") == "+84905***456"
+    assert mask_phone("+84905123456") == "********456"
+    assert mask_phone("0914123432 (chồng)") == "*******432"
     assert mask_digit_runs("gọi 0905 123 456, CCCD 048090001234") == "gọi *******456, CCCD *********234"
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "calling %s", ("+84905123456",), None)
     assert "905123" not in MaskingFormatter("%(message)s").format(record)
