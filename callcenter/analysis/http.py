@@ -38,6 +38,8 @@ PERSONAL_DATA = (Role.VERIFIER,)
 SessionDep = Annotated[Session, Depends(get_session)]
 ReaderDep = Annotated[Principal, Depends(require_roles(*READERS))]
 VerifierDep = Annotated[Principal, Depends(require_roles(*PERSONAL_DATA))]
+# Names and phones leave only to a verifier's key: admin keys draw samples but do not export them.
+PersonalDataDep = Annotated[Principal, Depends(require_roles(*PERSONAL_DATA, admin=False))]
 PeriodQuery = Annotated[
     str | None, Query(description="2026 (year), 2026-Q3 (quarter) or 2026-07 (month); default: this month")
 ]
@@ -333,7 +335,7 @@ def _actor(principal: Principal) -> str:
 def export_sample(
     request: Request,
     session: SessionDep,
-    principal: VerifierDep,
+    principal: PersonalDataDep,
     sample_id: int,
     format: Annotated[Literal["csv", "json"], Query()] = "csv",
 ) -> Response:

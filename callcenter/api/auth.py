@@ -2,7 +2,7 @@
 
 Roles: ``home_affairs`` (every summary, no personal data), ``agency`` (its own agency only),
 ``verifier`` (personal data for re-verification, every access audited), ``operator`` (campaigns),
-``admin`` (everything).
+``admin`` (everything but personal data).
 """
 
 from __future__ import annotations
@@ -81,9 +81,13 @@ def current_principal(request: Request, session: Session = Depends(get_session))
     return Principal(key_id=row.id, name=row.name, role=Role(row.role), agency_id=row.agency_id)
 
 
-def require_roles(*roles: Role) -> Callable[..., Principal]:
-    """A dependency that admits only the given roles (admin is always admitted)."""
-    allowed = {*roles, Role.ADMIN}
+def require_roles(*roles: Role, admin: bool = True) -> Callable[..., Principal]:
+    """A dependency that admits only the given roles, and admin unless ``admin=False``.
+
+    ``admin=False`` is for personal data: only the role named may read it, so that every disclosure
+    in the audit log is a verifier's, not an administrator's who happens to hold every key.
+    """
+    allowed = {*roles, Role.ADMIN} if admin else set(roles)
 
     def _check(principal: Principal = Depends(current_principal)) -> Principal:
         if principal.role not in allowed:

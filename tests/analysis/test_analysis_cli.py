@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -102,6 +103,8 @@ def test_staff_phones_and_reverification(runtime: Runtime, tmp_path: Path) -> No
     assert drawn.exit_code == 0 and "10 of 12 answers" in drawn.output
     sample_id = drawn.output.split()[1].rstrip(":")
     out = tmp_path / "phuc-tra.csv"
+    out.write_text("an older export\n")
+    out.chmod(0o644)  # a file already there, readable by others: narrowed, then overwritten
     export = runner.invoke(
         cli.app, ["reverify", "export", "--sample", sample_id, "--actor", "kt", "--out", str(out)]
     )
@@ -110,7 +113,8 @@ def test_staff_phones_and_reverification(runtime: Runtime, tmp_path: Path) -> No
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     with runtime.sessions() as session:
         audit = session.scalar(select(AuditLog).where(AuditLog.action == "reverification.export"))
-        assert audit is not None and audit.actor == "cli:kt"
+        assert audit is not None and audit.actor == f"cli:kt (os user {getpass.getuser()})"
+        assert audit.role == "cli"  # not "verifier": no key vouches for the person at the shell
     assert runner.invoke(cli.app, ["detect-anomalies", "--period", "2026-03"]).exit_code == 0
 
 
