@@ -32,7 +32,7 @@ from callcenter.analysis.settings import AnalysisSettings
 from callcenter.core.clock import VN_TZ
 from callcenter.core.errors import ValidationError
 from callcenter.core.phones import PhoneError, normalise_phone
-from callcenter.core.pii import PiiCipher
+from callcenter.core.pii import PiiCipher, mask_digit_runs
 from callcenter.intake.adapters.files import detect_csv_encoding
 from callcenter.intake.errors import SourceFileError
 from callcenter.intake.models import Agency, Dossier, Field
@@ -200,8 +200,19 @@ def parse_local_time(value: Any) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"'{text}' is not a date (use dd/mm/yyyy HH:MM)") from None
+        # The value is not quoted: a shifted column puts a name or a phone here.
+        raise ValueError("is not a date (use dd/mm/yyyy HH:MM)") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=VN_TZ)
+
+
+def _quote(value: str) -> str:
+    """A cell quoted in an error message: phone and ID numbers masked, long text cut.
+
+    Web and paper results are typed by hand; a citizen's CCCD in the dossier-code column or a
+    shifted row is common, and the messages reach the terminal, the API's answer and the logs.
+    """
+    masked = mask_digit_runs(value)
+    return f"'{masked[:40]}…'" if len(masked) > 40 else f"'{masked}'"
 
 
 @dataclass(frozen=True)
@@ -278,27 +289,28 @@ def import_results(
         if not ref:
             bad("external_ref", "is empty")
         elif ref in seen_refs:
-            bad("external_ref", f"'{ref}' repeats row {seen_refs[ref]}")
+            bad("external_ref", f"{_quote(ref)} repeats row {seen_refs[ref]}")
         else:
             seen_refs[ref] = number
         agency_id = agencies.get(_text(row.get(cols.agency_code)))
         if agency_id is None:
-            bad("agency_code", f"unknown agency code '{_text(row.get(cols.agency_code))}'")
+            bad("agency_code", f"unknown agency code {_quote(_text(row.get(cols.agency_code)))}")
         field_id = None
         if cols.field_code and _text(row.get(cols.field_code)):
             field_id = fields.get(_text(row.get(cols.field_code)))
             if field_id is None:
-                bad("field_code", f"unknown field code '{_text(row.get(cols.field_code))}'")
+                bad("field_code", f"unknown field code {_quote(_text(row.get(cols.field_code)))}")
         dossier_id = None
         if cols.dossier_code and _text(row.get(cols.dossier_code)):
             code = _text(row.get(cols.dossier_code))
             matches = dossiers.get(code, [])
             if len(matches) != 1:
-                bad("dossier_code", f"dossier '{code}' " + ("is unknown" if not matches else "is ambiguous"))
+                problem = "is unknown" if not matches else "is ambiguous"
+                bad("dossier_code", f"dossier {_quote(code)} {problem}")
             else:
                 dossier_id, dossier_agency, dossier_field = matches[0]
                 if agency_id is not None and dossier_agency != agency_id:
-                    bad("dossier_code", f"dossier '{code}' belongs to another agency")
+                    bad("dossier_code", f"dossier {_quote(code)} belongs to another agency")
                 field_id = field_id or dossier_field
         try:
             answered_at = parse_local_time(row.get(cols.answered_at))
@@ -310,7 +322,8 @@ def import_results(
         verdict = _text(row.get(cols.satisfaction)).casefold()
         satisfied = verdict in satisfied_values
         if not satisfied and verdict not in unsatisfied_values:
-            bad("satisfaction", f"'{_text(row.get(cols.satisfaction))}' is neither satisfied nor unsatisfied")
+            verdict_cell = _quote(_text(row.get(cols.satisfaction)))
+            bad("satisfaction", f"{verdict_cell} is neither satisfied nor unsatisfied")
         reasons: tuple[int, ...] = ()
         if cols.reasons and _text(row.get(cols.reasons)):
             try:
@@ -324,7 +337,7 @@ def import_results(
                     )
                 )
             except ValueError:
-                bad("reasons", f"'{_text(row.get(cols.reasons))}' is not a list of reason codes")
+                bad("reasons", f"{_quote(_text(row.get(cols.reasons)))} is not a list of reason codes")
             if set(reasons) - valid_reasons:
                 bad("reasons", f"unknown reason code(s) {sorted(set(reasons) - valid_reasons)}")
             if satisfied and reasons:

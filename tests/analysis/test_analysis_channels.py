@@ -171,6 +171,22 @@ def test_bad_rows_are_reported_by_row_and_field_and_nothing_is_imported(
     assert "row 3, field 'Mã cơ quan': unknown agency code 'NOPE'" in str(caught.value)
     assert _count(db_session, "independent") == 0
 
+    # Typed by hand: a CCCD in the dossier-code column, a name and a phone in the date column. The
+    # message names the row and the field; it never repeats a number or a name in full.
+    typo = _csv(
+        tmp_path / "typo.csv",
+        [
+            ["W-1", "XD", "", "048090001234", "05/03/2026", "Hài lòng", "", "", ""],
+            ["W-2", "XD", "", "", "Nguyễn Thị Bình 0914123432", "Hài lòng", "", "", ""],
+        ],
+    )
+    with pytest.raises(channel_import.ResultsRejected) as typed:
+        _import(db_session, channel_import.read_table(typo), "web", cipher)
+    assert [str(e) for e in typed.value.errors] == [
+        "row 2, field 'Mã hồ sơ': dossier '*********234' is unknown",
+        "row 3, field 'Thời gian đánh giá': is not a date (use dd/mm/yyyy HH:MM)",
+    ]
+
     with pytest.raises(channel_import.ValidationError, match="channel"):
         _import(db_session, [], "call", cipher)
     missing = tmp_path / "missing.csv"
