@@ -20,6 +20,37 @@ class MaskingFormatter(logging.Formatter):
         return mask_digit_runs(super().format(record))
 
 
+class _MaskingWrapper(logging.Formatter):
+    """Another formatter's lines, masked (keeps a server's own format, e.g. uvicorn's access log)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_digit_runs(self.inner.format(record))
+
+
+def mask_installed_handlers() -> None:
+    """Make every handler already installed mask what it writes, and give the root logger one.
+
+    For processes whose logging a server sets up before our code runs: uvicorn installs its own
+    handlers (its access log prints query strings) and none on the root logger, so our modules'
+    warnings would go to Python's last-resort handler, unmasked.
+    """
+    root = logging.getLogger()
+    if not root.handlers:  # levels are the server's to set; only the missing handler is added
+        handler = logging.StreamHandler()
+        handler.setFormatter(MaskingFormatter(FORMAT))
+        root.addHandler(handler)
+    manager = logging.Logger.manager
+    loggers = [root, *(x for x in manager.loggerDict.values() if isinstance(x, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not isinstance(handler.formatter, MaskingFormatter | _MaskingWrapper):
+                handler.setFormatter(_MaskingWrapper(handler.formatter or logging.Formatter()))
+
+
 def configure_logging(level: str | int | None = "INFO") -> None:
     """Install a stderr handler whose lines never carry a full phone or ID number (once per process).
 
