@@ -86,6 +86,7 @@ class ReportData:
     trend: Sequence[TrendPoint]
     trend_by_agency: Sequence[TrendPoint]
     comments: Sequence[service.Comment]
+    untranscribed: service.UntranscribedComments
     reason_labels: Mapping[int, str]
     agency_names: Mapping[int, str]
     field_names: Mapping[int, str]
@@ -129,6 +130,7 @@ def build_report(
     comments = service.recent_comments(
         session, period=period, cipher=cipher, agency_id=agency_id, limit=comment_limit
     )
+    untranscribed = service.untranscribed_comments(session, period=period, agency_id=agency_id)
     agency_names = {
         r.key.agency_id: r.agency_name or "" for r in by_agency_field.rows if r.key.agency_id is not None
     }
@@ -148,6 +150,7 @@ def build_report(
         trend=trend,
         trend_by_agency=trend_by_agency,
         comments=comments,
+        untranscribed=untranscribed,
         reason_labels=dict(reason_labels or {}),
         agency_names=agency_names,
         field_names=field_names,

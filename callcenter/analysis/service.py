@@ -947,6 +947,32 @@ def recent_comments(
     ]
 
 
+@dataclass(frozen=True)
+class UntranscribedComments:
+    """Recorded comments of a period whose text a report cannot show yet (or at all)."""
+
+    pending: int = 0  # waiting for the speech worker
+    failed: int = 0  # the speech engine gave up: the sealed recording is all there is
+
+
+def untranscribed_comments(
+    session: Session, *, period: Period, agency_id: int | None = None
+) -> UntranscribedComments:
+    """How many recorded comments of the period have no text, so a report does not say "no comment"."""
+    stmt = (
+        select(SurveyResponse.comment_status, func.count())
+        .where(
+            SurveyResponse.comment_status.in_(("pending", "failed")),
+            _in_period(SurveyResponse.answered_at, period),
+        )
+        .group_by(SurveyResponse.comment_status)
+    )
+    if agency_id is not None:
+        stmt = stmt.where(SurveyResponse.agency_id == agency_id)
+    counts = {status: int(n) for status, n in session.execute(stmt)}
+    return UntranscribedComments(pending=counts.get("pending", 0), failed=counts.get("failed", 0))
+
+
 def agency_name(session: Session, agency_id: int) -> str:
     name = session.scalar(select(Agency.name).where(Agency.id == agency_id))
     if name is None:

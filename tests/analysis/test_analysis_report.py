@@ -93,6 +93,31 @@ def test_a_phone_number_spoken_in_a_comment_is_masked_in_the_report(
     assert "không chín không năm" not in text
 
 
+def test_recorded_comments_still_without_text_are_not_reported_as_no_comment(
+    db_session: Session, build: Builder, cipher: PiiCipher
+) -> None:
+    city = populate_small_city(build)
+    quiet = report.render_html(
+        report.build_report(db_session, period=MARCH, cipher=cipher, now=NOW, agency_id=city["a"].id)
+    )
+    assert "Không có ý kiến góp ý trong kỳ." in quiet  # agency A: no comment, none recorded
+    for status in ("pending", "pending", "failed"):
+        d = build.dossier(city["a"], city["f1"], returned_at=datetime(2026, 3, 2, 3, tzinfo=UTC))
+        row = build.called_response(
+            d, city["a"], city["f1"], at=datetime(2026, 3, 25, 3, tzinfo=UTC), satisfied=False
+        )
+        row.comment_status, row.recording_ref = status, f"/var/rec/attempt-{row.id}-comment1.wav.enc"
+    db_session.flush()
+    data = report.build_report(db_session, period=MARCH, cipher=cipher, now=NOW, agency_id=city["a"].id)
+    assert (data.untranscribed.pending, data.untranscribed.failed) == (2, 1)
+    html = report.render_html(data)
+    assert "Không có ý kiến góp ý trong kỳ." not in html
+    assert "Còn 2 ý kiến ghi âm đang được chuyển thành văn bản" in html
+    assert "1 ý kiến ghi âm không chuyển được thành văn bản tự động" in html
+    other = report.build_report(db_session, period=MARCH, cipher=cipher, now=NOW, agency_id=city["b"].id)
+    assert (other.untranscribed.pending, other.untranscribed.failed) == (0, 0)  # A's, not B's
+
+
 def test_agency_report(db_session: Session, build: Builder, cipher: PiiCipher) -> None:
     city = populate_small_city(build)
     data = report.build_report(db_session, period=MARCH, cipher=cipher, now=NOW, agency_id=city["a"].id)
