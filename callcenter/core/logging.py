@@ -40,9 +40,9 @@ def mask_installed_handlers() -> None:
     """
     root = logging.getLogger()
     if not root.handlers:  # levels are the server's to set; only the missing handler is added
-        handler = logging.StreamHandler()
-        handler.setFormatter(MaskingFormatter(FORMAT))
-        root.addHandler(handler)
+        stderr = logging.StreamHandler()
+        stderr.setFormatter(MaskingFormatter(FORMAT))
+        root.addHandler(stderr)
     manager = logging.Logger.manager
     loggers = [root, *(x for x in manager.loggerDict.values() if isinstance(x, logging.Logger))]
     for logger in loggers:
