@@ -45,6 +45,7 @@ from callcenter.intake.models import ImportRun
 from callcenter.intake.normalise import (
     DossierRecord,
     FieldError,
+    KnownReferences,
     Rules,
     accepted_datetime,
     clean_code,
@@ -59,6 +60,7 @@ from callcenter.intake.service import (
     find_unchanged,
     finish_import_run,
     get_watermark,
+    known_references,
     quarantine_records,
     set_watermark,
     source_has_dossiers,
@@ -112,8 +114,16 @@ class PreparedBatch:
 class BatchPreparer:
     """Normalises and seals batches; the same code runs in-process and in worker processes."""
 
-    def __init__(self, *, mapping: MappingConfig, cipher: PiiCipher, now: datetime, as_copy: bool) -> None:
-        self._rules = Rules(mapping)
+    def __init__(
+        self,
+        *,
+        mapping: MappingConfig,
+        cipher: PiiCipher,
+        now: datetime,
+        as_copy: bool,
+        known: KnownReferences | None = None,
+    ) -> None:
+        self._rules = Rules(mapping, known=known)
         self._sealer = Sealer(cipher, context=mapping.fingerprint())
         self._now = now
         self._as_copy = as_copy
@@ -156,9 +166,13 @@ def _updated_at(values: tuple[Any, ...]) -> datetime | None:
 _WORKER: BatchPreparer | None = None
 
 
-def _init_worker(mapping: MappingConfig, key: bytes, hash_key: bytes, now: datetime, as_copy: bool) -> None:
+def _init_worker(
+    mapping: MappingConfig, key: bytes, hash_key: bytes, now: datetime, as_copy: bool, known: KnownReferences
+) -> None:
     global _WORKER
-    _WORKER = BatchPreparer(mapping=mapping, cipher=PiiCipher(key, hash_key), now=now, as_copy=as_copy)
+    _WORKER = BatchPreparer(
+        mapping=mapping, cipher=PiiCipher(key, hash_key), now=now, as_copy=as_copy, known=known
+    )
 
 
 def _prepare_in_worker(values: list[tuple[Any, ...]], digests: list[str]) -> PreparedBatch:
@@ -369,10 +383,11 @@ def run_import(
 
     if workers > 0 and worker_keys is None:
         raise ValueError("worker processes need worker_keys=(pii_key, phone_hash_key)")
+    known = known_references(session)
     preparation = _Preparation(
-        BatchPreparer(mapping=mapping, cipher=cipher, now=now, as_copy=as_copy),
+        BatchPreparer(mapping=mapping, cipher=cipher, now=now, as_copy=as_copy, known=known),
         workers=workers,
-        pool_args=(mapping, *(worker_keys or (b"", b"")), now, as_copy),
+        pool_args=(mapping, *(worker_keys or (b"", b"")), now, as_copy, known),
     )
     prepared = preparation.run(screened)
     try:

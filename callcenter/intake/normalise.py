@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -63,16 +64,40 @@ class DossierRecord:
     source_updated_at: datetime | None
 
 
+@dataclass(frozen=True)
+class KnownReferences:
+    """Codes of the agencies and fields already stored, by folded name (see ``fold_word``).
+
+    An export that names an agency but gives no code must land on the agency the API sync (or an
+    earlier file) stored under its real code, not create a second "Sở Y tế" with a code derived from
+    the name: the report would list the agency twice, each copy with its own N and minimum sample.
+    A name that two stored agencies share is left out: which one it means cannot be told.
+    """
+
+    agencies: Mapping[str, str] = dataclass_field(default_factory=dict)
+    fields: Mapping[str, str] = dataclass_field(default_factory=dict)
+
+    @staticmethod
+    def by_name(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+        """Folded name → code from (code, name) pairs, without the names several codes share."""
+        found: dict[str, str | None] = {}
+        for code, name in pairs:
+            key = fold_word(" ".join(name.split()))
+            found[key] = code if found.get(key, code) == code else None
+        return {k: v for k, v in found.items() if v is not None}
+
+
 class Rules:
     """The parts of a mapping that normalisation needs, precomputed once per import."""
 
-    def __init__(self, mapping: MappingConfig) -> None:
+    def __init__(self, mapping: MappingConfig, *, known: KnownReferences | None = None) -> None:
+        self.known = known or KnownReferences()
         self.statuses = mapping.status_lookup()
         self.booleans = mapping.boolean_lookup()
         # Distinct status and yes/no spellings in one source are few: remember their folded form.
         self._status_cache: dict[str, DossierStatus | None] = {}
         self._bool_cache: dict[str, bool | None] = {}
-        self._reference_cache: dict[tuple[Any, Any], tuple[str, str] | str | None] = {}
+        self._reference_cache: dict[tuple[str, Any, Any], tuple[str, str] | str | None] = {}
 
     def status(self, raw: str) -> DossierStatus | None:
         try:
@@ -83,12 +108,14 @@ class Rules:
                 self._status_cache[raw] = found
             return found
 
-    def reference(self, code: Any, name: Any) -> tuple[str, str] | str | None:
+    def reference(self, kind: str, code: Any, name: Any) -> tuple[str, str] | str | None:
         """Agency or field (code, name) from either or both; ``None`` if both are empty, or a reason.
 
-        A source has a few dozen agencies and fields, so the cleaned pair is cached per raw pair.
+        ``kind`` is "agency" or "field". Given only a name, the code is that of the stored agency or
+        field of that name (see :class:`KnownReferences`), else one derived from the name. A source
+        has a few dozen agencies and fields, so the cleaned pair is cached per raw pair.
         """
-        key = (code, name)
+        key = (kind, code, name)
         try:
             return self._reference_cache[key]
         except KeyError:
@@ -101,7 +128,9 @@ class Rules:
         elif len(clean_name) > MAX_NAME or len(clean_code) > 64:
             result = "name or code too long"
         else:
-            clean_code = clean_code or derive_code(clean_name)
+            if not clean_code:
+                known = self.known.agencies if kind == "agency" else self.known.fields
+                clean_code = known.get(fold_word(clean_name)) or derive_code(clean_name)
             result = (clean_code, clean_name or clean_code)
         if len(self._reference_cache) < 10_000:
             self._reference_cache[key] = result
@@ -279,12 +308,12 @@ def normalise_record(
         else:
             is_organisation = flag
 
-    agency = rules.reference(values.get("agency_code"), values.get("agency_name"))
+    agency = rules.reference("agency", values.get("agency_code"), values.get("agency_name"))
     if agency is None:
         errors.append(FieldError("agency_name", "required value is missing (agency name or code)"))
     elif isinstance(agency, str):
         errors.append(FieldError("agency_name", agency))
-    field = rules.reference(values.get("field_code"), values.get("field_name"))
+    field = rules.reference("field", values.get("field_code"), values.get("field_name"))
     if field is None:
         errors.append(FieldError("field_name", "required value is missing (field name or code)"))
     elif isinstance(field, str):

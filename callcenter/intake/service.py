@@ -38,7 +38,7 @@ from callcenter.intake.models import (
     QuarantinedRecord,
     SyncState,
 )
-from callcenter.intake.normalise import DossierRecord, FieldError, derive_timeliness
+from callcenter.intake.normalise import DossierRecord, FieldError, KnownReferences, derive_timeliness
 from callcenter.intake.sealing import STAGE_COLUMNS, SealedDossier, Sealer, copy_payload
 
 # The raw record kept in quarantine is capped: a 10 MB line is evidence enough in its first 64 KB.
@@ -101,6 +101,13 @@ class ReferenceCache:
 
 
 # --- reference data -------------------------------------------------------------------------------
+
+
+def known_references(session: Session) -> KnownReferences:
+    """The stored agencies' and fields' codes by name, for records that give a name and no code."""
+    agencies = session.execute(select(Agency.code, Agency.name)).all()
+    fields = session.execute(select(Field.code, Field.name)).all()
+    return KnownReferences(agencies=KnownReferences.by_name(agencies), fields=KnownReferences.by_name(fields))
 
 
 def get_or_create_agency(session: Session, *, code: str, name: str) -> Agency:

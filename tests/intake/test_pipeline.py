@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from intake_helpers import FIELD_ORDER, NOW, CsvWriter, good_row
+from intake_helpers import FIELD_ORDER, HEADER, NOW, CsvWriter, good_row
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,7 @@ from callcenter.intake.adapters.base import SourceRow
 from callcenter.intake.adapters.files import CsvSource
 from callcenter.intake.importer import ImportResult, run_import
 from callcenter.intake.mapping import TARGET_FIELDS, MappingConfig
-from callcenter.intake.models import Dossier, DossierStatusHistory, QuarantinedRecord
+from callcenter.intake.models import Agency, Dossier, DossierStatusHistory, Field, QuarantinedRecord
 from callcenter.intake.synthetic import make_raw_dossiers, write_csv
 
 
@@ -245,3 +245,52 @@ def test_a_refused_record_with_an_out_of_range_updated_at_does_not_move_the_wate
     assert pools == ([workers] if workers else [])  # the worker run really prepared in a worker
     assert (result.counts.inserted, result.counts.quarantined) == (1, 3)
     assert result.latest_update == datetime(2026, 1, 10, 1, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_name_without_a_code_lands_on_the_stored_agency_of_that_name(
+    db_session: Session,
+    cipher: PiiCipher,
+    mapping: MappingConfig,
+    write_csv_file: CsvWriter,
+    settings: Settings,
+    workers: int,
+) -> None:
+    """An export naming an agency with no "Mã cơ quan" must not create a second "Sở Y tế"."""
+    first = write_csv_file(
+        [
+            good_row("HS-1", agency_name="Sở Y tế", agency_code="DN-SYT", field_name="Khám bệnh, chữa bệnh"),
+            good_row("HS-2", agency_name="Sở Tư pháp", agency_code="DN-STP"),
+            # Two stored agencies share this name: a name alone cannot say which one it means.
+            good_row("HS-3", agency_name="UBND phường Hải Châu", agency_code="P-HC-1"),
+            good_row("HS-4", agency_name="UBND phường Hải Châu", agency_code="P-HC-2"),
+        ],
+        name="api-like.csv",
+    )
+    assert _run(db_session, first, mapping, cipher, source="api").counts.inserted == 4
+    agencies_before = db_session.execute(select(Agency.code)).scalars().all()
+
+    # The same agencies typed by hand: other case, another tone-mark placement, no code column.
+    header = [h for h in HEADER if h != "Mã cơ quan"]
+    rows = [
+        good_row("F-1", agency_name="Sở Y Tế", field_name="Khám bệnh, Chữa bệnh"),
+        good_row("F-2", agency_name="sở tư  pháp"),
+        good_row("F-3", agency_name="UBND phường Hải Châu"),
+        good_row("F-4", agency_name="Sở Xây dựng"),  # not stored yet: a code from its name
+    ]
+    no_code = [[cell for cell, h in zip(row, HEADER, strict=True) if h != "Mã cơ quan"] for row in rows]
+    path = write_csv_file(no_code, name="typed.csv", header=header)
+    keys = (settings.pii_key_bytes, settings.phone_hash_key.get_secret_value().encode())
+    result = _run(db_session, path, mapping, cipher, source="file:typed", workers=workers, worker_keys=keys)
+    assert result.counts.inserted == 4
+    stored = dict(
+        db_session.execute(
+            select(Dossier.code, Agency.code).join(Agency, Agency.id == Dossier.agency_id)
+            .where(Dossier.source == "file:typed")
+        ).all()
+    )  # fmt: skip
+    assert stored == {"F-1": "DN-SYT", "F-2": "DN-STP", "F-3": "UBND_PHUONG_HAI_CHAU", "F-4": "SO_XAY_DUNG"}
+    new_agencies = set(db_session.execute(select(Agency.code)).scalars()) - set(agencies_before)
+    assert new_agencies == {"UBND_PHUONG_HAI_CHAU", "SO_XAY_DUNG"}
+    fields = db_session.execute(select(Field.code, Field.name)).all()
+    assert [code for code, name in fields if name.casefold().startswith("khám")] == ["KHAM_BENH_CHUA_BENH"]
