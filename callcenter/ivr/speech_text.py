@@ -103,7 +103,54 @@ def digits_words(digits: str) -> str:
 _NUMBER = re.compile(r"\d+")
 
 
+# Abbreviations of Vietnamese administration found in agency, field and procedure names as the
+# one-stop system stores them. A TTS engine spells them out letter by letter at best; espeak-ng takes
+# "UBND" for English. Upper case and whole words only, so ordinary words are never touched.
+ABBREVIATIONS = {
+    "UBND": "Ủy ban nhân dân",
+    "HĐND": "Hội đồng nhân dân",
+    "TP.HCM": "Thành phố Hồ Chí Minh",
+    "TPHCM": "Thành phố Hồ Chí Minh",
+    "TP.": "thành phố",
+    "TP": "thành phố",
+    "Tp.": "thành phố",
+    "TTHC": "thủ tục hành chính",
+    "TTPVHCC": "Trung tâm Phục vụ hành chính công",
+    "LĐTBXH": "Lao động - Thương binh và Xã hội",
+    "LĐ-TB&XH": "Lao động - Thương binh và Xã hội",
+    "KH&ĐT": "Kế hoạch và Đầu tư",
+    "KHĐT": "Kế hoạch và Đầu tư",
+    "TN&MT": "Tài nguyên và Môi trường",
+    "TNMT": "Tài nguyên và Môi trường",
+    "NN&MT": "Nông nghiệp và Môi trường",
+    "NN&PTNT": "Nông nghiệp và Phát triển nông thôn",
+    "GTVT": "Giao thông vận tải",
+    "KH&CN": "Khoa học và Công nghệ",
+    "KHCN": "Khoa học và Công nghệ",
+    "VHTTDL": "Văn hóa, Thể thao và Du lịch",
+    "VH-TT&DL": "Văn hóa, Thể thao và Du lịch",
+    "GD&ĐT": "Giáo dục và Đào tạo",
+    "GDĐT": "Giáo dục và Đào tạo",
+    "TT&TT": "Thông tin và Truyền thông",
+    "BHXH": "Bảo hiểm xã hội",
+    "ĐKKD": "đăng ký kinh doanh",
+    "QSDĐ": "quyền sử dụng đất",
+    "GCN": "giấy chứng nhận",
+    "CCCD": "căn cước công dân",
+    "CMND": "chứng minh nhân dân",
+    "CSGT": "cảnh sát giao thông",
+    "PCCC": "phòng cháy chữa cháy",
+}
+_ABBREVIATION = re.compile(
+    r"(?<![\w&.-])("
+    + "|".join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=True))
+    + r")(?![\w&])"
+)
+
+
 def spoken_form(text: str) -> str:
-    """Text as a TTS engine should read it: "Quý ông/bà" → "Quý ông bà", "phím 1" → "phím một"."""
+    """Text as a TTS engine should read it: "Quý ông/bà" → "Quý ông bà", "phím 1" → "phím một",
+    "UBND phường Hải Châu" → "Ủy ban nhân dân phường Hải Châu"."""
+    text = _ABBREVIATION.sub(lambda m: ABBREVIATIONS[m.group(1)], text)
     text = text.replace("/", " ")
     return _NUMBER.sub(lambda m: number_words(int(m.group(0))), text)

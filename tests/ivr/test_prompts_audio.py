@@ -124,6 +124,28 @@ def test_cache_is_keyed_by_text_engine_and_voice(tmp_path: Path) -> None:
     assert all(first.path(fmt).exists() for fmt in FORMATS)
 
 
+class RecordingEngine(CountingEngine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def synthesize(self, text: str) -> bytes:
+        self.texts.append(text)
+        return super().synthesize(text)
+
+
+def test_engines_are_given_administrative_abbreviations_spelled_out(tmp_path: Path) -> None:
+    """espeak-ng reads "UBND" as English; the citizen must hear "Ủy ban nhân dân"."""
+    engine = RecordingEngine()
+    library = PromptLibrary(tmp_path, [engine])
+    library.render("Hồ sơ của quý ông/bà tại UBND phường Hải Châu, TP. Đà Nẵng")
+    library.render("Sở LĐTBXH: cấp GCN QSDĐ, đăng ký 2 lần")
+    assert engine.texts == [
+        "Hồ sơ của quý ông bà tại Ủy ban nhân dân phường Hải Châu, thành phố Đà Nẵng",
+        "Sở Lao động - Thương binh và Xã hội: cấp giấy chứng nhận quyền sử dụng đất, đăng ký hai lần",
+    ]
+
+
 def test_no_engine_at_all_is_a_clear_error(tmp_path: Path) -> None:
     library = PromptLibrary(tmp_path, [CountingEngine(broken=True, name="remote")])
     with pytest.raises(NoEngineAvailable, match="remote: no network"):

@@ -6,7 +6,14 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from callcenter.ivr.speech_text import date_words, day_words, digits_words, month_words, number_words
+from callcenter.ivr.speech_text import (
+    date_words,
+    day_words,
+    digits_words,
+    month_words,
+    number_words,
+    spoken_form,
+)
 
 
 @pytest.mark.parametrize(
@@ -81,3 +88,22 @@ def test_bad_input_is_refused() -> None:
 
 def test_hotline_digits() -> None:
     assert digits_words("1022") == "một không hai hai"
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        ("tại UBND phường Thanh Bình", "tại Ủy ban nhân dân phường Thanh Bình"),
+        (
+            "Sở KH&ĐT, Sở TN&MT và Sở GD&ĐT",
+            "Sở Kế hoạch và Đầu tư, Sở Tài nguyên và Môi trường và Sở Giáo dục và Đào tạo",
+        ),
+        ("Cấp đổi CCCD tại TP.HCM", "Cấp đổi căn cước công dân tại Thành phố Hồ Chí Minh"),
+        ("HĐND TP Đà Nẵng", "Hội đồng nhân dân thành phố Đà Nẵng"),
+        # Whole upper-case words only: nothing inside another word, nothing in lower case.
+        ("UBNDX, tp và Tập đoàn GTVTX", "UBNDX, tp và Tập đoàn GTVTX"),
+        ("Quý ông/bà nhấn phím 1", "Quý ông bà nhấn phím một"),
+    ],
+)
+def test_spoken_form_spells_out_abbreviations_slashes_and_numbers(text: str, spoken: str) -> None:
+    assert spoken_form(text) == spoken
