@@ -33,7 +33,7 @@ from callcenter.core.clock import VN_TZ
 from callcenter.core.errors import ValidationError
 from callcenter.core.phones import PhoneError, normalise_phone
 from callcenter.core.pii import PiiCipher, mask_digit_runs
-from callcenter.intake.adapters.files import detect_csv_encoding
+from callcenter.intake.adapters.files import detect_csv_encoding, sniff_delimiter
 from callcenter.intake.errors import SourceFileError
 from callcenter.intake.models import Agency, Dossier, Field
 from callcenter.ivr.models import ResponseChannel, ResponseReason, ResponseStatus, SurveyResponse
@@ -88,6 +88,8 @@ class RowError:
     message: str
 
     def __str__(self) -> str:
+        if not self.field:
+            return f"row {self.row}: {self.message}"
         return f"row {self.row}, field '{self.field}': {self.message}"
 
 
@@ -136,8 +138,12 @@ def read_csv_rows(path: Path) -> list[list[Any]]:
             "save it again as 'CSV UTF-8' (Excel: Save As → CSV UTF-8)",
             field="file",
         ) from exc
+    text = text.lstrip("\ufeff")
+    # Excel in a Vietnamese locale saves CSV with ";": the delimiter is sniffed from the header line,
+    # as the dossier import does.
+    delimiter = sniff_delimiter(text.split("\n", 1)[0])
     try:
-        return [list(r) for r in csv.reader(io.StringIO(text))]
+        return [list(r) for r in csv.reader(io.StringIO(text), delimiter=delimiter)]
     except csv.Error as exc:
         raise ValidationError(f"{path.name}: not a readable CSV file ({exc})", field="file") from exc
 
@@ -205,6 +211,10 @@ def parse_local_time(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=VN_TZ)
 
 
+# Reports cover the years 2000–2100 (analysis.periods): an answer dated earlier would never be shown.
+EARLIEST_YEAR = 2000
+
+
 def _quote(value: str) -> str:
     """A cell quoted in an error message: phone and ID numbers masked, long text cut.
 
@@ -269,6 +279,10 @@ def import_results(
     errors: list[RowError] = []
     parsed: list[_Parsed] = []
     seen_refs: dict[str, int] = {}
+    if not rows:
+        # A header alone, or a file whose lines all failed to parse into rows: nothing to import is
+        # not a success a scripted import may take for one.
+        raise ResultsRejected([RowError(2, "", "the file has no answer rows")])
     if rows:
         present = set(rows[0][1])
         for key in REQUIRED:
@@ -316,6 +330,8 @@ def import_results(
             answered_at = parse_local_time(row.get(cols.answered_at))
             if answered_at > now:
                 bad("answered_at", "is in the future")
+            elif answered_at.year < EARLIEST_YEAR:  # a typo (0099 for 2026): no report would show it
+                bad("answered_at", f"year {answered_at.year} is before {EARLIEST_YEAR}")
         except ValueError as exc:
             bad("answered_at", str(exc))
             answered_at = now

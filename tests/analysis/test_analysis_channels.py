@@ -187,6 +187,44 @@ def test_bad_rows_are_reported_by_row_and_field_and_nothing_is_imported(
         "row 3, field 'Thời gian đánh giá': is not a date (use dd/mm/yyyy HH:MM)",
     ]
 
+    # Dates no report can show (a typo of 0099 for 2026, a spreadsheet's 1900) are refused.
+    old = _csv(
+        tmp_path / "old.csv",
+        [
+            ["O-1", "XD", "", "", "01/10/0099", "Hài lòng", "", "", ""],
+            ["O-2", "XD", "", "", "01/01/1900 08:00", "Hài lòng", "", "", ""],
+        ],
+    )
+    with pytest.raises(channel_import.ResultsRejected) as dated:
+        _import(db_session, channel_import.read_table(old), "web", cipher)
+    assert [str(e) for e in dated.value.errors] == [
+        "row 2, field 'Thời gian đánh giá': year 99 is before 2000",
+        "row 3, field 'Thời gian đánh giá': year 1900 is before 2000",
+    ]
+    # A header alone (or the wrong header with no rows) imports nothing: refused, not a success.
+    for name, text in (("header.csv", ",".join(HEADERS) + "\n"), ("wrong.csv", "a,b,c\n")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(channel_import.ResultsRejected, match="row 2: the file has no answer rows"):
+            _import(db_session, channel_import.read_table(tmp_path / name), "web", cipher)
+    (tmp_path / "empty.csv").write_text("", encoding="utf-8")
+    with pytest.raises(channel_import.ValidationError, match=r"empty\.csv: the file is empty"):
+        channel_import.read_table(tmp_path / "empty.csv")
+    assert _count(db_session, "web") == 0
+
+
+def test_a_semicolon_csv_from_excel_is_read(
+    db_session: Session, build: Builder, cipher: PiiCipher, tmp_path: Path
+) -> None:
+    """Excel in a Vietnamese locale saves "CSV" with ";" (and a BOM): the same columns, found."""
+    build.agency("XD")
+    path = tmp_path / "phieu-giay.csv"
+    lines = [";".join(HEADERS), "S-1;XD;;;05/03/2026 09:00;Chưa hài lòng;2,4;Chờ lâu, gọi nhiều lần;"]
+    path.write_text("\ufeff" + "\r\n".join(lines) + "\r\n", encoding="utf-8")
+    summary = _import(db_session, channel_import.read_table(path), "paper", cipher)
+    assert summary.inserted == 1
+    row = db_session.scalar(select(SurveyResponse).where(SurveyResponse.external_ref == "S-1"))
+    assert row is not None and row.satisfied is False and sorted(r.reason_code for r in row.reasons) == [2, 4]
+
     with pytest.raises(channel_import.ValidationError, match="channel"):
         _import(db_session, [], "call", cipher)
     missing = tmp_path / "missing.csv"
