@@ -112,6 +112,23 @@ def test_bad_input_is_a_422_naming_the_field(
     assert world.session.scalar(select(func.count()).select_from(Campaign)) == 0
 
 
+@pytest.mark.parametrize(
+    ("over", "field", "message"),
+    [
+        ({"agencies": ["SO-TP", "KHONG-CO"]}, "agencies", "unknown agency code(s): KHONG-CO"),
+        ({"fields": ["HO-TICH", "NOPE"]}, "fields", "unknown field code(s): NOPE"),
+    ],
+    ids=["agency", "field"],
+)
+def test_an_unknown_code_is_named_in_the_422(
+    client: tuple[TestClient, dict[str, str]], over: dict[str, Any], field: str, message: str
+) -> None:
+    http, keys = client
+    response = http.post("/campaigns", json=body(**over), headers={"X-API-Key": keys["operator"]})
+    assert response.status_code == 422
+    assert response.json()["detail"] == {"field": field, "message": message}
+
+
 def test_naive_times_are_refused_by_the_schema(client: tuple[TestClient, dict[str, str]]) -> None:
     http, keys = client
     response = http.post(

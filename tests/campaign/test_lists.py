@@ -164,6 +164,39 @@ def test_only_eligible_dossiers_are_drawn(world: World) -> None:
     assert opted[0] not in drawn and recent_phone[0] not in drawn
 
 
+@pytest.mark.parametrize("cooloff_days", [None, 30], ids=["default-90", "campaign-30"])
+def test_the_phone_cooloff_bounds_the_draw_to_the_day(world: World, cooloff_days: int | None) -> None:
+    """A phone surveyed (cool-off − 1) days ago, or exactly a cool-off ago, is not drawn; one surveyed
+    (cool-off + 1) days ago is."""
+    days = cooloff_days or 90
+    ids = world.add_dossiers("SO-TP", 4)  # phone_for(0..3)
+    agency_id = world.agencies["SO-TP"].id
+    for index, ago in enumerate((timedelta(days=days - 1), timedelta(days=days), timedelta(days=days + 1))):
+        world.session.add(
+            SurveyResponse(
+                channel="call",
+                dossier_id=None,  # answered for another dossier of the same citizen
+                agency_id=agency_id,
+                questionnaire_version="v1",
+                phone_hash=world.cipher.phone_hash(phone_for(index)),
+                status="completed",
+                started_at=NOW - ago,
+                completed_at=NOW - ago,
+            )
+        )
+    world.session.flush()
+    rules = {} if cooloff_days is None else {"caps": {"cooloff_days": cooloff_days}}
+    campaign = service.create_campaign(
+        world.session,
+        spec=spec(agencies=["SO-TP"], policy="fixed_total", policy_params={"total": 4}, calling_rules=rules),
+        actor="op",
+        now=NOW,
+    )
+    drawn = {t.dossier_id for t in targets_of(world, campaign.id)}
+    assert drawn == {ids[2], ids[3]}
+    assert agency_row(world, campaign.id, "SO-TP").eligible == 2
+
+
 def test_one_target_per_phone_per_campaign(world: World) -> None:
     world.add_dossiers("SO-TP", 30, phone=lambda i: phone_for(i % 10))  # 10 phones, 3 dossiers each
     campaign = service.create_campaign(
@@ -215,6 +248,25 @@ def test_bad_input_names_the_field_and_creates_nothing(
     assert world.session.scalar(select(func.count()).select_from(Campaign)) == 0
     assert world.session.scalar(select(func.count()).select_from(CallTarget)) == 0
     assert world.session.scalar(select(func.count()).select_from(Holiday)) == 0
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "message"),
+    [
+        ({"agencies": ["SO-TP", "NOPE", "SO-XD"]}, "agencies", "unknown agency code(s): NOPE"),
+        ({"fields": ["HO-TICH", "KHONG-CO"]}, "fields", "unknown field code(s): KHONG-CO"),
+    ],
+    ids=["agency", "field"],
+)
+def test_an_unknown_code_is_named_in_the_message(
+    world: World, over: dict[str, Any], field: str, message: str
+) -> None:
+    world.add_dossiers("SO-TP", 10)
+    with pytest.raises(ValidationError) as err:
+        service.create_campaign(world.session, spec=spec(**over), actor="op", now=NOW)
+    assert err.value.field == field
+    assert err.value.reason == message  # only the unknown code, so the operator sees what to fix
+    assert str(err.value) == f"field '{field}': {message}"
 
 
 def test_spec_errors_name_the_field() -> None:

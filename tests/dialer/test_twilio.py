@@ -199,3 +199,30 @@ def test_a_hang_up_mid_question_finishes_the_attempt_and_closes_its_survey(world
         survey = session.execute(select(CallAttempt.survey_outcome).where(CallAttempt.id == aid)).scalar_one()
     assert response.status == "partial" and response.satisfied is False and response.completed_at is not None
     assert survey == "partial"  # the campaign hears of a partial survey, not of a bare answered call
+
+
+@pytest.mark.parametrize(
+    ("answered_by", "outcome"),
+    [
+        ("machine_start", "machine"),
+        ("machine_end_beep", "machine"),
+        ("fax", "machine"),
+        ("human", "answered"),
+    ],
+)
+def test_answering_machine_detection_decides_the_outcome(
+    world: dict[str, Any], answered_by: str, outcome: str
+) -> None:
+    """With machine detection on, Twilio adds AnsweredBy: a voicemail that picked up is no answer."""
+    aid, app = world["attempt_id"], world["app"]
+    answered = {"CallStatus": "in-progress", "CallSid": "CA1", "AnsweredBy": answered_by}
+    assert _post(app, aid, answered, signature=_sign(aid, answered)).json() == {"status": "in_survey"}
+    completed = dict(answered, CallStatus="completed", CallDuration="31")
+    assert _post(app, aid, completed, signature=_sign(aid, completed)).json() == {"status": "finished"}
+    assert _attempt(world) == ("finished", outcome)
+    with session_scope(world["runtime"].sessions) as session:
+        target = session.execute(select(CallTarget.attempts_by_outcome, CallTarget.last_outcome)).one()
+    assert (
+        target.last_outcome == outcome and target.attempts_by_outcome[outcome] == 1
+    )  # the campaign hears it
+    assert world["pacer"].usage(world["scopes"])[0].in_use == 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -273,6 +275,45 @@ def test_tampered_or_foreign_state_is_refused(call: Call) -> None:
     assert call.signed_post(url, {"Digits": "1"}).status_code == 400  # type: ignore[attr-defined]
     foreign = call.next_url.replace(f"attempt_id={call.attempt_id}", f"attempt_id={call.attempt_id + 1}")
     assert call.signed_post(foreign, {"Digits": "1"}).status_code == 400  # type: ignore[attr-defined]
+
+
+def _state_parts(state: str) -> tuple[bytes, bytes]:
+    """A state token's 16-byte signature and its JSON body."""
+    raw = base64.urlsafe_b64decode(state + "=" * (-len(state) % 4))
+    return raw[:16], raw[16:]
+
+
+def _resigned(state: str, key: bytes) -> str:
+    """The same well-formed state (this call's ids, a fresh time, the genuine snapshot) signed with
+    another key: only its signature is wrong."""
+    body = json.loads(_state_parts(state)[1])
+    return StateCodec(key).encode(body["f"], attempt_id=body["a"], dossier_id=body["d"])
+
+
+def _blanked(state: str) -> str:
+    """The genuine body behind a signature of zeros."""
+    return base64.urlsafe_b64encode(bytes(16) + _state_parts(state)[1]).decode().rstrip("=")
+
+
+def test_a_well_formed_state_with_a_wrong_signature_is_refused(call: Call) -> None:
+    call.answer()
+    state = parse_qs(urlparse(call.next_url).query)["state"][0]
+    for forged in (_resigned(state, b"a key derived from another secret"), _blanked(state)):
+        assert forged != state
+        response = call.signed_post(call.next_url.replace(state, forged), {"Digits": "1"})
+        assert response.status_code == 400  # type: ignore[attr-defined]
+        assert "signature does not match" in response.json()["detail"]  # type: ignore[attr-defined]
+        assert call.row().satisfied is None  # the forged answer was not stored
+    call.answer(Digits="1")  # the genuine state still works: only the signature was refused
+    assert call.row().satisfied is True
+
+
+def test_state_codec_refuses_a_state_signed_with_another_key() -> None:
+    codec = StateCodec(b"k" * 32)
+    token = StateCodec(b"x" * 32).encode({"x": 1}, attempt_id=1, dossier_id=2)
+    with pytest.raises(ValueError, match="signature does not match"):
+        codec.decode(token, attempt_id=1, dossier_id=2)
+    assert codec.decode(_resigned(token, b"k" * 32), attempt_id=1, dossier_id=2) == {"x": 1}
 
 
 def test_state_codec_expiry() -> None:
