@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from callcenter.campaign import service
 from callcenter.campaign.calendar_store import add_holiday, list_holidays, remove_holiday, seed_holidays
 from callcenter.campaign.models import CampaignStatus
-from callcenter.campaign.optouts import import_opt_outs
+from callcenter.campaign.optouts import decode_list, import_opt_outs
 from callcenter.campaign.reporting import CampaignReport, campaign_report
 from callcenter.campaign.rules import parse_rules
 from callcenter.campaign.schemas import parse_spec
@@ -329,9 +329,10 @@ def optout_import(
     """
     with _unit_of_work() as (session, runtime):
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"cannot read {path}: {exc}", field="path") from None
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ValidationError(f"cannot read {path}: {exc.strerror}", field="path") from None
+        text = decode_list(data, name=path.name)
         result = import_opt_outs(
             session, text=text, cipher=runtime.cipher, now=runtime.clock.now(), note=note
         )

@@ -13,7 +13,7 @@ from callcenter.api.auth import Principal, Role, get_session, require_roles
 from callcenter.campaign import service
 from callcenter.campaign.calendar_store import add_holiday, list_holidays, remove_holiday
 from callcenter.campaign.models import CampaignStatus
-from callcenter.campaign.optouts import import_opt_outs
+from callcenter.campaign.optouts import decode_list, import_opt_outs
 from callcenter.campaign.reporting import campaign_report
 from callcenter.campaign.schemas import (
     AgencyProgressOut,
@@ -107,11 +107,10 @@ def post_opt_outs(
     _: Principal = Depends(operator),
 ) -> OptOutImportOut:
     # A plain def: FastAPI runs it in its thread pool, so the database work never blocks the event loop.
-    raw = file.file.read()
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise HTTPException(422, {"field": "file", "message": "the file is not UTF-8 text"}) from exc
+        text = decode_list(file.file.read(), name=file.filename or "file")
+    except ValidationError as exc:
+        raise HTTPException(422, {"field": "file", "message": exc.reason}) from None
     runtime = request.app.state.runtime
     result = import_opt_outs(session, text=text, cipher=runtime.cipher, now=_now(request))
     if result.failed:

@@ -14,9 +14,12 @@ from sqlalchemy.orm import Session
 
 from callcenter.campaign.lists import replenish
 from callcenter.campaign.models import CallTarget, TargetState
+from callcenter.core.errors import ValidationError
 from callcenter.core.models import OptOut
 from callcenter.core.phones import PhoneError, normalise_phone
 from callcenter.core.pii import PiiCipher, mask_name, mask_phone
+from callcenter.intake.adapters.files import detect_csv_encoding, sniff_delimiter
+from callcenter.intake.errors import SourceFileError
 
 # The headers a phone column goes by in the lists agencies and operators send, compared after
 # :func:`header_key`. Shared with the staff-phone import (``callcenter.analysis.integrity``).
@@ -54,8 +57,26 @@ class OptOutImport:
 
     @property
     def failed(self) -> bool:
-        """Errors and not one phone taken (header refused, or every row bad): the list was not applied."""
-        return bool(self.errors) and self.added == 0 and self.already_listed == 0
+        """Not one phone taken (header refused, every row bad, or no row at all): not applied."""
+        return self.added == 0 and self.already_listed == 0
+
+
+def decode_list(data: bytes, *, name: str) -> str:
+    """A do-not-call file's text; a workbook or a file in another encoding is refused with advice."""
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"\xd0\xcf\x11\xe0"):
+        raise ValidationError(
+            f"{name}: an Excel workbook, not a CSV file; save it as 'CSV UTF-8' (Excel: Save As → "
+            "CSV UTF-8) and import that",
+            field="file",
+        )
+    try:
+        return data.decode(detect_csv_encoding(data[:65536], name=name))
+    except SourceFileError as exc:
+        raise ValidationError(str(exc), field="file") from None
+    except UnicodeDecodeError:
+        raise ValidationError(
+            f"{name}: not UTF-8 text; save it as 'CSV UTF-8' (Excel: Save As → CSV UTF-8)", field="file"
+        ) from None
 
 
 def _initials(cell: str) -> str:
@@ -72,7 +93,9 @@ def import_opt_outs(
     numbers are stored only as keyed hashes. Queued calls to these phones are closed at once.
     """
     result = OptOutImport()
-    reader = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    text = text.lstrip("\ufeff")
+    # Excel in a Vietnamese locale saves CSV with ";": sniffed from the first line, as the intake does.
+    reader = list(csv.reader(io.StringIO(text), delimiter=sniff_delimiter(text.split("\n", 1)[0])))
     column = 0
     start = 0
     if reader and reader[0] and not any(ch.isdigit() for ch in "".join(reader[0])):
@@ -97,6 +120,8 @@ def import_opt_outs(
             continue
         hashes.setdefault(cipher.phone_hash(phone.e164), index)
     if not hashes:
+        if result.rows == 0:
+            result.errors.append("no phone number in the file (it is empty, or a header alone)")
         return result
     existing = set(session.scalars(select(OptOut.phone_hash).where(OptOut.phone_hash.in_(hashes))))
     new = [h for h in hashes if h not in existing]

@@ -220,3 +220,20 @@ def test_optout_import_that_takes_nothing_exits_non_zero(cli_db: str, tmp_path: 
         ok = runner.invoke(app, ["campaign", "optout", "import", str(csv_file)])
         assert ok.exit_code == 0, ok.output
         assert outcome in ok.output
+    # Excel's ";" CSV with several columns is read like a "," one.
+    csv_file.write_text("STT;Số điện thoại;Ghi chú\n1;0905 777 888;chồng nghe máy\n", encoding="utf-8-sig")
+    semicolon = runner.invoke(app, ["campaign", "optout", "import", str(csv_file)])
+    assert semicolon.exit_code == 0 and "1 số mới" in semicolon.output, semicolon.output
+    # Nothing to take is a failure too: an empty file, a header alone.
+    for text in ("", "Số điện thoại\n"):
+        csv_file.write_text(text, encoding="utf-8")
+        empty = runner.invoke(app, ["campaign", "optout", "import", str(csv_file)])
+        assert empty.exit_code == 2 and "no phone number in the file" in empty.output, empty.output
+    # A workbook or a Windows-1258 file: advice, not a codec error.
+    workbook = tmp_path / "dnc.xlsx"
+    workbook.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    xlsx = runner.invoke(app, ["campaign", "optout", "import", str(workbook)])
+    assert xlsx.exit_code != 0 and "an Excel workbook, not a CSV file" in xlsx.output, xlsx.output
+    csv_file.write_bytes("SĐT\n0905123456\n".encode("cp1258"))
+    legacy = runner.invoke(app, ["campaign", "optout", "import", str(csv_file)])
+    assert legacy.exit_code != 0 and "Windows-1258" in legacy.output and "codec" not in legacy.output
