@@ -54,6 +54,7 @@ from callcenter.dialer.models import AttemptStatus
 from callcenter.dialer.pacing import AsyncPacer, LocalSendWindow, Scope
 from callcenter.dialer.settings import DialerSettings
 from callcenter.dialer.trunks import RedisKeys, TrunkServer, scopes, server_named, servers
+from callcenter.ivr.call_token import call_token_key
 from callcenter.ivr.questionnaire import load_questionnaire
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class TrunkOwner:
         # instead of all polling Redis while the window is full.
         self._permit_locks = {name: asyncio.Lock() for name in trunks}
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self._token_key = call_token_key(runtime.settings.pii_key_bytes)
         self._stop = asyncio.Event()
 
     # --- database on worker threads, in shared transactions (see callcenter.dialer.batching) ------------
@@ -262,7 +264,9 @@ class TrunkOwner:
         if found is None:
             return None  # already dialled, cancelled or reaped: never twice
         attempt, phone_enc = found
-        return service.dial_request(attempt=attempt, phone_enc=phone_enc, cipher=self.runtime.cipher)
+        return service.dial_request(
+            attempt=attempt, phone_enc=phone_enc, cipher=self.runtime.cipher, token_key=self._token_key
+        )
 
     # --- CallEvents ------------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from callcenter.dialer.adapters.base import DialRequest
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.dialer.state import ACTIVE_STATUSES, LIVE_STATUSES, compare_and_set, compare_and_set_returning
 from callcenter.intake.models import Dossier
+from callcenter.ivr.call_token import call_token
 from callcenter.ivr.service import survey_outcome_from_state, with_survey_state
 
 S = AttemptStatus
@@ -332,8 +333,11 @@ def attempt_for_dialing(session: Session, *, attempt_id: int) -> tuple[AttemptRe
     return attempt, phone_enc
 
 
-def dial_request(*, attempt: AttemptRef, phone_enc: bytes | None, cipher: PiiCipher) -> DialRequest:
-    """What the trunk needs to place the call: the clear number, decrypted only here."""
+def dial_request(
+    *, attempt: AttemptRef, phone_enc: bytes | None, cipher: PiiCipher, token_key: bytes
+) -> DialRequest:
+    """What the trunk needs to place the call: the clear number, decrypted only here, and the token the
+    IVR checks before it surveys the call (``token_key`` from ``ivr.call_token.call_token_key``)."""
     if phone_enc is None:
         raise LookupError(f"dossier {attempt.dossier_id} of call attempt {attempt.id} has no phone")
     return DialRequest(
@@ -342,6 +346,7 @@ def dial_request(*, attempt: AttemptRef, phone_enc: bytes | None, cipher: PiiCip
         channel_id=attempt.channel_id or "",
         number=national_format(cipher.decrypt(phone_enc)),
         server=attempt.server or "",
+        call_token=call_token(token_key, attempt_id=attempt.id, dossier_id=attempt.dossier_id),
     )
 
 

@@ -33,6 +33,7 @@ from callcenter.ivr import constants as c
 from callcenter.ivr.adapters.followups import SurveyFollowUps
 from callcenter.ivr.agi import MAX_LINE, AGIError, AGIHangup, AgiRequest, read_agi_environment
 from callcenter.ivr.agi_transport import AgiTransport, AsyncTranscriber
+from callcenter.ivr.call_token import verify_call_token
 from callcenter.ivr.context import load_call_context
 from callcenter.ivr.driver import run_survey
 from callcenter.ivr.flow import AnswerMatcher, CallContext, SurveyFlow
@@ -56,6 +57,7 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
         questionnaire: Questionnaire,
         prompts: PromptLibrary,
         recordings_dir: Path,
+        token_key: bytes,
         transcriber: AsyncTranscriber | None = None,
         matcher: AnswerMatcher | None = None,
         db_threads: int = 8,
@@ -70,6 +72,7 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
         self.questionnaire = questionnaire
         self.prompts = prompts
         self.recordings_dir = recordings_dir
+        self.token_key = token_key  # checks the dialer's CALL_TOKEN (callcenter.ivr.call_token)
         self.transcriber = transcriber
         self.matcher = matcher
         self.env_timeout = env_timeout
@@ -144,7 +147,20 @@ class SurveyAgiApplication(Application):  # type: ignore[misc]
                     "missing" if raw is None else f"not an id ({raw[:20]!r})",
                 )
                 return None
-        return values[c.VAR_ATTEMPT_ID], values[c.VAR_DOSSIER_ID]
+        attempt_id, dossier_id = values[c.VAR_ATTEMPT_ID], values[c.VAR_DOSSIER_ID]
+        token = await request.get_variable(c.VAR_CALL_TOKEN)
+        if not verify_call_token(self.token_key, attempt_id=attempt_id, dossier_id=dossier_id, token=token):
+            # Not a call our dialer placed for this dossier (a dialplan routing another call here, a
+            # connection from elsewhere, a forged id): its answers would count in the official figures.
+            log.error(
+                "channel %s: %s for attempt %s and dossier %s; not surveying",
+                request.headers.get("agi_channel"),
+                f"{c.VAR_CALL_TOKEN} is missing" if not token else f"{c.VAR_CALL_TOKEN} does not match",
+                attempt_id,
+                dossier_id,
+            )
+            return None
+        return attempt_id, dossier_id
 
     def _load_context(self, dossier_id: int) -> CallContext:
         with session_scope(self.sessions) as session:

@@ -29,10 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callcenter.ivr import constants as c
+from callcenter.ivr.call_token import call_token, call_token_key
+
 DEAD_511 = "511 Command Not Permitted on a dead channel or intercept routine\n"
 # Commands res_agi allows on a dead channel.
 DEAD_SAFE = ("GET VARIABLE", "GET FULL VARIABLE", "SET VARIABLE", "NOOP", "VERBOSE", "EXEC", "DATABASE")
 INPUT_COMMANDS = ("GET DATA", "WAIT FOR DIGIT", "RECORD FILE")
+
+
+def survey_variables(attempt_id: int, dossier_id: int, *, pii_key: bytes) -> dict[str, str]:
+    """The channel variables the dialer's Originate sets for a survey call (ids and their token)."""
+    token = call_token(call_token_key(pii_key), attempt_id=attempt_id, dossier_id=dossier_id)
+    return {c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: str(dossier_id), c.VAR_CALL_TOKEN: token}
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from callcenter.core.sealed_audio import sealer_from_settings
 from callcenter.ivr import constants as c
 from callcenter.ivr.adapters.followups import celery_followups
 from callcenter.ivr.agi_server import SurveyAgiApplication, serve_forever
+from callcenter.ivr.call_token import call_token_key
 from callcenter.ivr.questionnaire import QuestionnaireError, load_questionnaire
 from callcenter.ivr.settings import IvrSettings
 from callcenter.ivr.tts import PromptLibrary, default_engines
@@ -101,6 +102,7 @@ def agi_server(
             questionnaire=questionnaire,
             prompts=prompts,
             recordings_dir=recordings,
+            token_key=call_token_key(runtime.settings.pii_key_bytes),
             transcriber=transcriber,
             db_threads=settings.db_threads,
             env_timeout=settings.env_timeout_seconds,

@@ -37,6 +37,7 @@ from callcenter.core.clock import Clock
 from callcenter.core.db import session_scope
 from callcenter.core.errors import NotFound
 from callcenter.core.runtime import Runtime
+from callcenter.ivr.call_token import call_token_key, verify_call_token
 from callcenter.ivr.context import load_call_context
 from callcenter.ivr.flow import (
     Action,
@@ -108,6 +109,7 @@ class TwilioIvr:
     clock: Clock
     codec: StateCodec
     validator: RequestValidator
+    token_key: bytes  # checks the dialer's call token (callcenter.ivr.call_token)
 
     @classmethod
     def from_runtime(cls, runtime: Runtime, settings: IvrSettings | None = None) -> TwilioIvr:
@@ -124,6 +126,7 @@ class TwilioIvr:
             clock=runtime.clock,
             codec=StateCodec(key),
             validator=RequestValidator(settings.twilio_auth_token.get_secret_value()),
+            token_key=call_token_key(runtime.settings.pii_key_bytes),
         )
 
     def public_url(self, path: str, query: dict[str, Any] | None = None) -> str:
@@ -268,8 +271,15 @@ def _respond(
 
 
 @router.post("/voice")
-def voice(attempt_id: int, dossier_id: int, params: Params, ivr: Ivr) -> Response:
+def voice(attempt_id: int, dossier_id: int, params: Params, ivr: Ivr, token: str = "") -> Response:
     """The citizen answered: greet and ask the first question."""
+    if not verify_call_token(ivr.token_key, attempt_id=attempt_id, dossier_id=dossier_id, token=token):
+        # Signed by Twilio, but not a call our dialer placed for this attempt and dossier.
+        log.error("Twilio call for attempt %s, dossier %s: the call token %s; not surveying",
+                  attempt_id, dossier_id, "is missing" if not token else "does not match")  # fmt: skip
+        response = VoiceResponse()
+        response.hangup()
+        return _twiml(response)
     with session_scope(ivr.sessions) as session:
         try:
             context = load_call_context(session, dossier_id=dossier_id)

@@ -93,9 +93,17 @@ def _trunk(port: int, secret: str = "dialer-secret") -> AsteriskTrunk:
     )
 
 
+TOKEN = "Zm9yZ2VkLWJ5LW5vYm9keQ"  # a call token (callcenter.ivr.call_token), carried as it is
+
+
 def _request(number: str, attempt_id: int = 41) -> DialRequest:
     return DialRequest(
-        attempt_id=attempt_id, dossier_id=77, channel_id=str(uuid.uuid4()), number=number, server="pbx1"
+        attempt_id=attempt_id,
+        dossier_id=77,
+        channel_id=str(uuid.uuid4()),
+        number=number,
+        server="pbx1",
+        call_token=TOKEN,
     )
 
 
@@ -130,7 +138,7 @@ def test_recorded_call_maps_to_one_outcome(fixtures: Path, name: str) -> None:
     assert sent["async"] == "true" and sent["context"] == "survey" and sent["exten"] == "s"
     assert sent["channelid"] == request.channel_id
     assert sent["channel"] == f"Local/{number}@citizen-sim"
-    assert sorted(sent["variable"].split("\n")) == ["ATTEMPT_ID=41", "DOSSIER_ID=77"]
+    assert sorted(sent["variable"].split("\n")) == ["ATTEMPT_ID=41", f"CALL_TOKEN={TOKEN}", "DOSSIER_ID=77"]
 
 
 def test_login_failure_is_permanent_and_not_retried(fixtures: Path) -> None:

@@ -22,6 +22,7 @@ from callcenter.dialer.state import (
     compare_and_set,
 )
 from callcenter.dialer.testing import seed_dossiers, start_campaign
+from callcenter.ivr.call_token import call_token_key, verify_call_token
 from callcenter.ivr.context import load_call_context
 from callcenter.ivr.flow import SurveyResult
 from callcenter.ivr.service import save_survey_progress
@@ -107,6 +108,17 @@ def test_start_dialing_moves_a_claimed_attempt_once_and_reads_what_the_call_need
     other = service.attempt_for_dialing(db_session, attempt_id=queued)
     assert other is not None and cipher.decrypt(phone_enc) != cipher.decrypt(other[1] or b"")
     assert service.start_dialing(db_session, attempt_id=claimed, now=later) is None  # never twice
+    # The request carries the token the IVR checks: valid for this attempt and dossier only.
+    key = call_token_key(b"p" * 32)
+    request = service.dial_request(attempt=attempt, phone_enc=phone_enc, cipher=cipher, token_key=key)
+    assert (request.attempt_id, request.dossier_id) == (claimed, row.dossier_id)
+    ids = {"attempt_id": claimed, "dossier_id": row.dossier_id}
+    assert verify_call_token(key, **ids, token=request.call_token)
+    assert not verify_call_token(call_token_key(b"q" * 32), **ids, token=request.call_token)
+    assert not verify_call_token(
+        key, attempt_id=claimed, dossier_id=row.dossier_id + 1, token=request.call_token
+    )
+    assert not verify_call_token(key, attempt_id=queued, dossier_id=row.dossier_id, token=request.call_token)
 
 
 def test_finish_tells_the_campaign_exactly_once(db_session: Session, cipher: PiiCipher) -> None:

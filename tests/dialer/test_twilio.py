@@ -62,7 +62,9 @@ def _trunk(client: HttpClient, *, amd: bool = False) -> TwilioTrunk:
                        machine_detection=amd, http_client=client)  # fmt: skip
 
 
-REQUEST = DialRequest(attempt_id=41, dossier_id=77, channel_id="c", number="0905123456", server="account")
+REQUEST = DialRequest(
+    attempt_id=41, dossier_id=77, channel_id="c", number="0905123456", server="account", call_token="T0k3n"
+)
 
 
 def test_calls_create_carries_the_ivr_webhook_and_status_callback() -> None:
@@ -74,7 +76,7 @@ def test_calls_create_carries_the_ivr_webhook_and_status_callback() -> None:
     assert sent["url"] == f"https://api.twilio.com/2010-04-01/Accounts/{SID}/Calls.json"
     data = sent["data"]
     assert data["To"] == "+84905123456" and data["From"] == "+842363822022"
-    assert data["Url"] == f"{BASE}/ivr/twilio/voice?attempt_id=41&dossier_id=77"
+    assert data["Url"] == f"{BASE}/ivr/twilio/voice?attempt_id=41&dossier_id=77&token=T0k3n"
     assert data["StatusCallback"] == f"{BASE}/dialer/twilio/status?attempt_id=41"
     assert data["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
     assert data["MachineDetection"] == "Enable"

@@ -50,6 +50,7 @@ from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.dialer.testing import PG_ADMIN_DSN, REPO, PrivateRedis, Processes, dialer_env
 from callcenter.intake.demo import run_demo_intake
 from callcenter.intake.models import Agency, Dossier
+from callcenter.ivr.call_token import call_token, call_token_key
 from callcenter.ivr.models import SurveyResponse
 from tests.dialer.ami_server import ThreadedFakeAmi
 from tests.e2e.fake_pbx import ANSWERED, EXPECTED, Behaviour, Citizens, FakePbx, behaviour_for
@@ -315,11 +316,23 @@ def test_production_shape_from_intake_to_report(
     assert all(s.error is None and s.closed_by_server for s in fake.agi_sessions), [
         (s.behaviour, s.error) for s in fake.agi_sessions if s.error or not s.closed_by_server
     ]
-    # Each AGI session ran the survey for the attempt and dossier the Originate put on its channel.
+    # Each AGI session ran the survey for the attempt and dossier the Originate put on its channel...
+    token_key = call_token_key(Settings(env="test").pii_key_bytes)
     for agi in fake.agi_sessions:
         attempt = by_channel[agi.channel_id]
-        assert agi.variables == {"ATTEMPT_ID": str(attempt.id), "DOSSIER_ID": str(attempt.dossier_id)}
-        assert agi.commands[:3] == ["ANSWER", "GET VARIABLE ATTEMPT_ID", "GET VARIABLE DOSSIER_ID"]
+        # ... signed by the dialer (the AGI server surveys no call without its token).
+        token = call_token(token_key, attempt_id=attempt.id, dossier_id=attempt.dossier_id)
+        assert agi.variables == {
+            "ATTEMPT_ID": str(attempt.id),
+            "DOSSIER_ID": str(attempt.dossier_id),
+            "CALL_TOKEN": token,
+        }
+        assert agi.commands[:4] == [
+            "ANSWER",
+            "GET VARIABLE ATTEMPT_ID",
+            "GET VARIABLE DOSSIER_ID",
+            "GET VARIABLE CALL_TOKEN",
+        ]
         assert agi.number == phones[attempt.dossier_id]
 
     # Every attempt in exactly one final state; every dialled one finished with the citizen's outcome.

@@ -42,6 +42,7 @@ from callcenter.ivr.agi_testing import (
     SessionStats,
     environment_chunks,
     load_recording,
+    survey_variables,
 )
 from callcenter.ivr.agi_transport import AgiTransport
 from callcenter.ivr.messages import Record, Utterance
@@ -52,6 +53,8 @@ from tests.ivr.conftest import forget_opt_out, make_dossier
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+# The agi-server process runs with CALLCENTER_ENV=test: the development PII key signs call tokens.
+PII_KEY = Settings(env="test").pii_key_bytes
 
 
 @dataclass
@@ -185,7 +188,7 @@ def recorded_citizen(
     shared_dir: Path, name: str, dossier_id: int, attempt_id: int, **kw: object
 ) -> FakeAsterisk:
     path = shared_dir / "fixtures" / "asterisk" / f"agi-{name}.jsonl"
-    variables = {c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: str(dossier_id)}
+    variables = survey_variables(attempt_id, dossier_id, pii_key=PII_KEY)
     return FakeAsterisk.from_recording(
         path, variables=variables, garbage=True, split_writes=True, seed=attempt_id, **kw
     )  # type: ignore[arg-type]
@@ -254,7 +257,7 @@ def test_link_lost_during_the_recording_keeps_it_sealed(
     """The comment Asterisk wrote is sealed and kept with the answers, never left in the clear."""
     dossier_id, attempt_id, _ = new_call(agi_server, cipher)
     path = shared_dir / "fixtures" / "asterisk" / "agi-answer.jsonl"
-    variables = {c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: str(dossier_id)}
+    variables = survey_variables(attempt_id, dossier_id, pii_key=PII_KEY)
     fake = LinkDropsDuringRecording.from_recording(path, variables=variables, write_recordings=True)
     stats = play(agi_server, fake)
     assert fake.dropped and stats.commands[-1].startswith("RECORD FILE")
@@ -327,13 +330,13 @@ def test_barge_in_and_opt_out(agi_server: RunningServer, shared_dir: Path, ciphe
     fake = FakeAsterisk(
         environment_chunks(records),
         [CitizenInput("digits", "0"), CitizenInput("digits", "1")],
-        variables={c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: str(dossier_id)},
+        variables=survey_variables(attempt_id, dossier_id, pii_key=PII_KEY),
         barge_in=True,
     )
     stats = play(agi_server, fake)
     # 0 pressed during the greeting: the dossier sentence and the question are skipped
-    assert verbs(stats)[:5] == ["ANSWER", "GET VARIABLE", "GET VARIABLE", "STREAM FILE", "GET DATA"]
-    assert stats.commands[3].endswith('"0123456789*#"')
+    assert verbs(stats)[:6] == ["ANSWER", *["GET VARIABLE"] * 3, "STREAM FILE", "GET DATA"]
+    assert stats.commands[4].endswith('"0123456789*#"')
     row, outcome = stored(agi_server, attempt_id)
     assert row is not None and row.status == "opted_out" and outcome is SurveyOutcome.OPTED_OUT
     with Session(agi_server.engine) as session:
@@ -356,11 +359,43 @@ def test_unknown_dossier_is_refused(agi_server: RunningServer, shared_dir: Path)
     fake = FakeAsterisk(
         environment_chunks(records),
         [],
-        variables={c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: "99999999"},
+        variables=survey_variables(attempt_id, 99999999, pii_key=PII_KEY),
     )
     play(agi_server, fake)
     assert fake.variables[c.VAR_SURVEY_END] == "error"
     assert stored(agi_server, attempt_id) == (None, SurveyOutcome.NONE)
+
+
+@pytest.mark.parametrize("forgery", ["missing", "another dossier", "another key"])
+def test_a_call_the_dialer_did_not_sign_is_not_surveyed(
+    agi_server: RunningServer, shared_dir: Path, cipher: PiiCipher, forgery: str
+) -> None:
+    """Answers for an attempt never placed, or for another citizen's dossier, must not reach the
+    figures: the ids alone (all a dialplan or a stray connection has) are not enough."""
+    dossier_id, attempt_id, _ = new_call(agi_server, cipher)
+    other_dossier, _, _ = new_call(agi_server, cipher)
+    variables = survey_variables(attempt_id, dossier_id, pii_key=PII_KEY)
+    if forgery == "missing":
+        del variables[c.VAR_CALL_TOKEN]
+    elif forgery == "another dossier":  # a genuine token, for the same attempt and another dossier
+        variables[c.VAR_CALL_TOKEN] = survey_variables(attempt_id, other_dossier, pii_key=PII_KEY)[
+            c.VAR_CALL_TOKEN
+        ]
+    else:
+        variables[c.VAR_CALL_TOKEN] = survey_variables(attempt_id, dossier_id, pii_key=b"k" * 32)[
+            c.VAR_CALL_TOKEN
+        ]
+    fake = recorded_citizen(shared_dir, "answer", dossier_id, attempt_id)
+    fake.variables = variables
+    stats = play(agi_server, fake)
+    assert fake.variables[c.VAR_SURVEY_END] == "error" and stats.closed_by_server
+    assert "STREAM FILE" not in verbs(stats)  # not a word of the survey
+    assert stored(agi_server, attempt_id) == (None, SurveyOutcome.NONE)
+    expected = "CALL_TOKEN is missing" if forgery == "missing" else "CALL_TOKEN does not match"
+    assert (
+        f"{expected} for attempt {attempt_id} and dossier {dossier_id}; not surveying"
+        in agi_server.log.read_text()
+    )
 
 
 def test_a_peer_that_leaves_early_does_not_freeze_the_server(
@@ -397,7 +432,7 @@ def test_usage_error_mid_call_keeps_the_answers(
     fake = UsageErrorOnReasons(
         environment_chunks(records),
         [CitizenInput("digits", "2")],
-        variables={c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: str(dossier_id)},
+        variables=survey_variables(attempt_id, dossier_id, pii_key=PII_KEY),
     )
     stats = play(agi_server, fake)
     assert stats.closed_by_server
@@ -414,7 +449,7 @@ def test_keys_during_the_reason_list(agi_server: RunningServer, shared_dir: Path
     fake = FakeAsterisk(
         environment_chunks(records),
         [CitizenInput("digits", "2"), CitizenInput("digits", "13")],
-        variables={c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: str(dossier_id)},
+        variables=survey_variables(attempt_id, dossier_id, pii_key=PII_KEY),
         barge_in=True,
     )
     stats = play(agi_server, fake)

@@ -17,13 +17,23 @@ from callcenter.asr.service import Transcript
 from callcenter.core.clock import SystemClock
 from callcenter.core.db import make_session_factory
 from callcenter.core.pii import PiiCipher
+from callcenter.core.settings import Settings
 from callcenter.ivr import constants as c
 from callcenter.ivr.agi_server import SurveyAgiApplication, start_agi_server
-from callcenter.ivr.agi_testing import CitizenInput, FakeAsterisk, environment_chunks, load_recording
+from callcenter.ivr.agi_testing import (
+    CitizenInput,
+    FakeAsterisk,
+    environment_chunks,
+    load_recording,
+    survey_variables,
+)
+from callcenter.ivr.call_token import call_token_key
 from callcenter.ivr.questionnaire import load_questionnaire
 from callcenter.ivr.service import get_response
 from callcenter.ivr.tts import PromptLibrary, default_engines
 from tests.ivr.conftest import make_dossier
+
+PII_KEY = Settings(env="test").pii_key_bytes
 
 
 class ScriptedRecogniser:
@@ -80,6 +90,7 @@ def serve_one_call(
             questionnaire=load_questionnaire(),
             prompts=PromptLibrary(tmp_path / "prompts", default_engines(gtts_timeout=0.3)),
             recordings_dir=tmp_path,
+            token_key=call_token_key(PII_KEY),
             transcriber=recogniser,
         )
         server = await start_agi_server(app, "127.0.0.1", 0)
@@ -112,7 +123,7 @@ def test_spoken_answers_over_agi(
     fake = FakeAsterisk(
         environment_chunks(records),
         [CitizenInput("recording", endpos=8000, ended_by="timeout")],  # one second of "speech"
-        variables={c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: str(dossier_id)},
+        variables=survey_variables(attempt_id, dossier_id, pii_key=PII_KEY),
         write_recordings=True,
     )
 
@@ -144,7 +155,7 @@ def test_engine_failure_is_no_answer_and_the_question_is_asked_again(
     fake = ClipWritingAsterisk(
         environment_chunks(records),
         [CitizenInput("recording", endpos=8000, ended_by="timeout")] * 2,  # says it, then says it again
-        variables={c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: str(dossier_id)},
+        variables=survey_variables(attempt_id, dossier_id, pii_key=PII_KEY),
     )
 
     serve_one_call(sqlite_engine, tmp_path, recogniser, fake)
@@ -187,7 +198,7 @@ def test_answer_clip_is_deleted_when_recording_ends_early(
     fake = ClipWritingAsterisk(
         environment_chunks(records),
         [citizen],
-        variables={c.VAR_ATTEMPT_ID: str(attempt_id), c.VAR_DOSSIER_ID: str(dossier_id)},
+        variables=survey_variables(attempt_id, dossier_id, pii_key=PII_KEY),
     )
 
     serve_one_call(sqlite_engine, tmp_path, recogniser, fake)

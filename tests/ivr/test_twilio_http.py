@@ -25,6 +25,7 @@ from callcenter.core.models import OptOut
 from callcenter.core.pii import PiiCipher
 from callcenter.core.runtime import Runtime
 from callcenter.core.settings import Settings
+from callcenter.ivr.call_token import call_token, call_token_key
 from callcenter.ivr.models import SurveyResponse
 from callcenter.ivr.settings import IvrSettings
 from callcenter.ivr.tts import PromptLibrary, default_engines
@@ -34,6 +35,7 @@ from tests.ivr.conftest import forget_opt_out, make_dossier
 TOKEN = "test-auth-token-0123456789abcdef"
 BASE = "https://ivr.example.vn"
 SIGNER = RequestValidator(TOKEN)
+TOKEN_KEY = call_token_key(Settings(env="test").pii_key_bytes)  # the call token the dialer adds
 
 # What Twilio's voice TwiML accepts for the verbs we use (attributes, children, enumerations).
 TWIML: dict[str, dict[str, object]] = {
@@ -107,12 +109,17 @@ class Call:
         sig = SIGNER.compute_signature(url, params) if signature is None else signature
         return self.client.post(url.removeprefix(BASE), data=params, headers={"X-Twilio-Signature": sig})
 
+    @property
+    def start_url(self) -> str:
+        """The voice webhook as the dialer gives it to Twilio: the ids and their call token."""
+        token = call_token(TOKEN_KEY, attempt_id=self.attempt_id, dossier_id=self.dossier_id)
+        return (
+            f"{BASE}/ivr/twilio/voice?attempt_id={self.attempt_id}&dossier_id={self.dossier_id}&token={token}"
+        )
+
     def answer(self, **params: str) -> ET.Element:
         """POST the last TwiML's action (or the call's start) with Twilio's fields; return the TwiML."""
-        url = (
-            self.next_url
-            or f"{BASE}/ivr/twilio/voice?attempt_id={self.attempt_id}&dossier_id={self.dossier_id}"
-        )
+        url = self.next_url or self.start_url
         response = self.signed_post(url, {"CallSid": "CA123", "CallStatus": "in-progress", **params})
         assert response.status_code == 200, response.text  # type: ignore[attr-defined]
         assert response.headers["content-type"].startswith("application/xml")  # type: ignore[attr-defined]
@@ -248,8 +255,23 @@ def test_call_status_belongs_to_the_dialer(call: Call) -> None:
     assert call.row().status == "in_progress"
 
 
+@pytest.mark.parametrize("token", ["", "&token=AAAAAAAAAAAAAAAAAAAAAA", "dossier"])
+def test_a_call_the_dialer_did_not_sign_hangs_up_unsurveyed(call: Call, token: str) -> None:
+    """Signed by Twilio, but no (or another call's) call token: not a word of the survey, nothing stored."""
+    if token == "dossier":  # the genuine token of this attempt for another dossier
+        token = "&token=" + call_token(TOKEN_KEY, attempt_id=call.attempt_id, dossier_id=call.dossier_id + 1)
+    url = f"{BASE}/ivr/twilio/voice?attempt_id={call.attempt_id}&dossier_id={call.dossier_id}{token}"
+    response = call.signed_post(url, {"CallSid": "CA123", "CallStatus": "in-progress"})
+    assert response.status_code == 200  # type: ignore[attr-defined]
+    root = check_twiml(response.text)  # type: ignore[attr-defined]
+    assert [n.tag for n in root] == ["Hangup"]
+    with Session(call.engine) as session:
+        stored = session.execute(select(SurveyResponse).where(SurveyResponse.attempt_id == call.attempt_id))
+        assert stored.first() is None
+
+
 def test_unsigned_or_wrongly_signed_requests_get_403(call: Call) -> None:
-    start = f"{BASE}/ivr/twilio/voice?attempt_id={call.attempt_id}&dossier_id={call.dossier_id}"
+    start = call.start_url
     path = start.removeprefix(BASE)
     assert call.client.post(path, data={"CallSid": "CA1"}).status_code == 403
     assert call.signed_post(start, {"CallSid": "CA1"}, signature="bm90IGEgc2lnbmF0dXJl").status_code == 403  # type: ignore[attr-defined]

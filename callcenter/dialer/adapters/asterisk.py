@@ -42,7 +42,7 @@ from callcenter.core.outcomes import CallOutcome
 from callcenter.dialer.adapters.base import CallEvents, DialRequest, TrunkUnavailable
 from callcenter.dialer.ami_calls import TRACKED_EVENTS, AmiCall, Progress, call_key
 from callcenter.dialer.settings import AsteriskServer
-from callcenter.ivr.constants import PRIORITY_SURVEY, VAR_ATTEMPT_ID, VAR_DOSSIER_ID
+from callcenter.ivr.constants import PRIORITY_SURVEY, VAR_ATTEMPT_ID, VAR_CALL_TOKEN, VAR_DOSSIER_ID
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,7 @@ class AsteriskTrunk:
                 "Variable": [
                     f"{VAR_ATTEMPT_ID}={request.attempt_id}",
                     f"{VAR_DOSSIER_ID}={request.dossier_id}",
+                    f"{VAR_CALL_TOKEN}={request.call_token}",
                 ],
             }
         )

@@ -28,6 +28,7 @@ class DialRequest:
     channel_id: str
     number: str
     server: str
+    call_token: str = ""  # callcenter.ivr.call_token: the IVR surveys the call only with it
 
     def __repr__(self) -> str:  # keeps the number out of tracebacks and logs
         return f"DialRequest(attempt_id={self.attempt_id}, server={self.server!r})"

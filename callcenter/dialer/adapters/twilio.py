@@ -63,7 +63,9 @@ class TwilioTrunk:
         )
 
     def webhook_url(self, request: DialRequest) -> str:
-        query = urlencode({"attempt_id": request.attempt_id, "dossier_id": request.dossier_id})
+        query = urlencode(
+            {"attempt_id": request.attempt_id, "dossier_id": request.dossier_id, "token": request.call_token}
+        )
         return f"{self.base_url}{IVR_WEBHOOK_PATH}?{query}"
 
     def status_callback_url(self, request: DialRequest) -> str:
