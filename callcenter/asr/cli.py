@@ -1,7 +1,13 @@
-"""``callcenter asr …``: check the speech engine, transcribe a file, try the matcher and classifier."""
+"""``callcenter asr …``: check the speech engine, transcribe a file, try the matcher and classifier.
+
+``match`` and ``transcribe --question`` use what the IVR uses: the questionnaire's ``speech:`` phrases
+(``CALLCENTER_IVR_QUESTIONNAIRE`` picks the file), its ``min_confidence``, and the flow's decision
+for that question (callcenter/ivr/flow.py): taken, confirmed first, or asked again.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -13,13 +19,8 @@ from callcenter.asr.classify import classify_comment
 from callcenter.asr.engines import select_engine
 from callcenter.asr.errors import AsrConfigError, AudioError
 from callcenter.asr.settings import AsrSettings
-from callcenter.asr.understand import (
-    SATISFACTION_CHOICES,
-    YES_NO_CHOICES,
-    match_answer,
-    reason_choices,
-)
-from callcenter.ivr.questionnaire import QuestionnaireError, load_questionnaire
+from callcenter.asr.understand import AnswerMatch, match_answer
+from callcenter.ivr.questionnaire import Questionnaire, QuestionnaireError, load_questionnaire
 from callcenter.ivr.settings import IvrSettings
 
 app = typer.Typer(help="Speech answers: engines, matching, comment classification.", no_args_is_help=True)
@@ -27,27 +28,69 @@ console = Console()
 
 
 class Question(StrEnum):
-    YES_NO = "yes-no"
+    YES_NO = "yes-no"  # a confirmation ("Quý ông/bà vừa trả lời: …") or the opt-out question
     SATISFACTION = "satisfaction"
     REASONS = "reasons"
+    COMMENT = "comment"  # the offer to leave a comment
 
 
-def _confirm_threshold() -> float:
-    """The confidence below which the IVR confirms a spoken answer: the questionnaire's
-    ``speech.min_confidence`` (the one threshold; CALLCENTER_IVR_QUESTIONNAIRE picks the file)."""
+def _questionnaire() -> Questionnaire:
+    """The questionnaire the IVR reads (CALLCENTER_IVR_QUESTIONNAIRE, else the shipped one)."""
     try:
-        return load_questionnaire(IvrSettings().questionnaire).speech.min_confidence
+        return load_questionnaire(IvrSettings().questionnaire)
     except QuestionnaireError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
 
 
-def _choices(question: Question) -> dict[str, list[str]]:
+def question_choices(q: Questionnaire, question: Question) -> dict[str, tuple[str, ...]]:
+    """The choices the IVR matches a spoken answer to this question against."""
     if question is Question.YES_NO:
-        return {k: list(v) for k, v in YES_NO_CHOICES.items()}
+        return q.confirm_choices()
     if question is Question.SATISFACTION:
-        return {k: list(v) for k, v in SATISFACTION_CHOICES.items()}
-    return reason_choices()
+        return q.satisfaction_choices()
+    if question is Question.COMMENT:
+        return q.comment_choices()
+    return q.reason_choices()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    match: AnswerMatch
+    confidence: float  # the engine's confidence and the match's, the lower (as the IVR takes it)
+    verdict: str
+
+
+def ivr_decision(
+    q: Questionnaire, question: Question, text: str, *, engine_confidence: float = 1.0
+) -> Decision:
+    """What the IVR does with ``text`` heard at ``question`` (the rules of callcenter/ivr/flow.py)."""
+    match = match_answer(text, question_choices(q, question))
+    confidence = min(engine_confidence, match.confidence)
+    low = confidence < q.speech.min_confidence
+    if question is Question.YES_NO:
+        # A confirmation is never confirmed in turn: one yes or no is taken at any confidence, and
+        # anything else counts as no (the question again with keys only; after 0, the survey goes on).
+        verdict = "not understood: counts as no" if match.choice is None else f"taken: {match.choice}"
+    elif question is Question.COMMENT:
+        if match.choice == "yes" and not low:
+            verdict = "taken: records a comment"
+        else:
+            verdict = "no comment: thanks and goodbye"
+    elif question is Question.REASONS:
+        if not match.choices:
+            verdict = "not understood: asks again"
+        elif low:
+            verdict = 'confirm: asks "Quý ông/bà vừa chọn: …" first'
+        else:
+            verdict = "taken"
+    elif match.choice is None:
+        verdict = "not understood: asks again" + (" (several answers)" if match.choices else "")
+    elif low:
+        verdict = 'confirm: asks "Quý ông/bà vừa trả lời: …" first'
+    else:
+        verdict = "taken"
+    return Decision(match, round(confidence, 4), verdict)
 
 
 @app.command("engine")
@@ -87,29 +130,34 @@ def transcribe(
     except (AsrConfigError, AudioError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
-    choices = _choices(question) if question else None
-    phrases = [p for ps in choices.values() for p in ps] if choices else None
+    q = _questionnaire() if question else None
+    # The recogniser gets the question's phrases as hints, as in a call.
+    phrases = [p for ps in question_choices(q, question).values() for p in ps] if q and question else None
     transcript = recognizer.transcribe(pcm, rate, phrases=phrases)
     console.print(
         f"{wav.name}: {duration_seconds(pcm, rate):.1f} s at {rate} Hz → {transcript.text!r} "
         f"(engine {transcript.engine}, confidence {transcript.confidence:.2f})"
     )
-    if choices:
-        match = match_answer(transcript.text, choices, engine_confidence=transcript.confidence)
-        verdict = "taken" if match.is_confident(_confirm_threshold()) else "confirm or ask for the key"
+    if q and question:
+        d = ivr_decision(q, question, transcript.text, engine_confidence=transcript.confidence)
         console.print(
-            f"answer: {match.choices or '—'} confidence {match.confidence:.2f} ({match.matched}) → {verdict}"
+            f"answer: {d.match.choices or '—'} confidence {d.confidence:.2f} ({d.match.matched}) → IVR: "
+            f"{d.verdict}",
+            markup=False,
+            soft_wrap=True,
         )
 
 
 @app.command("match")
 def match(text: str, question: Question = typer.Option(Question.YES_NO)) -> None:
-    """Show how a transcript maps to a question's choices (typed text: engine confidence 1)."""
-    result = match_answer(text, _choices(question))
-    verdict = "taken" if result.is_confident(_confirm_threshold()) else "confirm"
+    """Show what the IVR makes of a typed answer (engine confidence 1): the questionnaire's phrases,
+    its min_confidence, and the flow's decision (taken, confirm first, or ask again)."""
+    d = ivr_decision(_questionnaire(), question, text)
     console.print(
-        f"choice {result.choice} · all {list(result.choices)} · confidence {result.confidence:.2f} · "
-        f"matched {result.matched!r} → {verdict}"
+        f"choice {d.match.choice} · all {list(d.match.choices)} · confidence {d.confidence:.2f} · "
+        f"matched {d.match.matched!r} → IVR: {d.verdict}",
+        markup=False,
+        soft_wrap=True,
     )
 
 

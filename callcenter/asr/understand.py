@@ -24,7 +24,14 @@ How it reads Vietnamese:
   so is any answer in a transcript whose negation no phrase accounted for ("hài lòng, không biết
   nữa"): a negation we could not place may reverse what we matched.
 * **Politeness is not an answer.** "dạ", "vâng", "ừ" open almost every Vietnamese reply: a choice
-  matched only by such a particle loses to any other choice matched by a content word ("dạ không").
+  matched only by such a particle loses to any other choice matched by a content word ("dạ không"),
+  and is no answer at all before a negation we cannot place ("dạ, không biết").
+* **"Có … không?" is answered "có" or "không".** A bare "có" (with particles: "dạ có", "có ạ") is
+  the yes of such a question when a phrase list offers it. It is a verb, not a yes, before a word
+  we cannot place ("có gì đâu", "có thể", "có lẽ"), and it loses to a content phrase of another
+  choice ("có, nhưng chưa hài lòng" → not satisfied); against a bare "không" it stands, so "có
+  không" stays ambiguous. "Không có gì" ("it's nothing", "you're welcome") is an idiom, not a clear
+  no: as a whole answer it stays below the confirmation threshold.
 * **Numbers.** :func:`reason_choices` builds phrases for reason codes ("hai", "số hai", "thứ hai",
   "lý do hai", "2"); a number word followed by a unit noun ("một lần", "năm nay") is a quantity,
   not a choice. Several choices in one utterance ("hai và bốn") come back in ``choices``.
@@ -59,6 +66,8 @@ _DISTANT_NEGATION = 0.6  # "không cần góp ý": other words between the negat
 # confidence stays below the confirmation threshold (the IVR's min_confidence, 0.6 by default).
 _UNPLACED_NEGATION_CAP = 0.5
 _PARTICLE_ONLY = 0.6  # only a politeness particle matched, among other unplaced words
+# "không có gì" as a whole answer: "nothing", "no problem", "you're welcome" as often as "no".
+_NOTHING_IDIOM = 0.5
 
 
 def _words(text: str) -> frozenset[str]:
@@ -110,6 +119,11 @@ _VARIANTS = {
 }
 # Particles that open or close a reply whatever it says: weak evidence, never explained-away words.
 _PARTICLES = {"dạ", "vâng", "ạ", "ừ", "à", "ơi", "nhé", "nha", "nhá", "ha"}
+# The yes of a "có … không?" question. Weak evidence: it loses to a content phrase of another choice.
+_YES_WORDS = {"có"}
+_ALTERNATIVES = ("hay", "hoặc")  # "có hay không": "or"
+# Strength of a hit's words, for deciding between choices (see _Hit.strength).
+_PARTICLE, _BARE_YES, _CONTENT = 0, 1, 2
 # Words that carry no answer: not counted against coverage.
 _IGNORABLE = (
     _PARTICLES
@@ -166,7 +180,8 @@ class AnswerMatch:
 
 NO_MATCH = AnswerMatch(choice=None, confidence=0.0, matched=None, choices=())
 
-# Ready-made phrase lists the IVR may use for its standard questions.
+# Reference phrase lists for the matcher's tests and the yes/no benchmark (scripts/bench_asr.py).
+# The IVR and ``callcenter asr match`` use the questionnaire's ``speech:`` lists instead.
 YES_NO_CHOICES: Mapping[str, Sequence[str]] = {
     "yes": (
         "đúng",
@@ -353,13 +368,57 @@ class _Hit:
     start: int  # canonical token index
     end: int
     quality: float
-    weak: bool  # matched by politeness particles only
+    # _PARTICLE: politeness particles only ("dạ", "vâng"); _BARE_YES: a bare "có" ("dạ có");
+    # _CONTENT: anything else (a bare "không" included). A weaker hit loses to a stronger one of
+    # another choice, except that a bare "có" stands against a bare "không".
+    strength: int
     negated: bool  # a negation before it in its clause (then ``start`` is that NEG)
     discount: float = 1.0  # applied to the answer's confidence, not to the choice between hits
 
+    @property
+    def weak(self) -> bool:
+        return self.strength == _PARTICLE
+
+
+def _strength(p: Sequence[str]) -> int:
+    if all(t in _PARTICLES for t in p):
+        return _PARTICLE
+    if all(t in _PARTICLES or t in _YES_WORDS for t in p):
+        return _BARE_YES
+    return _CONTENT
+
+
+def _bare_negation(tokens: Sequence[str]) -> bool:
+    """A bare "không" ("dạ không", "không ạ"): a negation with nothing but particles around it."""
+    return NEG in tokens and all(t == NEG or t in _PARTICLES for t in tokens)
+
+
+def _ends_answer(text: Sequence[str], end: int) -> bool:
+    """What follows ``end`` lets a bare "có" be an answer: nothing, a particle or filler, a clause
+    break, a negation or "hay" ("có không?", "có hay không?" said back: yes and no, ambiguous)."""
+    return (
+        end >= len(text)
+        or text[end] in _IGNORABLE
+        or _is_clause_break(text[end])
+        or text[end] == NEG
+        or any(_same_word(text[end], w) for w in _ALTERNATIVES)
+    )
+
+
+def _says_nothing(raw: Sequence[str], canon: _Canon, index: int) -> bool:
+    """Whether the NEG at canonical ``index`` is "không có gì" ("chẳng có gì"…): "it's nothing"."""
+    start, end = canon.spans[index]
+    return any(_same_word(t, "gì") for t in raw[start:end])
+
 
 def _find_hits(
-    canon: _Canon, choice: str, phrases: Iterable[str], *, text_marked: bool, short: bool
+    raw: Sequence[str],
+    canon: _Canon,
+    choice: str,
+    phrases: Iterable[str],
+    *,
+    text_marked: bool,
+    short: bool,
 ) -> list[_Hit]:
     hits: list[_Hit] = []
     text = canon.tokens
@@ -367,7 +426,7 @@ def _find_hits(
         p = _phrase_tokens(phrase)
         if not p or len(p) > len(text):
             continue
-        weak = all(t in _PARTICLES for t in p)
+        strength = _strength(p)
         for start in range(len(text) - len(p) + 1):
             qualities = [
                 _word_quality(text[start + k], p[k], text_marked=text_marked, short=short)
@@ -384,14 +443,22 @@ def _find_hits(
                 continue
             # A bare "không" right before a word we cannot place negates that word ("không biết",
             # "không nhớ"), it does not answer the question.
-            if p == (NEG,) and end < len(text) and text[end] not in _IGNORABLE:
+            bare_no = _bare_negation(p)
+            if bare_no and end < len(text) and text[end] not in _IGNORABLE:
+                continue
+            # A bare "có" before a word we cannot place is the verb "have" ("có gì đâu", "có thể",
+            # "có lẽ"), not the yes of "có … không?".
+            if strength == _BARE_YES and not _ends_answer(text, end):
                 continue
             # Negated by a NEG earlier in the clause ("không thể nào hài lòng", "không cần góp ý").
             # A phrase that starts with its own negation is negated again only by an earlier one
             # ("không phải tôi không hài lòng"): a double negation.
-            negator = canon.scope[start] if p != (NEG,) else None
+            negator = canon.scope[start] if not bare_no else None
             negated = negator is not None
             discount = 1.0
+            # "không có gì" as the whole answer: maybe "no", maybe "it's nothing", "no problem".
+            if bare_no and _says_nothing(raw, canon, start + p.index(NEG)):
+                discount = _NOTHING_IDIOM
             if negator is not None:
                 if p[0] == NEG:
                     discount = _DOUBLE_NEGATION
@@ -399,7 +466,7 @@ def _find_hits(
                     discount = _DISTANT_NEGATION
             quality = sum(qualities) / len(qualities)
             first = negator if negator is not None else start
-            hits.append(_Hit(choice, first, end, quality, weak, negated, discount))
+            hits.append(_Hit(choice, first, end, quality, strength, negated, discount))
     return hits
 
 
@@ -434,7 +501,7 @@ def match_answer(
 
     hits: list[_Hit] = []
     for choice, phrases in choices.items():
-        hits.extend(_find_hits(canon, choice, phrases, text_marked=text_marked, short=short))
+        hits.extend(_find_hits(raw, canon, choice, phrases, text_marked=text_marked, short=short))
 
     names = list(choices)
     selected = _select(hits)
@@ -445,14 +512,13 @@ def match_answer(
         elif len(names) == 2:
             other = names[1] if hit.choice == names[0] else names[0]
             quality = hit.quality * _BINARY_FLIP
-            resolved.append(_Hit(other, hit.start, hit.end, quality, False, False, hit.discount))
+            resolved.append(_Hit(other, hit.start, hit.end, quality, _CONTENT, False, hit.discount))
         # A negated phrase with no opposite choice answers nothing, and it blocked the wrong one.
 
     # Doubtful words (tone confusions, near misses) count only when nothing was clearly heard.
     if any(h.quality >= _UNMARKED_TEXT for h in resolved):
         resolved = [h for h in resolved if h.quality >= _TONE_MISMATCH + 0.01]
-    strong_choices = {h.choice for h in resolved if not h.weak}
-    resolved = [h for h in resolved if not h.weak or not strong_choices]
+    resolved = [h for h in resolved if not _outweighed(h, resolved, canon.tokens)]
     if not resolved:
         return NO_MATCH
 
@@ -476,6 +542,9 @@ def match_answer(
     for hit in selected:
         consumed.update(range(hit.start, hit.end))
     unplaced_negation = any(t == NEG and i not in consumed for i, t in enumerate(canon.tokens))
+    # "dạ, không biết": a polite opening before a negation we cannot place is no yes at all.
+    if unplaced_negation and all(h.weak for h in resolved):
+        return NO_MATCH
     countable = [i for i, t in enumerate(canon.tokens) if t not in _IGNORABLE or i in explained]
     coverage = sum(1 for i in countable if i in explained) / len(countable) if countable else 1.0
     # "dạ" alone is a yes; "dạ" before words we could not place is only a polite opening.
@@ -494,6 +563,19 @@ def match_answer(
         matched=matched,
         choices=tuple(found),
     )
+
+
+def _outweighed(hit: _Hit, hits: Sequence[_Hit], tokens: Sequence[str]) -> bool:
+    """A particle-only hit loses to any other hit; a bare "có" to a content hit of another choice
+    ("có, nhưng chưa hài lòng"), not to a bare "không" ("có không?" stays ambiguous)."""
+    if hit.strength == _PARTICLE:
+        return any(h.strength > _PARTICLE for h in hits)
+    if hit.strength == _BARE_YES:
+        return any(
+            h.choice != hit.choice and h.strength == _CONTENT and not _bare_negation(tokens[h.start : h.end])
+            for h in hits
+        )
+    return False
 
 
 def _surface(raw: Sequence[str], canon: _Canon, hit: _Hit) -> str:

@@ -14,6 +14,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from callcenter.asr.understand import number_phrases
 from callcenter.core.errors import ValidationError as CallCenterValidationError
 
 DEFAULT_QUESTIONNAIRE = Path(__file__).resolve().parents[2] / "prompts" / "questionnaire.vi.yaml"
@@ -155,6 +156,28 @@ class Questionnaire(_Strict):
     @property
     def keyed_reasons(self) -> tuple[Reason, ...]:
         return tuple(r for r in self.reasons if r.key is not None)
+
+    # The choices a spoken answer is matched against, as the IVR's flow builds them (a test keeps the
+    # two identical); ``callcenter asr match`` shows the IVR's verdict with these.
+
+    def satisfaction_choices(self) -> dict[str, tuple[str, ...]]:
+        """For "Quý ông/bà có hài lòng không?": ``satisfied`` / ``unsatisfied``."""
+        return {"satisfied": self.speech.satisfied, "unsatisfied": self.speech.unsatisfied}
+
+    def confirm_choices(self) -> dict[str, tuple[str, ...]]:
+        """For a confirmation ("Quý ông/bà vừa trả lời: …", the opt-out question): ``yes`` / ``no``."""
+        return {"yes": self.speech.confirm, "no": self.speech.deny}
+
+    def comment_choices(self) -> dict[str, tuple[str, ...]]:
+        """For the comment offer: ``yes`` (the comment phrases or a plain yes) / ``no``."""
+        return {"yes": self.speech.comment + self.speech.confirm, "no": self.speech.deny}
+
+    def reason_choices(self) -> dict[str, tuple[str, ...]]:
+        """Spoken forms of each reason: its label, its phrases, and its key as a number ("số hai")."""
+        return {
+            str(r.code): (r.label, *r.phrases, *(number_phrases(int(r.key)) if r.key else ()))
+            for r in self.reasons
+        }
 
     def static_texts(self) -> dict[str, str]:
         """Every prompt that is the same on every call, by the name the flow plays it under."""

@@ -18,6 +18,7 @@ from callcenter.asr.understand import (
     reason_choices,
     tokenize,
 )
+from callcenter.ivr.questionnaire import load_questionnaire
 
 
 def answer(text: str, choices=SATISFACTION_CHOICES, **kw) -> str | None:
@@ -268,8 +269,6 @@ def test_particle_before_unplaced_words_is_not_a_confident_yes() -> None:
 
 
 def _questionnaire_choices() -> tuple[dict, dict, dict, float]:
-    from callcenter.ivr.questionnaire import load_questionnaire
-
     q = load_questionnaire()
     s = q.speech
     satisfaction = {"satisfied": s.satisfied, "unsatisfied": s.unsatisfied}
@@ -379,3 +378,133 @@ def test_declined_comment_is_not_a_yes(text: str) -> None:
 def test_comment_offer_accepted(text: str) -> None:
     match = match_answer(text, COMMENT_Q, engine_confidence=0.9)
     assert match.choice == "yes" and match.confidence >= MIN_CONFIDENCE, match
+
+
+# --- "có … không?" answered the Vietnamese way (the questionnaire's phrase lists) ---------------
+
+CONFIRM_Q = {"yes": load_questionnaire().speech.confirm, "no": load_questionnaire().speech.deny}
+
+
+def _verdict(match) -> str:
+    """What the IVR does: "taken" (a choice, confident), "confirm" (a choice, below the threshold)
+    or "re-ask" (no single choice)."""
+    if match.choice is None:
+        return "re-ask"
+    return "taken" if match.confidence >= MIN_CONFIDENCE else "confirm"
+
+
+@pytest.mark.parametrize(
+    ("text", "choice"),
+    [
+        # "Quý ông/bà có hài lòng không?" — "có" is yes, "không" is no, with or without "dạ", "ạ"
+        ("có", "satisfied"),
+        ("dạ có", "satisfied"),
+        ("có ạ", "satisfied"),
+        ("dạ có ạ", "satisfied"),
+        ("vâng", "satisfied"),
+        ("dạ vâng", "satisfied"),
+        ("vâng ạ", "satisfied"),
+        ("có chứ", "satisfied"),
+        ("co", "satisfied"),  # no marks
+        ("không", "unsatisfied"),
+        ("dạ không", "unsatisfied"),
+        ("không ạ", "unsatisfied"),
+        ("dạ không ạ", "unsatisfied"),
+        ("chưa", "unsatisfied"),
+        ("dạ chưa", "unsatisfied"),
+        ("không có", "unsatisfied"),
+        ("hông", "unsatisfied"),
+        ("khong", "unsatisfied"),
+        ("không hài lòng lắm", "unsatisfied"),
+        ("có, nhưng chưa hài lòng", "unsatisfied"),  # the content phrase outweighs a bare "có"
+        ("có nhưng mà chưa hài lòng lắm", "unsatisfied"),
+        ("vâng, không hài lòng", "unsatisfied"),
+    ],
+)
+def test_satisfaction_answered_with_yes_or_no(text: str, choice: str) -> None:
+    match = match_answer(text, SATISFACTION_Q, engine_confidence=0.9)
+    assert _verdict(match) == "taken" and match.choice == choice, match
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "có hài lòng không",  # the question said back
+        "có không",
+        "có hay không",
+        "không có gì",  # "it's nothing" / "you're welcome": not a clear no
+        "dạ không có gì",
+        "không có gì đâu ạ",
+        "chẳng có gì",
+        "có gì đâu",  # "có" before other words is the verb, not a yes
+        "có thể",
+        "có lẽ vậy",
+        "dạ",  # an acknowledgement as often as an answer, after the long question
+        "ừ",  # also the hesitation "ờ"
+        "ờ",
+        "vâng, không biết",  # a polite opening before a negation we cannot place
+        "dạ tôi không biết",
+        "dạ không nhớ",
+        "có, không",
+        "không, có",
+    ],
+)
+def test_unclear_satisfaction_answers_are_never_taken(text: str) -> None:
+    match = match_answer(text, SATISFACTION_Q, engine_confidence=0.9)
+    assert _verdict(match) != "taken", match
+    assert not _stored_satisfied(match), match
+
+
+@pytest.mark.parametrize("text", ["không có gì", "dạ không có gì", "không có gì đâu ạ", "khong co gi"])
+@pytest.mark.parametrize("choices", ["satisfaction", "confirm", "module"])
+def test_nothing_idiom_is_below_the_threshold(text: str, choices: str) -> None:
+    table = {"satisfaction": SATISFACTION_Q, "confirm": CONFIRM_Q, "module": YES_NO_CHOICES}[choices]
+    match = match_answer(text, table)
+    assert match.confidence < MIN_CONFIDENCE, match
+    assert match.choice in (None, "no", "unsatisfied"), match
+
+
+def test_nothing_idiom_before_a_phrase_is_a_plain_negation() -> None:
+    # "không có gì hài lòng" (nothing satisfying) negates "hài lòng": not the idiom.
+    match = match_answer("không có gì hài lòng", SATISFACTION_Q)
+    assert match.choice == "unsatisfied" and match.confidence >= MIN_CONFIDENCE, match
+
+
+@pytest.mark.parametrize(
+    ("text", "choice"),
+    [
+        ("dạ", "yes"),
+        ("ừ", "yes"),
+        ("ừm", "yes"),
+        ("vâng", "yes"),
+        ("dạ vâng", "yes"),
+        ("vâng ạ", "yes"),
+        ("có", "yes"),
+        ("dạ có", "yes"),
+        ("đúng", "yes"),
+        ("đúng rồi", "yes"),
+        ("dạ đúng rồi ạ", "yes"),
+        ("đúng vậy", "yes"),
+        ("phải", "yes"),
+        ("phải rồi", "yes"),
+        ("không sai", "yes"),
+        ("không", "no"),
+        ("dạ không", "no"),
+        ("không ạ", "no"),
+        ("không phải", "no"),
+        ("dạ không phải ạ", "no"),
+        ("không đúng", "no"),
+        ("sai", "no"),
+        ("sai rồi", "no"),
+        ("chưa", "no"),
+        ("không có", "no"),
+    ],
+)
+def test_confirmation_answered_with_yes_or_no(text: str, choice: str) -> None:
+    match = match_answer(text, CONFIRM_Q, engine_confidence=0.9)
+    assert _verdict(match) == "taken" and match.choice == choice, match
+
+
+@pytest.mark.parametrize("text", ["dạ, không biết", "vâng tôi không nhớ", "ừ không biết nữa", "có gì đâu"])
+def test_confirmation_opening_before_an_unplaced_negation_is_no_yes(text: str) -> None:
+    assert "yes" not in match_answer(text, CONFIRM_Q).choices
