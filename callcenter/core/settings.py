@@ -20,6 +20,14 @@ DEV_PII_KEY = base64.urlsafe_b64encode(b"1022-dev-only-pii-key-32-bytes!!").deco
 DEV_HASH_KEY = "1022-dev-only-phone-hash-key"
 DEV_API_SECRET = "1022-dev-only-secret"
 
+# The phone hash is all that protects the opt-out list and the answers' phone hashes, and Vietnamese
+# mobile numbers are a small space (under 10^9): with a guessable key every hash is reversed by trying them
+# all. Production therefore wants a long random key, e.g. ``secrets.token_urlsafe(32)`` (43 characters).
+# Length and variety are what can be checked; "at least 32 characters, at least 8 different ones"
+# refuses empty, short and repeated keys without pretending to measure randomness.
+MIN_HASH_KEY_CHARS = 32
+MIN_HASH_KEY_DISTINCT = 8
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -59,8 +67,16 @@ class Settings(BaseSettings):
         problems = []
         if self.pii_key.get_secret_value() == DEV_PII_KEY:
             problems.append("CALLCENTER_PII_KEY is the development key")
-        if self.phone_hash_key.get_secret_value() == DEV_HASH_KEY:
+        hash_key = self.phone_hash_key.get_secret_value()
+        if hash_key == DEV_HASH_KEY:
             problems.append("CALLCENTER_PHONE_HASH_KEY is the development key")
+        elif len(hash_key) < MIN_HASH_KEY_CHARS or len(set(hash_key)) < MIN_HASH_KEY_DISTINCT:
+            problems.append(
+                f"CALLCENTER_PHONE_HASH_KEY must be at least {MIN_HASH_KEY_CHARS} characters with at least "
+                f"{MIN_HASH_KEY_DISTINCT} different ones (it has {len(hash_key)}, "
+                f"{len(set(hash_key))} different); generate one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         if self.database_url.startswith("sqlite"):
             problems.append("CALLCENTER_DATABASE_URL points at SQLite; production needs PostgreSQL")
         if problems:
