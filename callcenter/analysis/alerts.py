@@ -24,8 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -44,7 +45,7 @@ from callcenter.analysis.report import CHANNEL_LABELS
 from callcenter.analysis.settings import AnalysisSettings
 from callcenter.asr.adapters.comment_store import COMMENT_FAILED, COMMENT_PENDING
 from callcenter.core.clock import VN_TZ
-from callcenter.core.errors import ValidationError
+from callcenter.core.errors import ConflictError, NotFound, ValidationError
 from callcenter.core.pii import PiiCipher, mask_digit_runs
 from callcenter.intake.models import Agency, Field
 from callcenter.ivr.models import ResponseReason, ResponseStatus, SurveyResponse
@@ -95,6 +96,88 @@ def add_subscription(
     session.add(row)
     session.flush()
     return row, secret
+
+
+@dataclass(frozen=True)
+class SubscriptionListing:
+    """A subscription as shown to operators: never its signing secret."""
+
+    subscription_id: int
+    agency_code: str
+    notifier: str
+    target: str  # the e-mail address, or only the webhook's scheme and host (its path may be a token)
+    mode: str
+    active: bool
+    created_at: datetime
+
+
+def list_subscriptions(
+    session: Session, *, agency_id: int | None = None, include_ended: bool = True
+) -> list[SubscriptionListing]:
+    """The alert subscriptions, of one agency or all, oldest first."""
+    stmt = (
+        select(
+            AlertSubscription.id,
+            Agency.code,
+            AlertSubscription.notifier,
+            AlertSubscription.target,
+            AlertSubscription.mode,
+            AlertSubscription.active,
+            AlertSubscription.created_at,
+        )
+        .join(Agency, Agency.id == AlertSubscription.agency_id)
+        .order_by(AlertSubscription.id)
+    )
+    if agency_id is not None:
+        stmt = stmt.where(AlertSubscription.agency_id == agency_id)
+    if not include_ended:
+        stmt = stmt.where(AlertSubscription.active.is_(True))
+    return [
+        SubscriptionListing(
+            subscription_id=sub_id,
+            agency_code=code,
+            notifier=notifier,
+            target=_shown_target(notifier, target),
+            mode=mode,
+            active=active,
+            created_at=created_at,
+        )
+        for sub_id, code, notifier, target, mode, active, created_at in session.execute(stmt)
+    ]
+
+
+def _shown_target(notifier: str, target: str) -> str:
+    if notifier != NotifierKind.WEBHOOK.value:
+        return target
+    parts = urlsplit(target)
+    return f"{parts.scheme}://{parts.hostname or ''}/…"
+
+
+def end_subscription(session: Session, *, subscription_id: int) -> int:
+    """Stop a subscription (``active = false``); no new alert is raised for it. The caller commits.
+
+    The row is kept, since sent alerts refer to it. Alerts already raised and not yet sent are still
+    delivered (they concern answers given while it was active); their number is returned so that the
+    operator knows. An unknown id raises :class:`NotFound`, an already ended one :class:`ConflictError`.
+    """
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(AlertSubscription)
+        .where(AlertSubscription.id == subscription_id, AlertSubscription.active.is_(True))
+        .values(active=False)
+    )
+    if result.rowcount != 1:
+        if session.get(AlertSubscription, subscription_id) is None:
+            raise NotFound(f"no alert subscription with id {subscription_id}")
+        raise ConflictError(f"alert subscription {subscription_id} has already been ended")
+    undelivered = session.scalar(
+        select(func.count())
+        .select_from(Alert)
+        .where(
+            Alert.subscription_id == subscription_id,
+            Alert.state.in_([AlertState.PENDING.value, AlertState.SENDING.value]),
+        )
+    )
+    return int(undelivered or 0)
 
 
 # --- raising -----------------------------------------------------------------------------------------

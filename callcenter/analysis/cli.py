@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import getpass
 import os
+from datetime import datetime
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Column, Table
 
 from callcenter.analysis import alerts, channel_import, integrity, reverify, service
 from callcenter.analysis import report as report_module
@@ -15,7 +18,8 @@ from callcenter.analysis.labels import reason_labels
 from callcenter.analysis.models import DeliveryMode, NotifierKind
 from callcenter.analysis.periods import Period, PeriodKind
 from callcenter.analysis.settings import get_analysis_settings
-from callcenter.api.auth import Role, issue_key
+from callcenter.api.auth import Role, issue_key, list_keys, revoke_key
+from callcenter.core.clock import VN_TZ
 from callcenter.core.db import session_scope
 from callcenter.core.errors import CallCenterError
 from callcenter.core.runtime import Runtime, build_runtime
@@ -101,6 +105,51 @@ def apikey_issue(
     console.print(f"key id {key_id}, role {role.value}" + (f", agency {agency}" if agency else ""))
     console.print("Store this key now; it is not shown again:")
     print(raw)
+
+
+@apikey_app.command("list")
+def apikey_list(
+    active: bool = typer.Option(False, "--active", help="Only keys that are not revoked."),
+) -> None:
+    """List the API keys: id, holder, role, agency, when issued and revoked (never the key itself)."""
+    runtime = _runtime()
+    with session_scope(runtime.sessions) as session:
+        keys = list_keys(session, include_revoked=not active)
+    table = Table(
+        Column("id", no_wrap=True),
+        "Tên / name",
+        "role",
+        "Cơ quan / agency",
+        Column("Cấp / created", no_wrap=True),
+        Column("Thu hồi / revoked", no_wrap=True),
+    )
+    for key in keys:
+        table.add_row(
+            str(key.key_id),
+            escape(key.name),
+            key.role,
+            key.agency_code or "",
+            _local(key.created_at),
+            _local(key.revoked_at) if key.revoked_at else "",
+        )
+    console.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: int = typer.Argument(..., help="The key's id (see 'apikey list').")) -> None:
+    """Revoke an API key: every request carrying it is refused (401) from now on."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            row = revoke_key(session, key_id=key_id, now=runtime.clock.now())
+            line = f"Đã thu hồi / revoked: key {row.id} ({row.name}, role {row.role})"
+    except CallCenterError as exc:
+        raise _fail(exc) from None
+    console.print(escape(line))
+
+
+def _local(moment: datetime) -> str:
+    return f"{moment.astimezone(VN_TZ):%Y-%m-%d %H:%M}"
 
 
 @app.command("import-results")
@@ -200,6 +249,60 @@ def alerts_subscribe(
     if secret:
         console.print("HMAC-SHA256 signing secret (store it now; it is not shown again):")
         print(secret)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    agency: str | None = typer.Option(None, "--agency", help="Agency code; omit for every agency."),
+    active: bool = typer.Option(False, "--active", help="Only subscriptions still in force."),
+) -> None:
+    """List alert subscriptions (a webhook is shown by its host only; its secret never)."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            agency_id = service.agency_by_code(session, agency).id if agency else None
+            subs = alerts.list_subscriptions(session, agency_id=agency_id, include_ended=not active)
+    except CallCenterError as exc:
+        raise _fail(exc) from None
+    table = Table(
+        Column("id", no_wrap=True),
+        "Cơ quan / agency",
+        "Kênh / via",
+        "Gửi tới / target",
+        "mode",
+        Column("Từ / since", no_wrap=True),
+        "Trạng thái / state",
+    )
+    for sub in subs:
+        table.add_row(
+            str(sub.subscription_id),
+            sub.agency_code,
+            sub.notifier,
+            escape(sub.target),
+            sub.mode,
+            _local(sub.created_at),
+            "đang nhận / active" if sub.active else "đã dừng / ended",
+        )
+    console.print(table)
+
+
+@alerts_app.command("unsubscribe")
+def alerts_unsubscribe(
+    subscription_id: int = typer.Argument(..., help="The subscription's id (see 'alerts list')."),
+) -> None:
+    """End a subscription: no new alert is raised for it (the row is kept for the sent alerts)."""
+    runtime = _runtime()
+    try:
+        with session_scope(runtime.sessions) as session:
+            undelivered = alerts.end_subscription(session, subscription_id=subscription_id)
+    except CallCenterError as exc:
+        raise _fail(exc) from None
+    console.print(f"Đã dừng / ended: subscription {subscription_id}")
+    if undelivered:
+        console.print(
+            f"{undelivered} cảnh báo đã tạo trước đó vẫn sẽ được gửi / "
+            f"alert(s) raised before now are still delivered"
+        )
 
 
 reverify_app = typer.Typer(help="Phúc tra: re-check samples (personal data, audited).", no_args_is_help=True)

@@ -13,12 +13,16 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from fastapi import Depends, HTTPException, Request, status
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from callcenter.core.errors import ConflictError, NotFound
 from callcenter.core.models import ApiKey
+from callcenter.intake.models import Agency
 
 
 class Role(enum.StrEnum):
@@ -55,6 +59,47 @@ def issue_key(
     session.add(row)
     session.flush()
     return raw, row
+
+
+@dataclass(frozen=True)
+class KeyListing:
+    """What may be shown about a key: never the key nor its hash."""
+
+    key_id: int
+    name: str
+    role: str
+    agency_code: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_keys(session: Session, *, include_revoked: bool = True) -> list[KeyListing]:
+    """Every API key, oldest first, without the key or its hash."""
+    stmt = (
+        select(ApiKey.id, ApiKey.name, ApiKey.role, Agency.code, ApiKey.created_at, ApiKey.revoked_at)
+        .outerjoin(Agency, Agency.id == ApiKey.agency_id)
+        .order_by(ApiKey.id)
+    )
+    if not include_revoked:
+        stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    return [KeyListing(*row) for row in session.execute(stmt)]
+
+
+def revoke_key(session: Session, *, key_id: int, now: datetime) -> ApiKey:
+    """Revoke a key: every request carrying it is refused from the next one on (the caller commits).
+
+    Compare-and-set on ``revoked_at IS NULL``, so the first revocation's time is kept; an unknown id
+    raises :class:`NotFound`, an already revoked one :class:`ConflictError`.
+    """
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    row = session.get(ApiKey, key_id, populate_existing=True)
+    if row is None:
+        raise NotFound(f"no API key with id {key_id}")
+    if result.rowcount != 1:
+        raise ConflictError(f"API key {key_id} was already revoked at {row.revoked_at:%Y-%m-%d %H:%M %Z}")
+    return row
 
 
 def get_session(request: Request):  # type: ignore[no-untyped-def]
