@@ -21,7 +21,8 @@ from callcenter.analysis.settings import get_analysis_settings
 from callcenter.api.auth import Role, issue_key, list_keys, revoke_key
 from callcenter.core.clock import VN_TZ
 from callcenter.core.db import session_scope
-from callcenter.core.errors import CallCenterError
+from callcenter.core.errors import CallCenterError, ValidationError
+from callcenter.core.pii import mask_digit_runs
 from callcenter.core.runtime import Runtime, build_runtime
 
 COMMAND_NAME = "analysis"
@@ -37,7 +38,7 @@ def _runtime() -> Runtime:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[red]Lỗi:[/red] {exc}")
+    err.print(f"[red]Lỗi:[/red] {escape(mask_digit_runs(str(exc)))}")
     return typer.Exit(code=2)
 
 
@@ -71,11 +72,17 @@ def report(
             xlsx = report_module.render_xlsx(data)
     except CallCenterError as exc:
         raise _fail(exc) from None
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"bao-cao-{agency or 'thanh-pho'}-{chosen.key}"
     html_path, xlsx_path = out / f"{stem}.html", out / f"{stem}.xlsx"
-    html_path.write_text(html, encoding="utf-8")
-    xlsx_path.write_bytes(xlsx)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(html, encoding="utf-8")
+        xlsx_path.write_bytes(xlsx)
+    except OSError as exc:  # --out names a file, or a place that cannot be written
+        where = exc.filename or out
+        raise _fail(
+            ValidationError(f"cannot write the report to {where}: {exc.strerror}", field="--out")
+        ) from None
     console.print(f"Đã lập báo cáo {data.scope_label}, {chosen.label_vi}:")
     console.print(f"  {html_path}\n  {xlsx_path}")
 
@@ -347,22 +354,29 @@ def reverify_export(
     the role ``cli``, not a verifier's role it cannot vouch for.
     """
     runtime = _runtime()
+    # The file is opened first: a path that cannot be written (no such folder, a folder, no
+    # permission) must fail before the access is audited, or the log would record a disclosure
+    # that never happened. Created 0600, never readable by others even for a moment (an existing
+    # file is narrowed).
     try:
-        with session_scope(runtime.sessions) as session:
-            records = reverify.export_sample(
-                session,
-                sample_id=sample,
-                cipher=runtime.cipher,
-                actor=f"cli:{actor} (os user {_os_user()})",
-                role="cli",
-                now=runtime.clock.now(),
-            )
-    except CallCenterError as exc:
-        raise _fail(exc) from None
-    # Created 0600, never readable by others even for a moment (and an existing file is narrowed).
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise _fail(ValidationError(f"cannot write {out}: {exc.strerror}", field="--out")) from None
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        os.fchmod(fd, 0o600)
+        try:
+            with session_scope(runtime.sessions) as session:
+                records = reverify.export_sample(
+                    session,
+                    sample_id=sample,
+                    cipher=runtime.cipher,
+                    actor=f"cli:{actor} (os user {_os_user()})",
+                    role="cli",
+                    now=runtime.clock.now(),
+                )
+        except CallCenterError as exc:
+            out.unlink(missing_ok=True)  # nothing exported: no empty file left behind
+            raise _fail(exc) from None
         handle.write("\ufeff" + reverify.records_csv(records))
     console.print(f"{len(records)} dòng → {out} (đã ghi nhật ký truy cập)")
 
@@ -377,14 +391,14 @@ def _os_user() -> str:
 @app.command("detect-anomalies")
 def detect_anomalies_command(
     period: str = typer.Option(..., "--period", help="2026, 2026-Q3 or 2026-07."),
-    burst_minutes: int = typer.Option(10, "--burst-minutes"),
-    burst_answers: int = typer.Option(30, "--burst-answers"),
-    phone_answers: int = typer.Option(3, "--phone-answers"),
+    burst_minutes: int = typer.Option(10, "--burst-minutes", min=1, help="Window of a burst."),
+    burst_answers: int = typer.Option(30, "--burst-answers", min=2, help="Answers in a window."),
+    phone_answers: int = typer.Option(3, "--phone-answers", min=2, help="Answers from one phone."),
 ) -> None:
     """Flag bursts of answers, repeated phones and staff phones for a period."""
     runtime = _runtime()
-    thresholds = integrity.Thresholds(burst_minutes, burst_answers, phone_answers)
     try:
+        thresholds = integrity.Thresholds(burst_minutes, burst_answers, phone_answers)
         with session_scope(runtime.sessions) as session:
             found = integrity.detect_anomalies(
                 session, period=Period.parse(period), now=runtime.clock.now(), thresholds=thresholds

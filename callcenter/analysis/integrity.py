@@ -36,6 +36,15 @@ class Thresholds:
     burst_min_answers: int = 30  # answers for one agency within one window
     phone_min_answers: int = 3  # answers from one phone within the period
 
+    def __post_init__(self) -> None:
+        # Flags are stored and never withdrawn: a threshold of 0 or 1 would flag every answer for good.
+        if self.burst_window_minutes < 1:
+            raise ValidationError("must be at least 1 minute", field="burst_window_minutes")
+        if self.burst_min_answers < 2:
+            raise ValidationError("must be at least 2 answers", field="burst_min_answers")
+        if self.phone_min_answers < 2:
+            raise ValidationError("must be at least 2 answers", field="phone_min_answers")
+
 
 def _answered_in(period: Period) -> list[ColumnElement[bool]]:
     return [

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from callcenter.analysis import cli
-from callcenter.analysis.models import AlertSubscription, ReverificationSample, StaffPhone
+from callcenter.analysis.models import AlertSubscription, Anomaly, ReverificationSample, StaffPhone
 from callcenter.api.auth import hash_key
 from callcenter.core.db import make_engine, make_session_factory, upgrade_database
 from callcenter.core.models import ApiKey, AuditLog
@@ -227,3 +227,48 @@ def test_subscribe_accepts_a_good_webhook_url(runtime: Runtime) -> None:
     assert result.exit_code == 0, result.output
     with runtime.sessions() as session:
         assert session.scalar(select(AlertSubscription.target)) == "https://sxd.danang.gov.vn:8443/hook"
+
+
+def test_a_bad_output_path_fails_before_anything_is_audited_or_written(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    runner = CliRunner(env={"COLUMNS": "400"})  # one line per message, paths unwrapped
+    drawn = runner.invoke(
+        cli.app, ["reverify", "draw", "--agency", "XD", "--period", "2026-03", "--actor", "kt"]
+    )
+    sample_id = drawn.output.split()[1].rstrip(":")
+    for out in (tmp_path / "no-such-folder" / "phuc-tra.csv", tmp_path):  # a missing folder, a folder
+        export = runner.invoke(
+            cli.app, ["reverify", "export", "--sample", sample_id, "--actor", "kt", "--out", str(out)]
+        )
+        assert export.exit_code == 2 and "Traceback" not in export.output, export.output
+        assert f"cannot write {out}" in export.output
+    with runtime.sessions() as session:  # no disclosure on record that did not happen
+        assert session.scalar(select(func.count()).select_from(AuditLog)) == 0
+    # An unknown sample: refused, and no empty file left where the export would have gone.
+    target = tmp_path / "phuc-tra.csv"
+    unknown = runner.invoke(
+        cli.app, ["reverify", "export", "--sample", "999999", "--actor", "kt", "--out", str(target)]
+    )
+    assert unknown.exit_code == 2 and not target.exists(), unknown.output
+
+    # The report's --out: a file where a folder is expected.
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    from callcenter.cli.main import app as main_app  # ``report`` is a top-level command
+
+    report = runner.invoke(main_app, ["report", "--period", "2026-03", "--out", str(a_file)])
+    assert report.exit_code == 2 and "cannot write the report to" in report.output, report.output
+    assert "Traceback" not in report.output
+
+
+@pytest.mark.parametrize(
+    "option", [["--burst-minutes", "0"], ["--burst-answers", "1"], ["--phone-answers", "-1"]]
+)
+def test_anomaly_thresholds_that_would_flag_every_answer_are_refused(
+    runtime: Runtime, option: list[str]
+) -> None:
+    result = CliRunner().invoke(cli.app, ["detect-anomalies", "--period", "2026-03", *option])
+    assert result.exit_code == 2 and option[0] in result.output, result.output
+    with runtime.sessions() as session:  # flags are never withdrawn: none may be written
+        assert session.scalar(select(func.count()).select_from(Anomaly)) == 0
