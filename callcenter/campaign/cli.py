@@ -77,6 +77,10 @@ def _load_mapping(path: Path | None, what: str) -> dict[str, Any]:
         return {}
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8", field=what
+        ) from None
     except (OSError, yaml.YAMLError) as exc:
         raise ValidationError(f"cannot read {path}: {exc}", field=what) from None
     if not isinstance(data, dict):

@@ -165,6 +165,10 @@ def load_mapping(path: Path | str) -> MappingConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise MappingError(f"cannot read mapping file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise MappingError(
+            f"mapping file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from exc
     except yaml.YAMLError as exc:
         raise MappingError(f"mapping file {path} is not valid YAML: {exc}") from exc
     try:

@@ -210,6 +210,8 @@ def load_questionnaire(path: Path | None = None) -> Questionnaire:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise QuestionnaireError(f"{path}: cannot read the questionnaire ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise QuestionnaireError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise QuestionnaireError(f"{path}: not valid YAML ({exc})") from exc
     return parse_questionnaire(raw, source=str(path))

@@ -237,3 +237,17 @@ def test_optout_import_that_takes_nothing_exits_non_zero(cli_db: str, tmp_path: 
     csv_file.write_bytes("SĐT\n0905123456\n".encode("cp1258"))
     legacy = runner.invoke(app, ["campaign", "optout", "import", str(csv_file)])
     assert legacy.exit_code != 0 and "Windows-1258" in legacy.output and "codec" not in legacy.output
+
+
+def test_a_rules_file_not_in_utf8_is_named(cli_db: str, tmp_path: Path) -> None:
+    from callcenter.cli.main import app
+
+    rules = tmp_path / "quy-tac.yaml"
+    rules.write_bytes(b"caps:\n  max_attempts_per_phone_per_day: 1\n# Quy t\xe3c\n")  # Windows-1258
+    result = CliRunner(env={"COLUMNS": "400"}).invoke(
+        app,
+        ["campaign", "create", "--name", "X", "--from", "2026-10-01", "--to", "2026-10-31",
+         "--starts", "2030-01-07T08:00", "--ends", "2030-02-28T17:00", "--rules", str(rules)],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "quy-tac.yaml is not UTF-8 text" in result.output and "Traceback" not in result.output

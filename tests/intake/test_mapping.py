@@ -82,3 +82,7 @@ def test_unreadable_mapping_file(tmp_path: Path) -> None:
     broken.write_text("fields: [unclosed", encoding="utf-8")
     with pytest.raises(MappingError, match="not valid YAML"):
         load_mapping(broken)
+    legacy = tmp_path / "legacy.yaml"  # saved in Windows-1258 by an old editor
+    legacy.write_bytes(b'fields:\n  code: {file: ["M\xe3 h\xf4 s\xf5"]}\n')
+    with pytest.raises(MappingError, match=r"legacy\.yaml is not UTF-8 text .*save it as UTF-8"):
+        load_mapping(legacy)

@@ -69,3 +69,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
     bad.write_text("version: [unclosed", encoding="utf-8")
     with pytest.raises(QuestionnaireError, match="not valid YAML"):
         load_questionnaire(bad)
+    legacy = tmp_path / "legacy.yaml"
+    legacy.write_bytes(b"version: '1'\nlanguage: vi\n# \xd0\xe3\n")  # Windows-1258, not UTF-8
+    with pytest.raises(QuestionnaireError, match=r"legacy\.yaml: not UTF-8 text"):
+        load_questionnaire(legacy)
