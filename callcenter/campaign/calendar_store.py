@@ -13,13 +13,16 @@ from callcenter.campaign.models import Holiday
 from callcenter.core.clock import VN_TZ
 from callcenter.core.errors import NotFound, ValidationError
 
+# The years the calendar knows (the lunar holidays are computed for these) and a name's length.
+FIRST_YEAR, LAST_YEAR = 1900, 2100
+MAX_NAME = 128  # holidays.name
+
 
 def seed_holidays(session: Session, *, years: Iterable[int]) -> int:
     """Insert the computed public holidays of each year; days already in the table are left as they are."""
     added = 0
     for year in years:
-        if not 1900 <= year <= 2100:
-            raise ValidationError(f"year {year} is outside 1900–2100", field="year")
+        _check_year(year)
         existing = set(
             session.scalars(
                 select(Holiday.day).where(Holiday.day >= date(year, 1, 1), Holiday.day <= date(year, 12, 31))
@@ -51,10 +54,18 @@ def ensure_years_seeded(session: Session, *, years: Iterable[int]) -> int:
     return seed_holidays(session, years=to_seed) if to_seed else 0
 
 
+def _check_year(year: int, field: str = "year") -> None:
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise ValidationError(f"year {year} is outside {FIRST_YEAR}–{LAST_YEAR}", field=field)
+
+
 def add_holiday(session: Session, *, day: date, name: str) -> Holiday:
     """Add (or rename) a no-call day, e.g. a substitute day off decreed for this year."""
+    _check_year(day.year, "day")
     if not name.strip():
         raise ValidationError("a holiday needs a name", field="name")
+    if len(name.strip()) > MAX_NAME:
+        raise ValidationError(f"longer than {MAX_NAME} characters", field="name")
     row = session.get(Holiday, day)
     if row is None:
         row = Holiday(day=day, name=name.strip(), kind="custom")
@@ -75,6 +86,7 @@ def remove_holiday(session: Session, *, day: date) -> None:
 def list_holidays(session: Session, *, year: int | None = None) -> list[Holiday]:
     query = select(Holiday).order_by(Holiday.day)
     if year is not None:
+        _check_year(year)
         query = query.where(Holiday.day >= date(year, 1, 1), Holiday.day <= date(year, 12, 31))
     return list(session.scalars(query))
 

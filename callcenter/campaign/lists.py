@@ -154,6 +154,17 @@ def create_campaign(session: Session, *, spec: CampaignSpec, actor: str, now: da
                     "exhausted_at": now if len(picks) < n else None,
                 }
             )
+        if not target_rows:
+            # A campaign that can call nobody is a mistake in its scope (dossiers returned after
+            # the calling period, a year with no data, every citizen already surveyed): refused,
+            # nothing kept, instead of a campaign that "runs" and ends with nothing.
+            population = sum(p.population for p in pops.values())
+            raise ValidationError(
+                f"nothing to call: {population} dossier(s) returned between {spec.returned_from} and "
+                f"{spec.returned_to} for the chosen agencies and fields, {len(candidates)} of them "
+                "eligible (not yet surveyed, not opted out, not in cool-off)",
+                field="returned_from",
+            )
         if agency_rows:
             session.execute(insert(CampaignAgencyTarget), agency_rows)
         if target_rows:

@@ -290,3 +290,29 @@ def test_holidays_are_seeded_for_the_campaign_years(world: World) -> None:
     service.create_campaign(world.session, spec=spec(agencies=["SO-TP"]), actor="op", now=NOW)
     days = {h.day for h in list_holidays(world.session, year=2026)}
     assert date(2026, 2, 17) in days and date(2026, 9, 2) in days
+
+
+def test_a_campaign_that_can_call_nobody_is_refused_and_leaves_nothing(world: World) -> None:
+    """Dossiers returned after the period chosen, or a year with no data: refused, not "running"."""
+    world.add_dossiers("SO-TP", 20)  # returned in October 2026 (the world's data)
+    later = spec(agencies=["SO-TP"], returned_from="2027-08-01", returned_to="2027-12-31")
+    with pytest.raises(ValidationError) as err:
+        service.create_campaign(world.session, spec=later, actor="op", now=NOW)
+    assert err.value.field == "returned_from"
+    assert str(err.value).startswith(
+        "field 'returned_from': nothing to call: 0 dossier(s) returned between 2027-08-01 and 2027-12-31"
+    )
+    assert world.session.scalar(select(func.count()).select_from(Campaign)) == 0
+    assert world.session.scalar(select(func.count()).select_from(Holiday)) == 0
+
+
+def test_the_holiday_calendar_refuses_years_it_does_not_know(world: World) -> None:
+    from callcenter.campaign.calendar_store import add_holiday, list_holidays
+
+    with pytest.raises(ValidationError, match="year 1 is outside 1900–2100"):
+        add_holiday(world.session, day=date(1, 1, 1), name="x")
+    with pytest.raises(ValidationError, match="year 0 is outside 1900–2100"):
+        list_holidays(world.session, year=0)
+    with pytest.raises(ValidationError, match="longer than 128 characters"):
+        add_holiday(world.session, day=date(2027, 2, 12), name="x" * 129)
+    assert world.session.scalar(select(func.count()).select_from(Holiday)) == 0
