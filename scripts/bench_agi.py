@@ -63,9 +63,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "asterisk"
 SCENARIOS = ["answer", "answer-partial", "answered-silent", "answer-comment-hangup", "hangup-after-1s"]
 AGENCIES = [
-    "Sở Tư pháp", "Sở Xây dựng", "Sở Tài nguyên và Môi trường", "Sở Kế hoạch và Đầu tư", "Sở Y tế",
-    "Sở Giao thông vận tải", "Sở Lao động, Thương binh và Xã hội", "Công an thành phố",
-    "Ủy ban nhân dân quận Hải Châu", "Ủy ban nhân dân quận Thanh Khê",
+    "Sở Tư pháp", "Sở Xây dựng", "Sở Nông nghiệp và Môi trường", "Sở Tài chính", "Sở Y tế",
+    "Sở Nội vụ", "Sở Khoa học và Công nghệ", "Công an thành phố",
+    "Ủy ban nhân dân phường Hải Châu", "Ủy ban nhân dân phường Thanh Khê",
 ]  # fmt: skip
 FIELDS = ["Hộ tịch", "Đất đai", "Xây dựng", "Đăng ký kinh doanh", "Y tế"]
 

@@ -53,9 +53,12 @@ FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "DKKD": ("Đăng ký kinh doanh", ("Đăng ký thành lập doanh nghiệp", "Đăng ký hộ kinh doanh",
                                    "Đăng ký thay đổi nội dung đăng ký doanh nghiệp")),
     "XAYDUNG": ("Xây dựng", ("Cấp giấy phép xây dựng nhà ở riêng lẻ", "Gia hạn giấy phép xây dựng")),
-    "GTVT": ("Giao thông vận tải", ("Cấp đổi giấy phép lái xe", "Đăng ký khai thác tuyến vận tải")),
-    "LDTBXH": ("Lao động - Thương binh và Xã hội", ("Giải quyết hưởng trợ cấp thất nghiệp",
-                                                  "Xác nhận người có công với cách mạng")),
+    "GTVT": ("Đường bộ", ("Cấp đổi giấy phép lái xe", "Đăng ký khai thác tuyến vận tải")),
+    "LDTBXH": ("Người có công", ("Xác nhận người có công với cách mạng",
+                                 "Giải quyết chế độ ưu đãi người có công")),
+    "VIECLAM": ("Việc làm", ("Giải quyết hưởng trợ cấp thất nghiệp",)),
+    "KHCN": ("Khoa học, công nghệ", ("Cấp giấy phép bưu chính",
+                                     "Đăng ký kết quả thực hiện nhiệm vụ khoa học và công nghệ")),
     "YTE": ("Y tế", ("Cấp chứng chỉ hành nghề khám bệnh, chữa bệnh",)),
     "GIAODUC": ("Giáo dục và Đào tạo", ("Công nhận văn bằng tốt nghiệp do nước ngoài cấp",)),
     "THUE": ("Thuế", ("Đăng ký mã số thuế cá nhân",)),
@@ -63,25 +66,28 @@ FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "CUTRU": ("Cư trú", ("Đăng ký thường trú", "Đăng ký tạm trú")),
 }  # fmt: skip
 
+# Da Nang's departments and commune-level units after the 2025 arrangement (the district level gone,
+# Quảng Nam merged in, departments merged: Tài chính with Kế hoạch và Đầu tư, Nông nghiệp và Môi
+# trường, Xây dựng with Giao thông vận tải, Nội vụ with Lao động - Thương binh và Xã hội, Khoa học
+# và Công nghệ with Thông tin và Truyền thông). Synthetic data: the names are real, the dossiers not.
 _CITY_AGENCIES = (
     ("STP", "Sở Tư pháp", ("LYLICH", "HOTICH", "CHUNGTHUC")),
-    ("SKHDT", "Sở Kế hoạch và Đầu tư", ("DKKD",)),
-    ("STNMT", "Sở Tài nguyên và Môi trường", ("DATDAI", "MOITRUONG")),
-    ("SXD", "Sở Xây dựng", ("XAYDUNG",)),
-    ("SGTVT", "Sở Giao thông vận tải", ("GTVT",)),
-    ("SLDTBXH", "Sở Lao động - Thương binh và Xã hội", ("LDTBXH",)),
+    ("STC", "Sở Tài chính", ("DKKD",)),
+    ("SNNMT", "Sở Nông nghiệp và Môi trường", ("DATDAI", "MOITRUONG")),
+    ("SXD", "Sở Xây dựng", ("XAYDUNG", "GTVT")),
+    ("SNV", "Sở Nội vụ", ("LDTBXH", "VIECLAM")),
     ("SYT", "Sở Y tế", ("YTE",)),
     ("SGDDT", "Sở Giáo dục và Đào tạo", ("GIAODUC",)),
-    ("CTHUE", "Cục Thuế thành phố", ("THUE",)),
+    ("SKHCN", "Sở Khoa học và Công nghệ", ("KHCN",)),
+    ("THUE", "Thuế thành phố Đà Nẵng", ("THUE",)),
     ("CATP", "Công an thành phố", ("CUTRU",)),
 )
-_DISTRICTS = ("Hải Châu", "Thanh Khê", "Sơn Trà", "Ngũ Hành Sơn", "Liên Chiểu", "Cẩm Lệ")
 _WARDS = (
-    "Hải Châu I", "Thạch Thang", "Thanh Bình", "Hòa Cường Bắc", "An Hải Bắc", "Mỹ An",
-    "Hòa Khánh Bắc", "Hòa Minh", "Khuê Trung", "Hòa Thuận Tây", "Chính Gián", "Tân Chính",
-    "Phước Mỹ", "Nại Hiên Đông", "Thọ Quang", "Hòa An", "Khuê Mỹ", "An Khê", "Hòa Hải", "Bình Hiên",
+    "Hải Châu", "Hòa Cường", "Thanh Khê", "An Khê", "An Hải", "Sơn Trà", "Ngũ Hành Sơn", "Hòa Khánh",
+    "Hải Vân", "Liên Chiểu", "Cẩm Lệ", "Hòa Xuân", "Tam Kỳ", "Quảng Phú", "Hương Trà", "Bàn Thạch",
+    "Điện Bàn", "Điện Bàn Đông", "An Thắng", "Điện Bàn Bắc", "Hội An", "Hội An Đông", "Hội An Tây",
 )  # fmt: skip
-_COMMUNES = ("Hòa Châu", "Hòa Tiến", "Hòa Phước", "Hòa Nhơn", "Hòa Sơn")
+_COMMUNES = ("Hòa Vang", "Hòa Tiến", "Bà Nà")
 
 # Current mobile prefixes (after the 2018 conversion), network by network.
 _MOBILE_PREFIXES = (
@@ -103,16 +109,14 @@ class AgencySpec:
 
 
 def make_agencies(count: int = 30) -> list[AgencySpec]:
-    """Up to ~60 Da Nang-style agencies: departments, districts, wards and communes."""
+    """Up to 36 Da Nang agencies: departments, then wards and communes (which now also take the land,
+    building and business-registration dossiers the districts used to)."""
     agencies = [AgencySpec(f"DN-{code}", name, fields) for code, name, fields in _CITY_AGENCIES]
-    for i, district in enumerate(_DISTRICTS, 1):
-        name = f"UBND quận {district}"
-        agencies.append(AgencySpec(f"DN-Q{i:02d}", name, ("DATDAI", "XAYDUNG", "DKKD", "HOTICH")))
-    agencies.append(AgencySpec("DN-HV", "UBND huyện Hòa Vang", ("DATDAI", "XAYDUNG", "DKKD", "HOTICH")))
+    local_fields = ("HOTICH", "CHUNGTHUC", "DATDAI", "XAYDUNG", "DKKD")
     for i, ward in enumerate(_WARDS, 1):
-        agencies.append(AgencySpec(f"DN-P{i:02d}", f"UBND phường {ward}", ("HOTICH", "CHUNGTHUC")))
+        agencies.append(AgencySpec(f"DN-P{i:02d}", f"UBND phường {ward}", local_fields))
     for i, commune in enumerate(_COMMUNES, 1):
-        agencies.append(AgencySpec(f"DN-X{i:02d}", f"UBND xã {commune}", ("HOTICH", "CHUNGTHUC", "DATDAI")))
+        agencies.append(AgencySpec(f"DN-X{i:02d}", f"UBND xã {commune}", local_fields))
     if not 1 <= count <= len(agencies):
         raise ValueError(f"count must be between 1 and {len(agencies)}")
     return agencies[:count]

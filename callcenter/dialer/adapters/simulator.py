@@ -68,7 +68,7 @@ class SimClock:
 # What each kind of citizen does at each wait (CollectKeys / Record), in order; then hangs up.
 BEHAVIOURS: dict[str, tuple[Event, ...]] = {
     "satisfied": (Keys("1"), Keys("2")),  # satisfied; declines to leave a comment
-    "unsatisfied": (Keys("2"), Keys("24"), Keys("2")),  # reasons 2 and 4, no comment
+    "unsatisfied": (Keys("2"), Keys("24"), Keys("2")),  # reasons (drawn per citizen, see below), no comment
     "unsatisfied_with_comment": (Keys("2"), Keys("9"), RecordingDone("sim://comment", 6.0, "dtmf")),
     "silent": (),  # never presses anything: every question times out
     "hang_up_early": (HangUp(),),
@@ -76,6 +76,22 @@ BEHAVIOURS: dict[str, tuple[Event, ...]] = {
     # Speech as the recogniser would hand it over from the citizen's clip.
     "speaks": (Speech("tôi hài lòng", 0.92), Speech("không", 0.9)),
 }
+
+
+# How often unsatisfied citizens give each keyed reason (1–8 on the keypad): waiting and coming back
+# many times most, informal costs and online services least. One reason, or two.
+REASON_WEIGHTS = {1: 2, 2: 6, 3: 5, 4: 3, 5: 1, 6: 1, 7: 1, 8: 2}
+
+
+def draw_reasons(rng: random.Random) -> str:
+    """The keys an unsatisfied simulated citizen presses for the reasons question ("2", "35" …)."""
+    codes, weights = list(REASON_WEIGHTS), list(REASON_WEIGHTS.values())
+    first = rng.choices(codes, weights)[0]
+    if rng.random() < 0.6:
+        return str(first)
+    rest = [c for c in codes if c != first]
+    second = rng.choices(rest, [REASON_WEIGHTS[c] for c in rest])[0]
+    return "".join(sorted(f"{first}{second}"))
 
 
 class ScriptedCitizen:
@@ -88,6 +104,8 @@ class ScriptedCitizen:
             raise ValueError(f"unknown simulated citizen behaviour {behaviour!r}")
         self.behaviour = behaviour
         self.script = list(BEHAVIOURS[behaviour])
+        if behaviour == "unsatisfied":
+            self.script[1] = Keys(draw_reasons(rng))
         self.clock = clock
         self.rng = rng
         self.think = think
