@@ -21,15 +21,16 @@ from sqlalchemy.orm import Session
 
 from callcenter.campaign import service
 from callcenter.campaign.calendar_store import add_holiday, list_holidays, remove_holiday, seed_holidays
-from callcenter.campaign.models import CampaignStatus
+from callcenter.campaign.models import CAMPAIGN_STATUS_LABELS_VI, CampaignStatus
 from callcenter.campaign.optouts import decode_list, import_opt_outs
 from callcenter.campaign.reporting import CampaignReport, campaign_report
 from callcenter.campaign.rules import parse_rules
 from callcenter.campaign.schemas import parse_spec
-from callcenter.campaign.windows import describe, windows_with_saturday
+from callcenter.campaign.windows import describe_vi, windows_with_saturday
 from callcenter.core.clock import VN_TZ, ensure_aware
 from callcenter.core.db import session_scope
 from callcenter.core.errors import CallCenterError, ValidationError
+from callcenter.core.outcomes import CALL_OUTCOME_LABELS_VI
 from callcenter.core.runtime import Runtime, build_runtime
 
 app = typer.Typer(help="Survey campaigns: sample sizes, call lists, calling rules.", no_args_is_help=True)
@@ -236,9 +237,10 @@ def status(campaign_id: int) -> None:
 def _print_report(report: CampaignReport) -> None:
     c = report.campaign
     rules = parse_rules(c.calling_rules)
-    console.print(f"[bold]#{c.id} {c.name}[/bold] — {c.status}; chính sách {c.policy}; seed {c.seed}")
+    status = CAMPAIGN_STATUS_LABELS_VI.get(c.status, c.status)
+    console.print(f"[bold]#{c.id} {c.name}[/bold] — {status}; chính sách {c.policy}; seed {c.seed}")
     console.print(
-        f"Giờ gọi: {describe(windows_with_saturday(rules.windows, rules.saturday_morning))}; "
+        f"Giờ gọi: {describe_vi(windows_with_saturday(rules.windows, rules.saturday_morning))}; "
         f"từ {_local(c.starts_at)} đến {_local(c.ends_at)}"
     )
     table = Table(
@@ -256,9 +258,12 @@ def _print_report(report: CampaignReport) -> None:
         "Ghi chú",
     )
     for a in report.agencies:
-        outcomes = ", ".join(f"{k} {v}" for k, v in a.attempts_by_outcome.items()) or "—"
+        outcomes = (
+            ", ".join(f"{CALL_OUTCOME_LABELS_VI.get(k, k)} {v}" for k, v in a.attempts_by_outcome.items())
+            or "—"
+        )
         table.add_row(
-            a.agency_code,
+            f"{a.agency_name} ({a.agency_code})",
             str(a.population),
             str(a.population_late_overdue),
             str(a.eligible),

@@ -21,6 +21,16 @@ class CampaignStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+CAMPAIGN_STATUS_LABELS_VI: dict[str, str] = {
+    CampaignStatus.DRAFT: "bản nháp",
+    CampaignStatus.SCHEDULED: "đã lên lịch",
+    CampaignStatus.RUNNING: "đang gọi",
+    CampaignStatus.PAUSED: "tạm dừng",
+    CampaignStatus.COMPLETED: "đã hoàn thành",
+    CampaignStatus.CANCELLED: "đã hủy",
+}
+
+
 class TargetState(enum.StrEnum):
     QUEUED = "queued"  # waiting for next_attempt_at
     IN_CALL = "in_call"  # an attempt is being made right now

@@ -133,6 +133,22 @@ def windows_with_saturday(windows: Iterable[WindowSpec], saturday_morning: bool)
     return result
 
 
+WEEKDAY_NAMES_VI = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ Nhật")
+
+
+def describe_vi(windows: Iterable[WindowSpec]) -> str:
+    """``Thứ Hai–Thứ Sáu 08:00–11:30; Thứ Hai–Thứ Sáu 13:30–17:00``: for operators' tables."""
+    parts = []
+    for w in windows:
+        days = sorted(w.weekdays)
+        if days == list(range(days[0], days[-1] + 1)) and len(days) > 1:
+            label = f"{WEEKDAY_NAMES_VI[days[0]]}–{WEEKDAY_NAMES_VI[days[-1]]}"
+        else:
+            label = ", ".join(WEEKDAY_NAMES_VI[d] for d in days)
+        parts.append(f"{label} {w.start:%H:%M}–{w.end:%H:%M}")
+    return "; ".join(parts)
+
+
 def describe(windows: Iterable[WindowSpec]) -> str:
     """``mon-fri 08:00–11:30, mon-fri 13:30–17:00``: for CLI and error messages."""
     parts = []

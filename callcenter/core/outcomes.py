@@ -19,6 +19,20 @@ class CallOutcome(enum.StrEnum):
     DROPPED = "dropped"  # answered, then cut before the survey finished
 
 
+# How an operator reads them (CLI tables, reports).
+CALL_OUTCOME_LABELS_VI: dict[str, str] = {
+    CallOutcome.ANSWERED: "nghe máy",
+    CallOutcome.BUSY: "máy bận",
+    CallOutcome.NO_ANSWER: "không nghe máy",
+    CallOutcome.REJECTED: "từ chối cuộc gọi",
+    CallOutcome.INVALID_NUMBER: "số không hợp lệ",
+    CallOutcome.CONGESTION: "nghẽn mạng",
+    CallOutcome.FAILED: "lỗi cuộc gọi",
+    CallOutcome.MACHINE: "hộp thư thoại",
+    CallOutcome.DROPPED: "rớt cuộc gọi",
+}
+
+
 class SurveyOutcome(enum.StrEnum):
     """What an answered call yielded for the survey."""
 

@@ -80,7 +80,10 @@ def test_operator_workflow(cli_db: str, tmp_path: Path) -> None:
     assert refused.exit_code == 1 and "scheduled" in refused.output
     status = runner.invoke(app, ["campaign", "status", "1"], env={"COLUMNS": "250"})
     assert status.exit_code == 0, status.output
-    assert "SO-TP" in status.output and "scheduled" in status.output
+    assert "SO-TP" in status.output and "— đã lên lịch;" in status.output
+    # For the operator: the agency's name, the calling hours and the statuses in Vietnamese.
+    assert "Sở Tư pháp (SO-TP)" in status.output
+    assert "Giờ gọi: Thứ Hai–Thứ Sáu 08:00–11:30; Thứ Hai–Thứ Sáu 13:30–17:00" in status.output
     assert runner.invoke(app, ["campaign", "stop", "1", "--note", "thử xong"]).exit_code == 0
     listed = runner.invoke(app, ["campaign", "list"], env={"COLUMNS": "200"})
     assert "cancelled" in listed.output
@@ -251,3 +254,12 @@ def test_a_rules_file_not_in_utf8_is_named(cli_db: str, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "quy-tac.yaml is not UTF-8 text" in result.output and "Traceback" not in result.output
+
+
+def test_every_status_and_outcome_has_its_vietnamese_label() -> None:
+    from callcenter.campaign.models import CAMPAIGN_STATUS_LABELS_VI, CampaignStatus
+    from callcenter.core.outcomes import CALL_OUTCOME_LABELS_VI, CallOutcome
+
+    assert set(CAMPAIGN_STATUS_LABELS_VI) == set(CampaignStatus)
+    assert set(CALL_OUTCOME_LABELS_VI) == set(CallOutcome)
+    assert len(set(CALL_OUTCOME_LABELS_VI.values())) == len(CallOutcome)  # no two read alike
