@@ -6,6 +6,11 @@ both claim it, so one answer is never sent twice to one subscriber. If a worker 
 network call and the final update, the lease expires and the alert is sent again — the stable message
 id (webhook header, e-mail ``Message-ID``) lets the receiver drop that duplicate.
 
+Ending a subscription cancels its alerts not yet sent (``pending → cancelled``, also a failed attempt
+waiting for its retry): an agency's old address or a revoked webhook must not receive citizens'
+comments after the end. Only a message already handed to the network (``sending`` with a live lease)
+may still arrive; an ended subscription's alerts are never claimed again.
+
 An answer whose recorded comment is still being transcribed is not sent yet: its alert stays
 PENDING with ``next_attempt_at`` pushed back (:func:`hold_for_transcripts`) until the transcript and
 the reasons taken from it are stored, or until ``transcript_wait_max_seconds`` have passed — then it
@@ -26,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, literal, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -154,11 +159,12 @@ def _shown_target(notifier: str, target: str) -> str:
 
 
 def end_subscription(session: Session, *, subscription_id: int) -> int:
-    """Stop a subscription (``active = false``); no new alert is raised for it. The caller commits.
+    """Stop a subscription (``active = false``) and cancel its queued alerts; returns how many.
 
-    The row is kept, since sent alerts refer to it. Alerts already raised and not yet sent are still
-    delivered (they concern answers given while it was active); their number is returned so that the
-    operator knows. An unknown id raises :class:`NotFound`, an already ended one :class:`ConflictError`.
+    No new alert is raised for it, and the alerts already raised but not sent (waiting, or waiting
+    for a retry) become CANCELLED: they are never delivered. The row is kept, since sent alerts refer
+    to it. One being sent at this very moment may still arrive. The caller commits. An unknown id
+    raises :class:`NotFound`, an already ended one :class:`ConflictError`.
     """
     result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(AlertSubscription)
@@ -169,15 +175,47 @@ def end_subscription(session: Session, *, subscription_id: int) -> int:
         if session.get(AlertSubscription, subscription_id) is None:
             raise NotFound(f"no alert subscription with id {subscription_id}")
         raise ConflictError(f"alert subscription {subscription_id} has already been ended")
-    undelivered = session.scalar(
-        select(func.count())
-        .select_from(Alert)
-        .where(
-            Alert.subscription_id == subscription_id,
-            Alert.state.in_([AlertState.PENDING.value, AlertState.SENDING.value]),
+    return cancel_for_ended_subscriptions(session, subscription_id=subscription_id)
+
+
+CANCELLED_REASON = "cancelled: the subscription was ended before delivery"
+
+
+def cancel_for_ended_subscriptions(
+    session: Session, *, now: datetime | None = None, subscription_id: int | None = None
+) -> int:
+    """Cancel the undelivered alerts of ended subscriptions (of one, or all); returns how many.
+
+    PENDING rows (never tried, or waiting for a retry) are cancelled. Given ``now``, so are SENDING
+    rows whose lease has expired (their worker is presumed dead, as for a takeover), which would
+    otherwise stay SENDING for good. A live lease is left to finish. Compare-and-set on the state, so
+    running it twice, or beside a worker, is harmless. An alert raised while its subscription was
+    being ended is caught by the next sweep's call.
+    """
+    _allowed(AlertState.PENDING, AlertState.CANCELLED)
+    _allowed(AlertState.SENDING, AlertState.CANCELLED)
+    undelivered = Alert.state == AlertState.PENDING.value
+    if now is not None:
+        undelivered = or_(
+            undelivered, and_(Alert.state == AlertState.SENDING.value, Alert.lease_expires_at < now)
         )
+    ended = select(AlertSubscription.id).where(AlertSubscription.active.is_(False))
+    if subscription_id is not None:
+        ended = ended.where(AlertSubscription.id == subscription_id)
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(Alert)
+        .where(Alert.subscription_id.in_(ended), undelivered)
+        .values(
+            state=AlertState.CANCELLED.value,
+            lease_expires_at=None,
+            # The last failed attempt's error, if any, is kept after the reason.
+            last_error=func.coalesce(
+                literal(CANCELLED_REASON + "; earlier error: ") + Alert.last_error, CANCELLED_REASON
+            ),
+        )
+        .execution_options(synchronize_session=False)
     )
-    return int(undelivered or 0)
+    return int(result.rowcount or 0)
 
 
 # --- raising -----------------------------------------------------------------------------------------
@@ -269,9 +307,13 @@ def scan_unsatisfied(
 
 
 def _claimable(now: datetime) -> ColumnElement[bool]:
-    return or_(
-        and_(Alert.state == AlertState.PENDING.value, Alert.next_attempt_at <= now),
-        and_(Alert.state == AlertState.SENDING.value, Alert.lease_expires_at < now),
+    return and_(
+        or_(
+            and_(Alert.state == AlertState.PENDING.value, Alert.next_attempt_at <= now),
+            and_(Alert.state == AlertState.SENDING.value, Alert.lease_expires_at < now),
+        ),
+        # An ended subscription's alert is never claimed, even one raised as it was being ended.
+        Alert.subscription_id.in_(select(AlertSubscription.id).where(AlertSubscription.active.is_(True))),
     )
 
 
@@ -283,7 +325,10 @@ def due_alerts(
     limit: int = 100,
     only_ids: Sequence[int] | None = None,
 ) -> list[tuple[int, int]]:
-    """(alert id, subscription id) of alerts ready to send in the given mode, oldest first."""
+    """(alert id, subscription id) of alerts ready to send in the given mode, oldest first.
+
+    Only alerts of active subscriptions: an ended one's are cancelled, never sent.
+    """
     stmt = (
         select(Alert.id, Alert.subscription_id)
         .join(AlertSubscription, AlertSubscription.id == Alert.subscription_id)
@@ -333,7 +378,10 @@ def hold_for_transcripts(
 
 
 def claim(session: Session, *, alert_id: int, now: datetime, lease_seconds: int) -> int | None:
-    """PENDING (due) or SENDING (lease expired) → SENDING; returns the attempt number, or None if lost."""
+    """PENDING (due) or SENDING (lease expired) → SENDING; returns the attempt number, or None if lost.
+
+    None too for an alert of an ended subscription (or a cancelled one): it is not to be sent.
+    """
     _allowed(AlertState.PENDING, AlertState.SENDING)
     result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(Alert)

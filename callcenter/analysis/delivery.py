@@ -6,7 +6,8 @@ Transient errors are retried at once a few times with exponential back-off (tena
 PENDING with a growing ``next_attempt_at`` that the periodic task polls. An unexpected error while
 delivering one message is recorded as that attempt's failure and the loop goes on with the others, so
 one broken subscription never holds up every agency's alerts. An answer whose recorded comment is
-still being transcribed is held back for a while (:func:`alerts.hold_for_transcripts`).
+still being transcribed is held back for a while (:func:`alerts.hold_for_transcripts`). Alerts of an
+ended subscription are never claimed; the sweep marks them cancelled.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class DeliveryReport:
     failed: int = 0
     lost_race: int = 0
     waiting_for_transcript: int = 0
+    cancelled: int = 0  # of ended subscriptions: never to be sent
     errors: list[str] = field(default_factory=list)
 
 
@@ -209,10 +211,15 @@ def raise_and_deliver(ctx: AlertContext, *, response_id: int) -> DeliveryReport:
 
 
 def sweep(ctx: AlertContext) -> DeliveryReport:
-    """The periodic pass: alert answers nobody raised, retry what is due, send due digests."""
+    """The periodic pass: cancel what ended subscriptions still hold, alert answers nobody raised,
+    retry what is due, send due digests."""
     with session_scope(ctx.sessions) as session:
-        alerts.scan_unsatisfied(session, now=ctx.clock.now(), settings=ctx.settings)
+        now = ctx.clock.now()
+        # An alert raised while its subscription was being ended, or a lease that expired since.
+        cancelled = alerts.cancel_for_ended_subscriptions(session, now=now)
+        alerts.scan_unsatisfied(session, now=now, settings=ctx.settings)
     report = deliver_immediate(ctx)
+    report.cancelled += cancelled
     digests = deliver_digests(ctx)
     report.sent += digests.sent
     report.retry_later += digests.retry_later

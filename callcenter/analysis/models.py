@@ -43,16 +43,22 @@ class AlertState(enum.StrEnum):
     SENDING = "sending"  # claimed by one worker until lease_expires_at
     SENT = "sent"  # final
     FAILED = "failed"  # final: retries used up, or a permanent error
+    # Final, never sent: its subscription was ended first (the reason is in last_error). An agency's
+    # old address or a revoked webhook must not receive citizens' comments after the end.
+    CANCELLED = "cancelled"
 
 
 ALERT_TRANSITIONS: dict[AlertState, frozenset[AlertState]] = {
-    AlertState.PENDING: frozenset({AlertState.SENDING}),
-    # A lease that expired (worker died) is taken over directly: SENDING → SENDING.
+    # PENDING also covers a failed attempt waiting for its retry.
+    AlertState.PENDING: frozenset({AlertState.SENDING, AlertState.CANCELLED}),
+    # A lease that expired (worker died) is taken over directly: SENDING → SENDING; for an ended
+    # subscription it is cancelled instead (SENDING → CANCELLED, only once the lease has expired).
     AlertState.SENDING: frozenset(
-        {AlertState.SENT, AlertState.PENDING, AlertState.FAILED, AlertState.SENDING}
+        {AlertState.SENT, AlertState.PENDING, AlertState.FAILED, AlertState.SENDING, AlertState.CANCELLED}
     ),
     AlertState.SENT: frozenset(),
     AlertState.FAILED: frozenset(),
+    AlertState.CANCELLED: frozenset(),
 }
 
 

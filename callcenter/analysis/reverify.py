@@ -17,11 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import phonenumbers
+from phonenumbers import PhoneNumberFormat
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callcenter.analysis.models import ReverificationItem, ReverificationSample
 from callcenter.analysis.periods import Period, PeriodKind
+from callcenter.analysis.report import CHANNEL_LABELS
 from callcenter.core.clock import VN_TZ
 from callcenter.core.errors import NotFound, ValidationError
 from callcenter.core.models import AuditLog
@@ -119,7 +122,12 @@ def get_sample(session: Session, sample_id: int) -> ReverificationSample:
 
 @dataclass(frozen=True)
 class RecheckRecord:
-    """One answer to re-check, with the submitter's contact details (personal data)."""
+    """One answer to re-check, with the submitter's contact details (personal data).
+
+    Machine-friendly values, as the JSON export gives them: ``channel`` is the code (``call``,
+    ``web`` …) and ``phone`` is E.164 (``+84905123456``). The CSV shows them for people
+    (:func:`records_csv`).
+    """
 
     rank: int
     response_id: int
@@ -223,8 +231,38 @@ CSV_HEADERS = (
 )
 
 
+def dial_form(e164: str) -> str:
+    """The phone as a Vietnamese verifier dials it, grouped: ``+84905123456`` → ``0905 123 456``.
+
+    The national form with its usual grouping (mobiles 4-3-3, landlines ``0236 3822 123``,
+    ``024 3822 1234``); a foreign number keeps its international form (``+1 650-253-0000``). The
+    spaces keep a spreadsheet from reading the cell as a number: Excel and LibreOffice turn
+    ``0905123456`` into 905123456 (the leading zero lost) and ``+84905123456`` into 8.49E+10, but
+    keep ``0905 123 456`` as text (a space is no digit separator in the vi-VN or en-US locales, and
+    a group of four digits is no thousands grouping anyway), with no formula (``="0905…"``) or
+    apostrophe trick that some tools show as typed. Softphones and keypads ignore the spaces.
+    """
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is not None and phonenumbers.is_valid_number(number):
+        kind = PhoneNumberFormat.NATIONAL if number.country_code == 84 else PhoneNumberFormat.INTERNATIONAL
+        shown = phonenumbers.format_number(number, kind)
+    elif e164.startswith("+84") and e164[3:].isdigit():  # not a number phonenumbers knows: 0 + rest
+        national = "0" + e164[3:]
+        shown = f"{national[:4]} {national[4:]}".strip()
+    else:
+        shown = e164
+    # Anything still made only of digits (and a +) is grouped, so that it stays text.
+    if shown.lstrip("+").isdigit() and len(shown) > 4:
+        shown = f"{shown[:4]} {shown[4:]}"
+    return shown
+
+
 def records_csv(records: Sequence[RecheckRecord]) -> str:
-    """The export as CSV (UTF-8 with BOM when written to a file, so spreadsheets read the diacritics)."""
+    """The export as CSV for people (UTF-8 with BOM when written to a file, so spreadsheets read the
+    diacritics): the channel by its Vietnamese name, the phone as dialled (:func:`dial_form`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADERS)
@@ -237,12 +275,12 @@ def records_csv(records: Sequence[RecheckRecord]) -> str:
                 r.dossier_code,
                 r.agency,
                 r.field,
-                r.channel,
+                CHANNEL_LABELS.get(r.channel, r.channel),
                 r.answered_at_local,
                 satisfied,
                 r.reasons,
                 r.submitter_name,
-                r.phone,
+                dial_form(r.phone),
             ]
         )
     return buffer.getvalue()

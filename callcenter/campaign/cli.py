@@ -286,10 +286,15 @@ def _print_report(report: CampaignReport) -> None:
 
 @holidays_app.command("seed")
 def holidays_seed(years: list[int] = typer.Argument(..., help="Years to fill, e.g. 2026 2027.")) -> None:
-    """Add the computed public holidays (solar and lunar) of the given years."""
+    """Add the computed public holidays (solar and lunar) of the given years; days already there stay."""
     with _unit_of_work() as (session, _runtime):
-        added = seed_holidays(session, years=years)
-        console.print(f"Đã thêm {added} ngày nghỉ lễ.")
+        # Year by year: a year already complete (``campaign create`` seeds its years) is named as such.
+        added = {year: seed_holidays(session, years=[year]) for year in dict.fromkeys(years)}
+    for year, count in added.items():
+        if count:
+            console.print(f"Năm {year}: đã thêm {count} ngày nghỉ lễ.")
+        else:
+            console.print(f"Năm {year} đã có đủ lịch nghỉ lễ; không thêm ngày nào.")
 
 
 @holidays_app.command("add")

@@ -94,7 +94,7 @@ def test_end_subscription_stops_new_alerts(db_session: Session, build: Builder, 
     first = build.called_response(build.dossier(a, f, returned_at=NOW), a, f, at=NOW, satisfied=False)
     assert len(alerts.raise_alerts(db_session, response_id=first.id, now=NOW, settings=settings)) == 1
 
-    # The alert raised before is still to be delivered, and the count says so.
+    # The alert raised before is cancelled (never delivered), and the count says so.
     assert alerts.end_subscription(db_session, subscription_id=sub.id) == 1
     later = build.called_response(build.dossier(a, f, returned_at=NOW), a, f, at=LATER, satisfied=False)
     assert alerts.raise_alerts(db_session, response_id=later.id, now=LATER, settings=settings) == []
