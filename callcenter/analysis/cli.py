@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -11,17 +12,19 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
+from sqlalchemy.orm import QueryableAttribute
 
 from callcenter.analysis import alerts, channel_import, integrity, reverify, service
 from callcenter.analysis import report as report_module
 from callcenter.analysis.labels import reason_labels
-from callcenter.analysis.models import DeliveryMode, NotifierKind
+from callcenter.analysis.models import AlertSubscription, DeliveryMode, NotifierKind
 from callcenter.analysis.periods import Period, PeriodKind
 from callcenter.analysis.settings import get_analysis_settings
 from callcenter.api.auth import Role, issue_key, list_keys, revoke_key
 from callcenter.core.clock import VN_TZ
-from callcenter.core.db import session_scope
+from callcenter.core.db import column_length, session_scope
 from callcenter.core.errors import CallCenterError, ValidationError
+from callcenter.core.models import ApiKey
 from callcenter.core.pii import mask_digit_runs
 from callcenter.core.runtime import Runtime, build_runtime
 
@@ -90,11 +93,34 @@ def report(
 TOP_LEVEL_COMMANDS = (report,)
 
 
+def _stored_text(attribute: QueryableAttribute[str], *, what: str) -> Callable[[str | None], str | None]:
+    """An option callback: the value stripped, refused (exit 2, naming the option) if it is blank or
+    longer than the column it is stored in, before anything is written."""
+    limit = column_length(attribute)
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        if not text:
+            raise typer.BadParameter(f"{what} must not be empty")
+        if len(text) > limit:
+            raise typer.BadParameter(f"{len(text)} characters is too long; {what} has at most {limit}")
+        return text
+
+    return check
+
+
 @apikey_app.command("issue")
 def apikey_issue(
     role: Role = typer.Option(..., "--role", help="home_affairs | agency | verifier | operator | admin"),
     agency: str | None = typer.Option(None, "--agency", help="Agency code (required for --role agency)."),
-    name: str = typer.Option(..., "--name", help="Who holds the key (unit or person), for the audit log."),
+    name: str = typer.Option(
+        ...,
+        "--name",
+        help="Who holds the key (unit or person), for the audit log.",
+        callback=_stored_text(ApiKey.name, what="a key's name"),
+    ),
 ) -> None:
     """Issue an API key; the clear key is printed once and only its hash is stored."""
     if role == Role.AGENCY and not agency:
@@ -230,8 +256,18 @@ app.add_typer(alerts_app, name="alerts")
 @alerts_app.command("subscribe")
 def alerts_subscribe(
     agency: str = typer.Option(..., "--agency", help="Agency code."),
-    webhook: str | None = typer.Option(None, "--webhook", help="HTTPS URL receiving signed JSON."),
-    email: str | None = typer.Option(None, "--email", help="E-mail address."),
+    webhook: str | None = typer.Option(
+        None,
+        "--webhook",
+        help="HTTPS URL receiving signed JSON.",
+        callback=_stored_text(AlertSubscription.target, what="a webhook URL"),
+    ),
+    email: str | None = typer.Option(
+        None,
+        "--email",
+        help="E-mail address.",
+        callback=_stored_text(AlertSubscription.target, what="an e-mail address"),
+    ),
     digest: bool = typer.Option(False, "--digest", help="One message a day instead of one per answer."),
 ) -> None:
     """Subscribe an agency to alerts; a webhook's signing secret is printed once."""
@@ -297,19 +333,19 @@ def alerts_list(
 def alerts_unsubscribe(
     subscription_id: int = typer.Argument(..., help="The subscription's id (see 'alerts list')."),
 ) -> None:
-    """End a subscription: no new alert is raised for it (the row is kept for the sent alerts)."""
+    """End a subscription: no new alert is raised for it and its queued alerts are cancelled
+    (the row is kept for the sent alerts)."""
     runtime = _runtime()
     try:
         with session_scope(runtime.sessions) as session:
-            undelivered = alerts.end_subscription(session, subscription_id=subscription_id)
+            cancelled = alerts.end_subscription(session, subscription_id=subscription_id)
     except CallCenterError as exc:
         raise _fail(exc) from None
     console.print(f"Đã dừng / ended: subscription {subscription_id}")
-    if undelivered:
-        console.print(
-            f"{undelivered} cảnh báo đã tạo trước đó vẫn sẽ được gửi / "
-            f"alert(s) raised before now are still delivered"
-        )
+    console.print(
+        f"Đã hủy {cancelled} cảnh báo đang chờ gửi; các cảnh báo này sẽ không được gửi / "
+        f"{cancelled} queued alert(s) cancelled, never to be sent"
+    )
 
 
 reverify_app = typer.Typer(help="Phúc tra: re-check samples (personal data, audited).", no_args_is_help=True)

@@ -177,11 +177,15 @@ class StaffImport:
 
 
 class StaffListRejected(ValidationError):
-    """The staff list has bad rows; nothing was imported. ``errors`` lists every row at fault."""
+    """The staff list has bad rows; nothing was imported. ``errors`` lists every row at fault
+    (``row 3: <why>``); the message names the field once, then the rows."""
 
     def __init__(self, errors: Sequence[str]) -> None:
         self.errors = list(errors)
-        super().__init__("; ".join(self.errors[:20]) + (" …" if len(self.errors) > 20 else ""), field="phone")
+        count = len(self.errors)
+        shown = "; ".join(self.errors[:20]) + (" …" if count > 20 else "")
+        rows = "1 bad row" if count == 1 else f"{count} bad rows"
+        super().__init__(f"{rows}, nothing imported: {shown}", field="phone")
 
 
 def read_phone_column(path: Path) -> list[tuple[int, str]]:
@@ -225,7 +229,7 @@ def import_staff_phones(
         try:
             hashes.setdefault(cipher.phone_hash(normalise_phone(raw).e164), row)
         except PhoneError as exc:
-            errors.append(f"row {row}: field 'phone': {exc}")
+            errors.append(f"row {row}: {exc}")
     if errors:
         raise StaffListRejected(errors)
     known = set(

@@ -11,6 +11,9 @@ from callcenter.core.clock import VN_TZ
 from callcenter.core.errors import ValidationError
 
 _ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV"}
+# The years a period may be asked for (Period.parse) and the wider range a Period may hold.
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+_EARLIEST_YEAR = 1900  # a comparison or trailing window reaches back before FIRST_YEAR
 
 
 class PeriodKind(enum.StrEnum):
@@ -36,24 +39,28 @@ class Period:
             raise ValidationError(f"{self.kind} index {self.index} is outside 1..{limit}", field="period")
         # Wider than what may be asked for (see parse): a period's comparisons and trailing months
         # reach a year or two back, and there they simply find no data.
-        if not 1900 <= self.year <= 2100:
-            raise ValidationError(f"year {self.year} is outside 1900..2100", field="period")
+        if not _EARLIEST_YEAR <= self.year <= LAST_YEAR:
+            raise ValidationError(
+                f"year {self.year} is outside {_EARLIEST_YEAR}..{LAST_YEAR}", field="period"
+            )
 
     @classmethod
     def parse(cls, text: str) -> Period:
         """``2026`` (year), ``2026-Q3`` (quarter) or ``2026-07`` (month), in 2000..2100."""
         value = text.strip().upper()
         if m := re.fullmatch(r"(\d{4})", value):
-            period = cls(PeriodKind.YEAR, int(m.group(1)))
+            kind, index = PeriodKind.YEAR, 1
         elif m := re.fullmatch(r"(\d{4})-Q([1-4])", value):
-            period = cls(PeriodKind.QUARTER, int(m.group(1)), int(m.group(2)))
+            kind, index = PeriodKind.QUARTER, int(m.group(2))
         elif m := re.fullmatch(r"(\d{4})-(\d{2})", value):
-            period = cls(PeriodKind.MONTH, int(m.group(1)), int(m.group(2)))
+            kind, index = PeriodKind.MONTH, int(m.group(2))
         else:
             raise ValidationError(f"'{text}' is not a period; use 2026, 2026-Q3 or 2026-07", field="period")
-        if not 2000 <= period.year <= 2100:
-            raise ValidationError(f"year {period.year} is outside 2000..2100", field="period")
-        return period
+        # Checked before the period is built: its own (wider) bound would name the wrong range.
+        year = int(m.group(1))
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise ValidationError(f"year {year} is outside {FIRST_YEAR}..{LAST_YEAR}", field="period")
+        return cls(kind, year, index)
 
     @classmethod
     def containing(cls, moment: datetime, kind: PeriodKind) -> Period:

@@ -7,18 +7,33 @@ an overlapping beat run are safe.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import select
+
 from callcenter.analysis import integrity
-from callcenter.analysis.delivery import AlertContext, build_notifiers, raise_and_deliver, sweep
+from callcenter.analysis.delivery import (
+    AlertContext,
+    DeliveryReport,
+    build_notifiers,
+    raise_and_deliver,
+    sweep,
+)
 from callcenter.analysis.labels import reason_labels
 from callcenter.analysis.periods import Period, PeriodKind
 from callcenter.analysis.settings import get_analysis_settings
 from callcenter.celery_app import app
 from callcenter.core.db import session_scope
 from callcenter.core.runtime import build_runtime
+from callcenter.ivr.models import SurveyResponse
+
+log = logging.getLogger(__name__)
+
+# Ids are BIGINT (callcenter.core.db.BigId): a larger one names no row, and the database would refuse it.
+_MAX_ID = 2**63 - 1
 
 
 @lru_cache(maxsize=1)
@@ -38,8 +53,26 @@ def _context() -> AlertContext:
 
 @app.task(name="analysis.raise_alert")
 def raise_alert(response_id: int) -> dict[str, Any]:
-    """Alert the agency about one answer if it is "not satisfied" (call after the answer is committed)."""
-    return asdict(raise_and_deliver(_context(), response_id=int(response_id)))
+    """Alert the agency about one answer if it is "not satisfied" (call after the answer is committed).
+
+    An id that names no answer is a mistake of whoever queued the task, not a failure to retry: it is
+    logged and the task returns an empty report (there is nothing to alert, now or later).
+    """
+    ctx = _context()
+    try:
+        wanted = int(response_id)
+    except (TypeError, ValueError):
+        wanted = 0
+    if not 1 <= wanted <= _MAX_ID or not _response_exists(ctx, wanted):
+        log.warning("analysis.raise_alert: survey response %r does not exist; no alert raised", response_id)
+        return asdict(DeliveryReport())
+    return asdict(raise_and_deliver(ctx, response_id=wanted))
+
+
+def _response_exists(ctx: AlertContext, response_id: int) -> bool:
+    with session_scope(ctx.sessions) as session:
+        found = session.scalar(select(SurveyResponse.id).where(SurveyResponse.id == response_id))
+    return found is not None
 
 
 @app.task(name="analysis.send_alerts")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 import uuid
@@ -434,16 +435,26 @@ def run_demo(
     return html_path, xlsx_path
 
 
+def _positive(value: float) -> float:
+    """A typer callback: refuse 0, negative and infinite rates (typer's min= is inclusive)."""
+    if not (value > 0 and math.isfinite(value)):
+        raise typer.BadParameter(f"must be a number greater than 0, not {value:g}")
+    return value
+
+
+# The bounds are checked while the options are parsed, before run_demo deletes the SQLite database.
 def demo(
-    dossiers: int = typer.Option(3000, help="Dossiers the one-stop simulator serves."),
+    dossiers: int = typer.Option(3000, min=1, help="Dossiers the one-stop simulator serves."),
     agencies: int = typer.Option(
-        10, help="The campaign covers this many agencies (those with most dossiers)."
+        10, min=1, help="The campaign covers this many agencies (those with most dossiers)."
     ),
     seed: int = typer.Option(1022, help="Seed of the synthetic data, the draw and the simulated citizens."),
-    time_factor: float = typer.Option(1000.0, help="Simulated seconds per real second."),
-    channels: int = typer.Option(60, help="Concurrent simulated calls."),
-    cps: float = typer.Option(40.0, help="Calls per second cap."),
-    max_seconds: float = typer.Option(100.0, help="Stop dialling after this many real seconds."),
+    time_factor: float = typer.Option(
+        1000.0, callback=_positive, help="Simulated seconds per real second (greater than 0)."
+    ),
+    channels: int = typer.Option(60, min=1, help="Concurrent simulated calls."),
+    cps: float = typer.Option(40.0, callback=_positive, help="Calls per second cap (greater than 0)."),
+    max_seconds: float = typer.Option(100.0, min=0, help="Stop dialling after this many real seconds."),
     out: Path = typer.Option(Path("var/reports"), help="Where the HTML and XLSX reports go."),
     keep: bool = typer.Option(False, help="Keep the existing SQLite database instead of starting fresh."),
 ) -> None:

@@ -12,9 +12,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, Table, create_engine, event, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -27,6 +39,28 @@ NAMING_CONVENTION = {
 
 # BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY auto-increments).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# The range of BigId (SQLite's INTEGER is as wide): a number past it names no row, and the databases
+# refuse it in a query instead of finding nothing: PostgreSQL with SQLSTATE 22003
+# (numeric_value_out_of_range), Python's sqlite3 with an OverflowError before the query is sent.
+DB_INT_MIN, DB_INT_MAX = -(2**63), 2**63 - 1
+_PG_NUMERIC_OUT_OF_RANGE = "22003"
+_SQLITE_OVERFLOW = "too large to convert to SQLite INTEGER"
+
+
+def is_out_of_range(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database refusing a number beyond its integer range."""
+    original = exc.orig if isinstance(exc, StatementError) else exc
+    if isinstance(original, OverflowError):
+        return _SQLITE_OVERFLOW in str(original)
+    return str(getattr(original, "sqlstate", "") or "") == _PG_NUMERIC_OUT_OF_RANGE
+
+
+def column_length(attribute: QueryableAttribute[str]) -> int:
+    """A VARCHAR column's declared length: PostgreSQL refuses a longer value, SQLite would store it."""
+    column_type = attribute.type
+    if not isinstance(column_type, String) or column_type.length is None:
+        raise TypeError(f"{attribute} has no declared length")
+    return column_type.length
 
 
 class Base(DeclarativeBase):

@@ -10,6 +10,7 @@ and releases the channel lease. Twilio retries callbacks, so every step is idemp
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated
 
 import redis
@@ -29,6 +30,8 @@ from callcenter.ivr.service import close_unfinished_response
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/dialer", tags=["dialer"])
+
+_SIP_CODE = re.compile(r"[1-6][0-9]{2}")  # SIP status codes are 100..699 (RFC 3261, section 7.2)
 
 
 def dialer_settings() -> DialerSettings:
@@ -75,7 +78,7 @@ def twilio_status(
     """Move the attempt along Twilio's CallStatus; finish it on a final status."""
     call_status = params.get("CallStatus", "").strip().lower()
     if not call_status:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "form field 'CallStatus' is missing")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "form field 'CallStatus' is missing")
     now = request.app.state.runtime.clock.now()
     attempt = service.get_attempt(session, attempt_id=attempt_id)
     if attempt is None:
@@ -88,13 +91,18 @@ def twilio_status(
         return {"status": "in_survey"}
     if not twilio_is_final(call_status):
         return {"status": "ignored"}
-    sip = params.get("SipResponseCode")
+    sip = params.get("SipResponseCode", "").strip()
+    if sip and not _SIP_CODE.fullmatch(sip):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"form field 'SipResponseCode' must be a three-digit SIP status code, not {sip[:40]!r}",
+        )
     try:
         outcome = classify_twilio(
             call_status, answered_by=params.get("AnsweredBy"), sip_response_code=int(sip) if sip else None
         )
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    except ValueError as exc:  # a CallStatus classify_twilio does not know
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"form field 'CallStatus': {exc}") from exc
     if outcome is CallOutcome.ANSWERED or attempt.answered_at is not None:
         close_unfinished_response(session, attempt_id=attempt_id, now=now)
     finished = service.finish_attempt(

@@ -20,14 +20,14 @@ from sqlalchemy import select
 
 from callcenter.analysis.dossier_copies import refresh_dossier_copies
 from callcenter.core.clock import to_local
-from callcenter.core.db import session_scope
+from callcenter.core.db import DB_INT_MAX, column_length, session_scope
 from callcenter.core.pii import mask_digit_runs
 from callcenter.core.runtime import Runtime, build_runtime
 from callcenter.intake.adapters.files import open_file_source
 from callcenter.intake.errors import IntakeError
 from callcenter.intake.importer import ImportResult, run_import
 from callcenter.intake.mapping import load_mapping
-from callcenter.intake.models import QuarantinedRecord
+from callcenter.intake.models import Dossier, ImportRun, QuarantinedRecord
 from callcenter.intake.service import ImportCounts, finish_import_run, start_import_run
 from callcenter.intake.settings import IntakeSettings
 from callcenter.intake.sync import run_api_sync
@@ -79,6 +79,24 @@ def _record_failure(runtime: Runtime, *, source: str, kind: str, location: str, 
         finish_import_run(session, run=run, counts=ImportCounts(), now=now, error=error)
 
 
+# --source is written to every one of these columns; the shortest bounds it.
+_SOURCE_COLUMNS = (ImportRun.source, Dossier.source, QuarantinedRecord.source)
+MAX_SOURCE = min(column_length(column) for column in _SOURCE_COLUMNS)
+
+
+def _check_source(value: str | None) -> str | None:
+    """Refuse a --source the database cannot store, before anything is read or written."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise typer.BadParameter("must not be empty (omit it for CALLCENTER_INTAKE_SOURCE)")
+    if len(value) > MAX_SOURCE:
+        raise typer.BadParameter(
+            f"{len(value)} characters is too long; a source name has at most {MAX_SOURCE}"
+        )
+    return value
+
+
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]Lỗi / error:[/red] {mask_digit_runs(message)}")
     return typer.Exit(code=1)
@@ -116,7 +134,11 @@ def intake_file(
     source: str | None = typer.Option(
         None,
         "--source",
-        help="Source name (default: CALLCENTER_INTAKE_SOURCE). Same code + source = same dossier.",
+        help=(
+            "Source name (default: CALLCENTER_INTAKE_SOURCE), at most "
+            f"{MAX_SOURCE} characters. Same code + source = same dossier."
+        ),
+        callback=_check_source,
     ),
     workers: int = typer.Option(
         0, "--workers", min=0, max=8, help="Worker processes preparing rows (for files of 100,000+ rows)."
@@ -172,7 +194,7 @@ def intake_file(
 
 @app.command("quarantine")
 def intake_quarantine(
-    run: int | None = typer.Option(None, "--run", help="Only this import run."),
+    run: int | None = typer.Option(None, "--run", min=1, max=DB_INT_MAX, help="Only this import run."),
     source: str | None = typer.Option(None, "--source", help="Only this source."),
     limit: int = typer.Option(50, "--limit", min=1, max=10_000),
 ) -> None:

@@ -152,3 +152,13 @@ def test_verbose_still_shows_the_traceback(tmp_path: Path) -> None:
     result = _run(tmp_path, "-v", "campaign", "list", CALLCENTER_DATABASE_URL=url)
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "OperationalError" in result.stderr
+
+
+@pytest.mark.parametrize("database", ["sqlite", "pg"])
+def test_an_id_too_large_for_the_database_is_invalid_input(
+    tmp_path: Path, migrated_sqlite: str, database: str, pg_url: str
+) -> None:
+    """20 digits (a phone pasted twice, a typo) is no id: one line, exit 2, not a driver traceback."""
+    url = migrated_sqlite if database == "sqlite" else pg_url
+    result = _run(tmp_path, "campaign", "status", "99999999999999999999", CALLCENTER_DATABASE_URL=url)
+    _assert_short(result, ExitCode.INVALID_INPUT, "a number is out of range")
