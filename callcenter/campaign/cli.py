@@ -26,7 +26,7 @@ from callcenter.campaign.optouts import decode_list, import_opt_outs
 from callcenter.campaign.reporting import CampaignReport, campaign_report
 from callcenter.campaign.rules import parse_rules
 from callcenter.campaign.schemas import parse_spec
-from callcenter.campaign.windows import describe_vi, windows_with_saturday
+from callcenter.campaign.windows import describe, windows_with_saturday
 from callcenter.core.clock import VN_TZ, ensure_aware
 from callcenter.core.db import session_scope
 from callcenter.core.errors import CallCenterError, ValidationError
@@ -239,10 +239,8 @@ def _print_report(report: CampaignReport) -> None:
     rules = parse_rules(c.calling_rules)
     status = CAMPAIGN_STATUS_LABELS_VI.get(c.status, c.status)
     console.print(f"[bold]#{c.id} {c.name}[/bold] — {status}; chính sách {c.policy}; seed {c.seed}")
-    console.print(
-        f"Giờ gọi: {describe_vi(windows_with_saturday(rules.windows, rules.saturday_morning))}; "
-        f"từ {_local(c.starts_at)} đến {_local(c.ends_at)}"
-    )
+    hours = describe(windows_with_saturday(rules.windows, rules.saturday_morning), vietnamese=True)
+    console.print(f"Giờ gọi: {hours}; từ {_local(c.starts_at)} đến {_local(c.ends_at)}")
     table = Table(
         "Cơ quan",
         "N",

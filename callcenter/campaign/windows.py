@@ -136,27 +136,18 @@ def windows_with_saturday(windows: Iterable[WindowSpec], saturday_morning: bool)
 WEEKDAY_NAMES_VI = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ Nhật")
 
 
-def describe_vi(windows: Iterable[WindowSpec]) -> str:
-    """``Thứ Hai–Thứ Sáu 08:00–11:30; Thứ Hai–Thứ Sáu 13:30–17:00``: for operators' tables."""
+def describe(windows: Iterable[WindowSpec], *, vietnamese: bool = False) -> str:
+    """``mon-fri 08:00–11:30, mon-fri 13:30–17:00`` for error messages and configuration, or with
+    ``vietnamese`` ``Thứ Hai–Thứ Sáu 08:00–11:30; Thứ Hai–Thứ Sáu 13:30–17:00`` for operators' tables."""
+    names, dash, comma, joiner = (
+        (WEEKDAY_NAMES_VI, "–", ", ", "; ") if vietnamese else (WEEKDAY_NAMES, "-", ",", ", ")
+    )
     parts = []
     for w in windows:
         days = sorted(w.weekdays)
         if days == list(range(days[0], days[-1] + 1)) and len(days) > 1:
-            label = f"{WEEKDAY_NAMES_VI[days[0]]}–{WEEKDAY_NAMES_VI[days[-1]]}"
+            label = f"{names[days[0]]}{dash}{names[days[-1]]}"
         else:
-            label = ", ".join(WEEKDAY_NAMES_VI[d] for d in days)
+            label = comma.join(names[d] for d in days)
         parts.append(f"{label} {w.start:%H:%M}–{w.end:%H:%M}")
-    return "; ".join(parts)
-
-
-def describe(windows: Iterable[WindowSpec]) -> str:
-    """``mon-fri 08:00–11:30, mon-fri 13:30–17:00``: for CLI and error messages."""
-    parts = []
-    for w in windows:
-        days = sorted(w.weekdays)
-        if days == list(range(days[0], days[-1] + 1)) and len(days) > 1:
-            label = f"{WEEKDAY_NAMES[days[0]]}-{WEEKDAY_NAMES[days[-1]]}"
-        else:
-            label = ",".join(WEEKDAY_NAMES[d] for d in days)
-        parts.append(f"{label} {w.start:%H:%M}–{w.end:%H:%M}")
-    return ", ".join(parts)
+    return joiner.join(parts)
