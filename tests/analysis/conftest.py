@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.models import CallTarget, Campaign
+from callcenter.core.clock import Clock, SystemClock
+from callcenter.core.db import make_engine, make_session_factory, upgrade_database
 from callcenter.core.pii import PiiCipher
+from callcenter.core.runtime import Runtime
+from callcenter.core.settings import Settings
 from callcenter.dialer.models import CallAttempt
 from callcenter.intake.models import Agency, Dossier, Field
 from callcenter.ivr.models import ResponseReason, SurveyResponse
@@ -277,3 +283,37 @@ def populate_small_city(build: Builder) -> dict[str, Any]:
     build.called_response(db, b, f1, at=_at(20), satisfied=False, reasons=(6,), comment=COMMENT)
     build.response(agency=b, fld=f1, answered_at=_at(21), satisfied=None, status="opted_out")
     return {"a": a, "b": b, "f1": f1, "f2": f2}
+
+
+@contextmanager
+def cli_runtime(
+    path: Path,
+    cipher: PiiCipher,
+    monkeypatch: pytest.MonkeyPatch,
+    populate: Callable[[Builder], None],
+    *,
+    clock: Clock | None = None,
+) -> Iterator[Runtime]:
+    """A migrated SQLite file, populated and committed, that the analysis CLI commands run against."""
+    from callcenter.analysis import cli
+
+    url = f"sqlite:///{path / 'cc.db'}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        populate(Builder(session, cipher))
+        session.commit()
+    settings = Settings(env="test", database_url=url)
+    rt = Runtime(
+        settings=settings, engine=engine, sessions=factory, cipher=cipher, clock=clock or SystemClock()
+    )
+    monkeypatch.setattr(cli, "_runtime", lambda: rt)
+    try:
+        yield rt
+    finally:
+        engine.dispose()
+
+
+def one_agency(build: Builder) -> None:
+    build.agency("XD", "Sở Xây dựng")

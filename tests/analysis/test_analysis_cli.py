@@ -15,38 +15,26 @@ from typer.testing import CliRunner
 from callcenter.analysis import cli
 from callcenter.analysis.models import AlertSubscription, Anomaly, ReverificationSample, StaffPhone
 from callcenter.api.auth import hash_key
-from callcenter.core.db import make_engine, make_session_factory, upgrade_database
 from callcenter.core.models import ApiKey, AuditLog
 from callcenter.core.pii import PiiCipher
 from callcenter.core.runtime import Runtime
-from callcenter.core.settings import Settings
 from callcenter.ivr.models import SurveyResponse
 
-from .conftest import Builder
+from .conftest import Builder, cli_runtime
+
+
+def _twelve_answers(build: Builder) -> None:
+    a = build.agency("XD", "Sở Xây dựng")
+    f = build.field("DD", "Đất đai")
+    for day in range(1, 13):
+        d = build.dossier(a, f, returned_at=datetime(2026, 3, day, tzinfo=UTC))
+        build.called_response(d, a, f, at=datetime(2026, 3, day + 1, 3, tzinfo=UTC), satisfied=day % 4 != 0)
 
 
 @pytest.fixture
 def runtime(tmp_path: Path, cipher: PiiCipher, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    url = f"sqlite:///{tmp_path / 'cc.db'}"
-    upgrade_database(url)
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with factory() as session:
-        build = Builder(session, cipher)
-        a = build.agency("XD", "Sở Xây dựng")
-        f = build.field("DD", "Đất đai")
-        for day in range(1, 13):
-            d = build.dossier(a, f, returned_at=datetime(2026, 3, day, tzinfo=UTC))
-            build.called_response(
-                d, a, f, at=datetime(2026, 3, day + 1, 3, tzinfo=UTC), satisfied=day % 4 != 0
-            )
-        session.commit()
-    rt = Runtime(
-        settings=Settings(env="test", database_url=url), engine=engine, sessions=factory, cipher=cipher
-    )
-    monkeypatch.setattr(cli, "_runtime", lambda: rt)
-    yield rt
-    engine.dispose()
+    with cli_runtime(tmp_path, cipher, monkeypatch, _twelve_answers) as rt:
+        yield rt
 
 
 def test_apikey_issue(runtime: Runtime) -> None:

@@ -20,14 +20,12 @@ from callcenter.analysis.models import AlertSubscription, StaffPhone
 from callcenter.analysis.periods import Period
 from callcenter.analysis.settings import AnalysisSettings
 from callcenter.core.clock import ManualClock
-from callcenter.core.db import make_engine, make_session_factory, upgrade_database
 from callcenter.core.errors import ValidationError
 from callcenter.core.models import ApiKey
 from callcenter.core.pii import PiiCipher
 from callcenter.core.runtime import Runtime
-from callcenter.core.settings import Settings
 
-from .conftest import Builder
+from .conftest import Builder, cli_runtime, one_agency
 
 NOW = datetime(2026, 4, 2, 3, 0, tzinfo=UTC)
 # Wide enough that neither click nor rich wraps a message.
@@ -37,19 +35,8 @@ RUNNER = CliRunner(env={"COLUMNS": "400"})
 @pytest.fixture
 def runtime(tmp_path: Path, cipher: PiiCipher, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     """A migrated SQLite file with one agency (XD); the CLI commands run against it."""
-    url = f"sqlite:///{tmp_path / 'cc.db'}"
-    upgrade_database(url)
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with factory() as session:
-        Builder(session, cipher).agency("XD", "Sở Xây dựng")
-        session.commit()
-    rt = Runtime(
-        settings=Settings(env="test", database_url=url), engine=engine, sessions=factory, cipher=cipher
-    )
-    monkeypatch.setattr(cli, "_runtime", lambda: rt)
-    yield rt
-    engine.dispose()
+    with cli_runtime(tmp_path, cipher, monkeypatch, one_agency) as rt:
+        yield rt
 
 
 def _count(runtime: Runtime, model: type) -> int:

@@ -21,14 +21,12 @@ from callcenter.analysis.models import AlertSubscription, DeliveryMode, Notifier
 from callcenter.analysis.settings import AnalysisSettings
 from callcenter.api.auth import KeyListing, Role, hash_key, issue_key, list_keys, revoke_key
 from callcenter.core.clock import ManualClock
-from callcenter.core.db import make_engine, make_session_factory, upgrade_database
 from callcenter.core.errors import ConflictError, NotFound
 from callcenter.core.models import ApiKey
 from callcenter.core.pii import PiiCipher
 from callcenter.core.runtime import Runtime
-from callcenter.core.settings import Settings
 
-from .conftest import Builder
+from .conftest import Builder, cli_runtime, one_agency
 
 NOW = datetime(2026, 4, 2, 3, 0, tzinfo=UTC)
 LATER = datetime(2026, 4, 2, 4, 0, tzinfo=UTC)
@@ -119,24 +117,9 @@ def test_end_subscription_stops_new_alerts(db_session: Session, build: Builder, 
 
 @pytest.fixture
 def runtime(tmp_path: Path, cipher: PiiCipher, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    url = f"sqlite:///{tmp_path / 'cc.db'}"
-    upgrade_database(url)
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with factory() as session:
-        Builder(session, cipher).agency("XD", "Sở Xây dựng")
-        session.commit()
-    rt = Runtime(
-        settings=Settings(env="test", database_url=url),
-        engine=engine,
-        sessions=factory,
-        cipher=cipher,
-        clock=ManualClock(NOW),
-    )
-    monkeypatch.setattr(cli, "_runtime", lambda: rt)
-    monkeypatch.setattr(cli, "console", Console(width=200))  # table rows on one line each
-    yield rt
-    engine.dispose()
+    with cli_runtime(tmp_path, cipher, monkeypatch, one_agency, clock=ManualClock(NOW)) as rt:
+        monkeypatch.setattr(cli, "console", Console(width=200))  # table rows on one line each
+        yield rt
 
 
 @pytest.fixture
