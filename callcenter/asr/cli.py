@@ -69,9 +69,11 @@ def ivr_decision(
     confidence = min(engine_confidence, match.confidence)
     low = confidence < q.speech.min_confidence
     if question is Question.YES_NO:
-        # A confirmation is never confirmed in turn: one yes or no is taken at any confidence, and
-        # anything else counts as no (the question again with keys only; after 0, the survey goes on).
-        verdict = "not understood: counts as no" if match.choice is None else f"taken: {match.choice}"
+        # A confirmation is never confirmed in turn: a clear yes or no is taken, and anything else
+        # (nothing matched, or an unsure match) counts as no: the question again with keys only;
+        # after 0, the survey goes on.
+        taken = match.choice is not None and not low
+        verdict = f"taken: {match.choice}" if taken else "not understood: counts as no"
     elif question is Question.COMMENT:
         if match.choice == "yes" and not low:
             verdict = "taken: records a comment"

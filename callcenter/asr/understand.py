@@ -66,6 +66,7 @@ _DISTANT_NEGATION = 0.6  # "không cần góp ý": other words between the negat
 # confidence stays below the confirmation threshold (the IVR's min_confidence, 0.6 by default).
 _UNPLACED_NEGATION_CAP = 0.5
 _PARTICLE_ONLY = 0.6  # only a politeness particle matched, among other unplaced words
+_UNSURE_YES_CAP = 0.5  # only "có" or particles matched, among other unplaced words
 # "không có gì" as a whole answer: "nothing", "no problem", "you're welcome" as often as "no".
 _NOTHING_IDIOM = 0.5
 
@@ -129,7 +130,7 @@ _IGNORABLE = (
     _PARTICLES
     | _words(
         "tôi em anh chị cháu con mình tui ông bà cô chú bác thì là rồi thấy cảm rất cũng thưa xin và với "
-        "lắm quá chọn số lý do thứ cái nữa luôn đâu mà"
+        "lắm quá chọn số lý do thứ cái nữa luôn đâu mà chứ"
     )
     | {_BOUNDARY}
 )
@@ -556,6 +557,10 @@ def match_answer(
     confidence = max(0.0, min(1.0, engine_confidence)) * quality * coverage_factor
     if unplaced_negation:
         confidence = min(confidence, _UNPLACED_NEGATION_CAP)
+    # A bare "có" (or a particle) before words we could not place: "có, nhưng lâu quá", "có, cán bộ
+    # hách dịch" may be a yes or the start of a complaint. Confirmed before it counts, never taken.
+    if all(h.strength <= _BARE_YES for h in resolved) and coverage < 1.0:
+        confidence = min(confidence, _UNSURE_YES_CAP)
     matched = ", ".join(_surface(raw, canon, h) for h in resolved)
     return AnswerMatch(
         choice=found[0] if len(found) == 1 else None,

@@ -396,8 +396,12 @@ class SurveyFlow:
             return None
         if isinstance(event, Speech) and self._speech_on():
             choices = {"yes": self.q.speech.confirm, "no": self.q.speech.deny}
-            choice, _ = self._match(event.transcript, choices, event.confidence)
-            return None if choice is None else choice == "yes"
+            choice, confidence = self._match(event.transcript, choices, event.confidence)
+            # A confirmation commits an answer (or an opt-out for good): an unsure one is no answer.
+            # "dạ" alone is a clear yes; "dạ sao ạ", "dạ alo" or "ừ để tôi nghĩ" are not.
+            if choice is None or self._low(confidence):
+                return None
+            return choice == "yes"
         return None
 
     def _on_confirm_satisfaction(self, event: Event) -> list[Action]:

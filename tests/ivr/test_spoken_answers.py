@@ -220,3 +220,32 @@ def test_the_command_gives_the_flows_verdict(q: Questionnaire, question: Questio
         assert _what_the_command_said(decision.verdict, question) == _what_the_flow_did(
             flow, question, actions
         ), (question, said, decision)
+
+
+# --- what must never be taken: a complaint after "có", a polite opening as a confirmation ----------
+
+
+@pytest.mark.parametrize(
+    "said", ["dạ có, nhưng cán bộ nhũng nhiễu", "có nhưng mà lâu quá", "có, chậm quá", "có, cán bộ hách dịch"]
+)
+def test_a_complaint_after_co_is_confirmed_not_taken(q: Questionnaire, said: str) -> None:
+    """ "Có" then words the matcher cannot place may be the start of a complaint: asked to confirm."""
+    flow = speech_flow(q)
+    flow.handle(Speech(said, 0.9))
+    assert flow.result.satisfied is None and flow.state is FlowState.CONFIRM_SATISFACTION
+    # And a complaint said again at the confirmation is no yes: the question comes back, keys only.
+    flow.handle(Speech(said, 0.9))
+    assert flow.result.satisfied is None and flow.state is FlowState.SATISFACTION
+
+
+@pytest.mark.parametrize("said", ["dạ tôi muốn tiếp tục", "dạ sao ạ", "dạ alo", "ừ để tôi nghĩ"])
+def test_a_polite_opening_never_opts_a_citizen_out(q: Questionnaire, said: str) -> None:
+    flow = speech_flow(q)
+    flow.handle(Keys(q.keys.opt_out))
+    assert flow.state is FlowState.CONFIRM_OPT_OUT
+    flow.handle(Speech(said, 0.9))
+    assert flow.result.opted_out is not True and flow.state is not FlowState.ENDED
+    clear = speech_flow(q)
+    clear.handle(Keys(q.keys.opt_out))
+    clear.handle(Speech("dạ", 0.9))  # "dạ" alone is a clear yes
+    assert clear.result.opted_out is True
