@@ -35,7 +35,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from callcenter.core import errors as core_errors
-from callcenter.core.db import DB_INT_MAX, is_out_of_range
+from callcenter.core.db import is_out_of_range
 from callcenter.core.pii import mask_digit_runs
 from callcenter.core.settings import get_settings
 
@@ -78,7 +78,8 @@ def explain(exc: BaseException) -> Problem | None:
         if is_out_of_range(candidate):  # an id typed with too many digits: it names no row
             return Problem(
                 ExitCode.INVALID_INPUT,
-                (f"số quá lớn / a number is out of range: ids are whole numbers up to {DB_INT_MAX}",),
+                # Not the limit itself: every line is masked, and 19 digits would come out as stars.
+                ("số quá lớn / a number is out of range: an id has at most 19 digits",),
             )
     if isinstance(exc, core_errors.CallCenterError):
         code = ExitCode.INVALID_INPUT if isinstance(exc, core_errors.ValidationError) else ExitCode.FAILED

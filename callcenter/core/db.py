@@ -48,11 +48,21 @@ _SQLITE_OVERFLOW = "too large to convert to SQLite INTEGER"
 
 
 def is_out_of_range(exc: BaseException) -> bool:
-    """Whether ``exc`` is the database refusing a number beyond its integer range."""
+    """Whether ``exc`` is the database refusing a number given to it beyond its integer range.
+
+    PostgreSQL's 22003 also comes from arithmetic overflowing in a query, a bug rather than bad
+    input: it counts here only when a bound parameter is itself out of range.
+    """
     original = exc.orig if isinstance(exc, StatementError) else exc
     if isinstance(original, OverflowError):
         return _SQLITE_OVERFLOW in str(original)
-    return str(getattr(original, "sqlstate", "") or "") == _PG_NUMERIC_OUT_OF_RANGE
+    if str(getattr(original, "sqlstate", "") or "") != _PG_NUMERIC_OUT_OF_RANGE:
+        return False
+    params = exc.params if isinstance(exc, StatementError) else None
+    values = params.values() if isinstance(params, dict) else (params or ())
+    return any(
+        isinstance(v, int) and not isinstance(v, bool) and not DB_INT_MIN <= v <= DB_INT_MAX for v in values
+    )
 
 
 def column_length(attribute: QueryableAttribute[str]) -> int:

@@ -77,20 +77,27 @@ def mask_name(name: str | None) -> str:
 # "+84 (905) 123-456"). A comma followed by a space is a list ("ids 101, 102, 103"), not a number.
 # The edges are digits, not word characters: "SĐT0905123456", "CCCD048090001234" and
 # "To=%2B84905123456" are masked too.
-_DIGIT_SEP = r"(?:,|[^\S\n]{0,2}[.\-_/()][^\S\n]{0,2}|[^\S\n]{1,2})"
+_DIGIT_SEP = r"(?:,|[^\S\n]{0,2}[.\-_/()\u2010-\u2015\u2212][^\S\n]{0,2}|[^\S\n]{1,2})"
 _DIGIT_RUN_TEXT = rf"\+?\d(?:{_DIGIT_SEP}?\d){{6,}}"
 # What looks like a number but is not personal data, kept when a run starts with it:
 # - dates and versions written year first (2026-11-22 08:30, 2025.11-1): no phone or ID number
 #   starts with 19/20 followed by a month, and masking every timestamp would blind the logs;
-# - dates written day first (12/10/2026, 1.2.2026);
+# - dates written day first (12/10/2026, 1.2.2026), and a time's seconds with their fraction
+#   (08:30:01.123456);
 # - sums of money grouped by thousands and followed by a unit (2.000.000 đồng, 500,000đ, 15.000.000
 #   VNĐ): complaints about informal costs quote them, and no phone is grouped that way.
-_YEAR_FIRST = r"(?:19|20)\d\d[.\-](?:0?[1-9]|1[0-2])(?:[.\-]\d{1,2}(?:\s\d\d(?=:))?)?"
+_YEAR_FIRST = r"(?:19|20)\d\d[./\-](?:0?[1-9]|1[0-2])(?:[./\-]\d{1,2}(?:\s\d\d(?=:))?)?"
+_SECONDS = r"(?<=:)\d\d[.,]\d{1,9}"
 _DAY_FIRST = r"(?:0?[1-9]|[12]\d|3[01])(?P<dsep>[/.\-])(?:0?[1-9]|1[0-2])(?P=dsep)(?:19|20)\d\d"
 _MONEY_UNIT = r"(?i:đồng|đ|vnđ|vnd|k|nghìn|ngàn|triệu)(?!\w)"
 _MONEY = rf"\d{{1,3}}(?P<msep>[.,])\d{{3}}(?:(?P=msep)\d{{3}})+(?=[^\S\n]?{_MONEY_UNIT})"
+# - identifiers in hexadecimal, whose digits would otherwise join into runs: UUIDs (Celery task
+#   ids), Twilio SIDs (CA + 32 hex digits) and digests of 32–64 hex digits. Logs are searched by them.
+_UUID = r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+_HEX_TOKEN = rf"(?<![0-9A-Za-z])(?:{_UUID}|[A-Z]{{2}}[0-9a-f]{{32}}|[0-9a-fA-F]{{32,64}})(?![0-9A-Za-z])"
 _DIGIT_RUN = re.compile(
-    rf"(?=[\d+])(?<!\d)(?:(?P<kept>(?:{_YEAR_FIRST}|{_DAY_FIRST}|{_MONEY})(?!\d))|(?P<run>{_DIGIT_RUN_TEXT}))"
+    rf"(?=[0-9A-Za-z+])(?:(?P<hex>{_HEX_TOKEN})|(?=[\d+])(?<!\d)(?:"
+    rf"(?P<kept>(?:{_YEAR_FIRST}|{_DAY_FIRST}|{_MONEY}|{_SECONDS})(?!\d))|(?P<run>{_DIGIT_RUN_TEXT})))"
 )
 
 # Numbers spoken digit by digit, as the Vietnamese ASR models transcribe them ("không chín không năm
@@ -165,7 +172,7 @@ def mask_digit_runs(text: str) -> str:
     # precompiled patterns and the quick test above.
 
     def _mask(match: re.Match[str]) -> str:
-        if match.group("kept") is not None:
+        if match.group("kept") is not None or match.group("hex") is not None:
             return match.group(0)
         return _mask_digits(re.sub(r"\D", "", match.group(0)))
 

@@ -161,4 +161,4 @@ def test_an_id_too_large_for_the_database_is_invalid_input(
     """20 digits (a phone pasted twice, a typo) is no id: one line, exit 2, not a driver traceback."""
     url = migrated_sqlite if database == "sqlite" else pg_url
     result = _run(tmp_path, "campaign", "status", "99999999999999999999", CALLCENTER_DATABASE_URL=url)
-    _assert_short(result, ExitCode.INVALID_INPUT, "a number is out of range")
+    _assert_short(result, ExitCode.INVALID_INPUT, "a number is out of range: an id has at most 19 digits")

@@ -83,6 +83,16 @@ def test_masking() -> None:
         ("32/10/2026 không phải ngày", "*****026 không phải ngày"),  # no 32nd day: masked as digits
         # A list of ids in a log line is not one number.
         ("released attempts [101, 102, 103, 104]", "released attempts [101, 102, 103, 104]"),
+        # Dates year first with slashes, a time's fractional seconds.
+        ("2026/11/22 không phải số", "2026/11/22 không phải số"),
+        ("due 08:30:01.123456+07:00", "due 08:30:01.123456+07:00"),
+        # Identifiers logs are searched by: a Celery task id, a Twilio call SID, a digest.
+        (
+            "Task dialer.place_call[1b2c3d4e-5f6a-1234-5678-9123456789ab] received",
+            "Task dialer.place_call[1b2c3d4e-5f6a-1234-5678-9123456789ab] received",
+        ),
+        ("CallSid CA0123456789abcdef0123456789abcdef", "CallSid CA0123456789abcdef0123456789abcdef"),
+        ("sha 3f2a0905123456789abcdef0123456789abcdef", "sha 3f2a0905123456789abcdef0123456789abcdef"),
     ],
 )
 def test_masking_keeps_year_first_dates_and_versions(text: str, expected: str) -> None:
@@ -104,6 +114,10 @@ def test_masking_keeps_year_first_dates_and_versions(text: str, expected: str) -
         ("0905  123  456", "*******456"),
         ("0905_123_456", "*******456"),
         ("+84 (905) 123-456", "********456"),
+        (
+            "gọi 0905–123–456 hoặc 0905‑123‑457",
+            "gọi *******456 hoặc *******457",
+        ),  # en dash, non-breaking hyphen
         # Spoken in groups, split by full stops, or mixed with written digits.
         ("số tôi là không chín không năm một trăm hai mươi ba bốn trăm năm mươi sáu", "số tôi là *******456"),
         ("gọi không chín không năm. một hai ba. bốn năm sáu", "gọi *******456"),
