@@ -94,7 +94,8 @@ _MONEY = rf"\d{{1,3}}(?P<msep>[.,])\d{{3}}(?:(?P=msep)\d{{3}})+(?=[^\S\n]?{_MONE
 # - identifiers in hexadecimal, whose digits would otherwise join into runs: UUIDs (Celery task
 #   ids), Twilio SIDs (CA + 32 hex digits) and digests of 32–64 hex digits. Logs are searched by them.
 _UUID = r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
-_HEX_TOKEN = rf"(?<![0-9A-Za-z])(?:{_UUID}|[A-Z]{{2}}[0-9a-f]{{32}}|[0-9a-fA-F]{{32,64}})(?![0-9A-Za-z])"
+_DIGEST = r"(?=\d*[a-fA-F])[0-9a-fA-F]{32,64}"  # with a letter: 32 digits in a row may be phones glued
+_HEX_TOKEN = rf"(?<![0-9A-Za-z])(?:{_UUID}|[A-Z]{{2}}[0-9a-f]{{32}}|{_DIGEST})(?![0-9A-Za-z])"
 _DIGIT_RUN = re.compile(
     rf"(?=[0-9A-Za-z+])(?:(?P<hex>{_HEX_TOKEN})|(?=[\d+])(?<!\d)(?:"
     rf"(?P<kept>(?:{_YEAR_FIRST}|{_DAY_FIRST}|{_MONEY}|{_SECONDS})(?!\d))|(?P<run>{_DIGIT_RUN_TEXT})))"

@@ -93,6 +93,8 @@ def test_masking() -> None:
         ),
         ("CallSid CA0123456789abcdef0123456789abcdef", "CallSid CA0123456789abcdef0123456789abcdef"),
         ("sha 3f2a0905123456789abcdef0123456789abcdef", "sha 3f2a0905123456789abcdef0123456789abcdef"),
+        # ... but digits alone, however many, are no digest: three phones glued together are masked.
+        ("số 090512345609051234570905123458 x", "số " + "*" * 27 + "458 x"),
     ],
 )
 def test_masking_keeps_year_first_dates_and_versions(text: str, expected: str) -> None:
