@@ -35,7 +35,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from callcenter.core import errors as core_errors
-from callcenter.core.db import is_out_of_range
+from callcenter.core.db import is_out_of_range, schema_is_current
 from callcenter.core.pii import mask_digit_runs
 from callcenter.core.settings import get_settings
 
@@ -194,10 +194,15 @@ def _env_name(settings_class: type[BaseSettings], field_name: str) -> str:
 def _database_problem(exc: sqlalchemy.exc.DBAPIError) -> Problem | None:
     sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
     detail = _first_line(exc.orig) if exc.orig is not None else _first_line(exc)
-    if sqlstate in (_UNDEFINED_TABLE, _UNDEFINED_COLUMN) or (
-        isinstance(exc, sqlalchemy.exc.OperationalError)
-        and any(marker in detail for marker in _SQLITE_MISSING_SCHEMA)
-    ):
+    if (
+        sqlstate in (_UNDEFINED_TABLE, _UNDEFINED_COLUMN)
+        or (
+            isinstance(exc, sqlalchemy.exc.OperationalError)
+            and any(marker in detail for marker in _SQLITE_MISSING_SCHEMA)
+        )
+    ) and not _schema_current():
+        # A schema at head that lacks a table or column is no missing upgrade (a bug, or a table
+        # dropped by hand): "run callcenter db upgrade" would mislead; the traceback is shown.
         return Problem(
             ExitCode.DATABASE_NOT_MIGRATED,
             (
@@ -219,6 +224,14 @@ def _database_problem(exc: sqlalchemy.exc.DBAPIError) -> Problem | None:
             ),
         )
     return None
+
+
+def _schema_current() -> bool:
+    """Whether every migration is applied; False when that cannot be told (then the advice stands)."""
+    try:
+        return schema_is_current(get_settings().database_url)
+    except Exception:  # the database or the settings fail again: keep the migration advice
+        return False
 
 
 def _database_where() -> str:

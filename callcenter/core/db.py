@@ -172,6 +172,24 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
+def schema_is_current(url: str) -> bool:
+    """Whether the database at ``url`` has every migration applied (all the domains' heads)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(url))
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_heads()
+    finally:
+        engine.dispose()
+    # alembic_version keeps only the heads no other applied revision depends on: what is applied is
+    # everything they reach, dependencies between the domains' branches included.
+    applied = {r.revision for r in script.revision_map.iterate_revisions(current, "base") if r is not None}
+    return set(script.get_heads()) <= applied
+
+
 def upgrade_database(url: str) -> None:
     """Apply every migration of every domain branch (``alembic upgrade heads``)."""
     from alembic import command

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -162,3 +163,18 @@ def test_an_id_too_large_for_the_database_is_invalid_input(
     url = migrated_sqlite if database == "sqlite" else pg_url
     result = _run(tmp_path, "campaign", "status", "99999999999999999999", CALLCENTER_DATABASE_URL=url)
     _assert_short(result, ExitCode.INVALID_INPUT, "a number is out of range: an id has at most 19 digits")
+
+
+def test_a_missing_table_in_a_schema_at_head_is_not_blamed_on_migrations(
+    tmp_path: Path, migrated_sqlite: str
+) -> None:
+    """Every migration applied and still a table missing (a bug, or a table dropped by hand): the
+    advice "run callcenter db upgrade" would mislead, so the traceback is shown instead."""
+    with sqlite3.connect(migrated_sqlite.removeprefix("sqlite:///")) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("DROP TABLE campaigns")
+    result = _run(tmp_path, "campaign", "list", CALLCENTER_DATABASE_URL=migrated_sqlite)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" in output and "no such table: campaigns" in output
+    assert "db upgrade" not in output
