@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis
 
@@ -12,6 +13,7 @@ from callcenter.dialer.adapters.twilio import TwilioTrunk
 from callcenter.dialer.pacing import Pacer
 from callcenter.dialer.settings import DialerSettings
 from callcenter.dialer.trunks import RedisKeys
+from callcenter.ivr.call_token import call_token_key
 
 
 @dataclass
@@ -22,6 +24,11 @@ class DialerContext:
     pacer: Pacer
     keys: RedisKeys
     direct_trunk: DirectTrunk | None  # Twilio; None for owned trunks (Asterisk, simulator)
+
+    @cached_property
+    def token_key(self) -> bytes:
+        """Signs each call for the IVR (callcenter.ivr.call_token): derived once per process."""
+        return call_token_key(self.runtime.settings.pii_key_bytes)
 
 
 def build_dialer_context(runtime: Runtime, settings: DialerSettings) -> DialerContext:

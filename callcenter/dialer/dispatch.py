@@ -31,7 +31,6 @@ from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.dialer.outcomes import classify_twilio, twilio_is_final
 from callcenter.dialer.state import ACTIVE_STATUSES, FINAL_STATUSES
 from callcenter.dialer.trunks import TrunkServer, scopes, server_named, servers
-from callcenter.ivr.call_token import call_token_key
 
 log = logging.getLogger(__name__)
 S = AttemptStatus
@@ -218,7 +217,7 @@ def _place_direct(ctx: DialerContext, attempt_id: int, server: TrunkServer) -> s
             attempt=attempt,
             phone_enc=phone_enc,
             cipher=ctx.runtime.cipher,
-            token_key=call_token_key(ctx.runtime.settings.pii_key_bytes),
+            token_key=ctx.token_key,
         )
         if not service.mark_dialing(session, attempt_id=attempt_id, now=ctx.runtime.clock.now()):
             return "lost race"

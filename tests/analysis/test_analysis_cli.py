@@ -19,6 +19,7 @@ from callcenter.core.models import ApiKey, AuditLog
 from callcenter.core.pii import PiiCipher
 from callcenter.core.runtime import Runtime
 from callcenter.ivr.models import SurveyResponse
+from tests.cli_helpers import WIDE_RUNNER
 
 from .conftest import Builder, cli_runtime
 
@@ -220,7 +221,7 @@ def test_subscribe_accepts_a_good_webhook_url(runtime: Runtime) -> None:
 def test_a_bad_output_path_fails_before_anything_is_audited_or_written(
     runtime: Runtime, tmp_path: Path
 ) -> None:
-    runner = CliRunner(env={"COLUMNS": "400"})  # one line per message, paths unwrapped
+    runner = WIDE_RUNNER  # one line per message, paths unwrapped
     drawn = runner.invoke(
         cli.app, ["reverify", "draw", "--agency", "XD", "--period", "2026-03", "--actor", "kt"]
     )

@@ -8,10 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import Result
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from typer.testing import CliRunner
 
 from callcenter.analysis import cli, tasks
 from callcenter.analysis.delivery import AlertContext, build_notifiers
@@ -24,12 +22,11 @@ from callcenter.core.errors import ValidationError
 from callcenter.core.models import ApiKey
 from callcenter.core.pii import PiiCipher
 from callcenter.core.runtime import Runtime
+from tests.cli_helpers import WIDE_RUNNER, assert_refused
 
 from .conftest import Builder, cli_runtime, one_agency
 
 NOW = datetime(2026, 4, 2, 3, 0, tzinfo=UTC)
-# Wide enough that neither click nor rich wraps a message.
-RUNNER = CliRunner(env={"COLUMNS": "400"})
 
 
 @pytest.fixture
@@ -42,15 +39,6 @@ def runtime(tmp_path: Path, cipher: PiiCipher, monkeypatch: pytest.MonkeyPatch) 
 def _count(runtime: Runtime, model: type) -> int:
     with runtime.sessions() as session:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
-
-
-def _refused(result: Result, *needles: str) -> None:
-    """Exit 2 (invalid input), a message with every needle, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output, result.output
-    for needle in needles:
-        assert needle in result.output, result.output
 
 
 # --- over-long and blank text options --------------------------------------------------------------
@@ -67,13 +55,13 @@ def _refused(result: Result, *needles: str) -> None:
 def test_apikey_issue_refuses_a_name_too_long_or_blank(
     runtime: Runtime, name: str, needles: tuple[str, ...]
 ) -> None:
-    result = RUNNER.invoke(cli.app, ["apikey", "issue", "--role", "admin", "--name", name])
-    _refused(result, *needles)
+    result = WIDE_RUNNER.invoke(cli.app, ["apikey", "issue", "--role", "admin", "--name", name])
+    assert_refused(result, *needles)
     assert _count(runtime, ApiKey) == 0
 
 
 def test_apikey_issue_stores_the_name_stripped_up_to_the_column_length(runtime: Runtime) -> None:
-    result = RUNNER.invoke(cli.app, ["apikey", "issue", "--role", "admin", "--name", f" {'n' * 128} "])
+    result = WIDE_RUNNER.invoke(cli.app, ["apikey", "issue", "--role", "admin", "--name", f" {'n' * 128} "])
     assert result.exit_code == 0, result.output
     with runtime.sessions() as session:
         assert session.scalar(select(ApiKey.name)) == "n" * 128
@@ -90,8 +78,8 @@ def test_apikey_issue_stores_the_name_stripped_up_to_the_column_length(runtime: 
 def test_alerts_subscribe_refuses_a_target_the_column_cannot_hold(
     runtime: Runtime, option: str, value: str, needles: tuple[str, ...]
 ) -> None:
-    result = RUNNER.invoke(cli.app, ["alerts", "subscribe", "--agency", "XD", option, value])
-    _refused(result, *needles)
+    result = WIDE_RUNNER.invoke(cli.app, ["alerts", "subscribe", "--agency", "XD", option, value])
+    assert_refused(result, *needles)
     assert "w" * 100 not in result.output  # the over-long URL is not echoed back
     assert _count(runtime, AlertSubscription) == 0
 
@@ -102,8 +90,8 @@ def test_alerts_subscribe_refuses_a_target_the_column_cannot_hold(
 def test_staff_phones_import_names_each_bad_row_and_the_field_once(runtime: Runtime, tmp_path: Path) -> None:
     staff = tmp_path / "staff.csv"
     staff.write_text("Số điện thoại\n0905777888\nabc\n12\n", encoding="utf-8")
-    result = RUNNER.invoke(cli.app, ["staff-phones", "import", str(staff), "--agency", "XD"])
-    _refused(result, "field 'phone': 2 bad rows, nothing imported: row 3: ", "; row 4: ")
+    result = WIDE_RUNNER.invoke(cli.app, ["staff-phones", "import", str(staff), "--agency", "XD"])
+    assert_refused(result, "field 'phone': 2 bad rows, nothing imported: row 3: ", "; row 4: ")
     said = " ".join(result.output.split())
     assert said.count("row 3") == 1 and said.count("field 'phone'") == 1, said
     assert _count(runtime, StaffPhone) == 0

@@ -20,6 +20,7 @@ from callcenter.core.pii import PiiCipher
 from callcenter.core.settings import get_settings
 from callcenter.intake.models import Agency, Field
 from tests.campaign.conftest import World
+from tests.cli_helpers import WIDE_RUNNER
 
 
 @pytest.fixture
@@ -247,7 +248,7 @@ def test_a_rules_file_not_in_utf8_is_named(cli_db: str, tmp_path: Path) -> None:
 
     rules = tmp_path / "quy-tac.yaml"
     rules.write_bytes(b"caps:\n  max_attempts_per_phone_per_day: 1\n# Quy t\xe3c\n")  # Windows-1258
-    result = CliRunner(env={"COLUMNS": "400"}).invoke(
+    result = WIDE_RUNNER.invoke(
         app,
         ["campaign", "create", "--name", "X", "--from", "2026-10-01", "--to", "2026-10-31",
          "--starts", "2030-01-07T08:00", "--ends", "2030-02-28T17:00", "--rules", str(rules)],

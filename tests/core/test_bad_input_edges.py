@@ -9,20 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
-from typer.testing import CliRunner
 
 from callcenter.api.app import create_app
 from callcenter.api.auth import Role, issue_key
 from callcenter.cli.main import app as cli_app
 from callcenter.core.clock import ManualClock
-from callcenter.core.db import session_scope, upgrade_database
+from callcenter.core.db import DB_INT_MAX, session_scope, upgrade_database
 from callcenter.core.models import AuditLog
 from callcenter.core.pii import PiiCipher
 from callcenter.core.runtime import Runtime, build_runtime
@@ -38,21 +36,10 @@ from callcenter.ivr.call_token import call_token, call_token_key
 from callcenter.ivr.settings import IvrSettings
 from callcenter.ivr.tts import PromptLibrary, default_engines
 from tests.analysis.conftest import Builder
+from tests.cli_helpers import WIDE_RUNNER, assert_refused
 
 NOW = datetime(2026, 4, 2, 3, 0, tzinfo=UTC)
 BIG = "99999999999999999999"  # past BIGINT (and SQLite's INTEGER)
-DB_INT_MAX = 2**63 - 1
-# Wide enough that neither click nor rich wraps a message.
-RUNNER = CliRunner(env={"COLUMNS": "400"})
-
-
-def _refused(result: Result, *needles: str) -> None:
-    """Exit 2 (invalid input), a message with every needle, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output, result.output
-    for needle in needles:
-        assert needle in result.output, result.output
 
 
 # --- HTTP: ids past the database's integer range -----------------------------------------------------
@@ -196,21 +183,21 @@ def _rows(url: str, model: type) -> int:
 def test_intake_file_refuses_a_source_the_columns_cannot_hold(
     intake_cli: dict[str, Any], source: str, needles: tuple[str, ...]
 ) -> None:
-    result = RUNNER.invoke(cli_app, ["intake", "file", str(intake_cli["export"]), "--source", source])
-    _refused(result, *needles)
+    result = WIDE_RUNNER.invoke(cli_app, ["intake", "file", str(intake_cli["export"]), "--source", source])
+    assert_refused(result, *needles)
     assert _rows(intake_cli["url"], ImportRun) == 0 and _rows(intake_cli["url"], Dossier) == 0
 
 
 def test_intake_file_takes_a_source_as_long_as_the_column(intake_cli: dict[str, Any]) -> None:
-    result = RUNNER.invoke(cli_app, ["intake", "file", str(intake_cli["export"]), "--source", "s" * 64])
+    result = WIDE_RUNNER.invoke(cli_app, ["intake", "file", str(intake_cli["export"]), "--source", "s" * 64])
     assert result.exit_code == 0, result.output
     assert _rows(intake_cli["url"], Dossier) == 5
 
 
 def test_intake_quarantine_refuses_a_run_id_past_the_range(intake_cli: dict[str, Any]) -> None:
-    result = RUNNER.invoke(cli_app, ["intake", "quarantine", "--run", BIG])
-    _refused(result, "'--run'", f"less than or equal to {DB_INT_MAX}")
-    listing = RUNNER.invoke(cli_app, ["intake", "quarantine", "--run", str(DB_INT_MAX)])
+    result = WIDE_RUNNER.invoke(cli_app, ["intake", "quarantine", "--run", BIG])
+    assert_refused(result, "'--run'", f"less than or equal to {DB_INT_MAX}")
+    listing = WIDE_RUNNER.invoke(cli_app, ["intake", "quarantine", "--run", str(DB_INT_MAX)])
     assert listing.exit_code == 0 and "(0 shown)" in listing.output, listing.output
 
 
@@ -238,10 +225,10 @@ def test_demo_refuses_bad_bounds_before_touching_the_database(
     monkeypatch.setenv("CALLCENTER_REDIS_URL", "redis://127.0.0.1:6379/13")
     get_settings.cache_clear()
     try:
-        result = RUNNER.invoke(cli_app, ["demo", "--out", str(tmp_path / "reports"), *options])
+        result = WIDE_RUNNER.invoke(cli_app, ["demo", "--out", str(tmp_path / "reports"), *options])
     finally:
         get_settings.cache_clear()
-    _refused(result, *needles)
+    assert_refused(result, *needles)
     assert database.read_bytes() == b"an operator's database, not to be deleted"
     assert not (tmp_path / "reports").exists()
 
