@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import redis
+from sqlalchemy.orm import Session, sessionmaker
 
+from callcenter.core.db import single_statement_sessions
 from callcenter.core.runtime import Runtime
 from callcenter.dialer.adapters.base import DirectTrunk
 from callcenter.dialer.adapters.twilio import TwilioTrunk
@@ -24,6 +26,11 @@ class DialerContext:
     pacer: Pacer
     keys: RedisKeys
     direct_trunk: DirectTrunk | None  # Twilio; None for owned trunks (Asterisk, simulator)
+
+    @cached_property
+    def single_statement_sessions(self) -> sessionmaker[Session]:
+        """For the claim of an attempt, one compare-and-set committed on its own (core.db)."""
+        return single_statement_sessions(self.runtime.sessions)
 
     @cached_property
     def token_key(self) -> bytes:

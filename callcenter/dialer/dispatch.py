@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -29,6 +29,7 @@ from callcenter.dialer.adapters.base import OriginateRefused, TrunkUnavailable
 from callcenter.dialer.context import DialerContext
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.dialer.outcomes import classify_twilio, twilio_is_final
+from callcenter.dialer.pacing import Scope
 from callcenter.dialer.state import ACTIVE_STATUSES, FINAL_STATUSES
 from callcenter.dialer.trunks import TrunkServer, scopes, server_named, servers
 
@@ -102,32 +103,31 @@ def _give_back(ctx: DialerContext, attempt: service.AttemptRef, detail: str) -> 
 def place_call(ctx: DialerContext, attempt_id: int) -> str:
     """Claim one attempt and hand it to its trunk. Idempotent: a redelivered task loses the claim.
 
-    One transaction leases the channel (Redis) and claims the attempt by CAS, with no read before:
-    the CAS is the check (one statement per call placed, not two). A task that loses the CAS reads
-    what became of the attempt and gives the lease back only when no call can be using it (leases
-    are keyed by attempt id, so the winner holds this very lease). No free channel: the attempt is
-    cancelled and its target handed back without using a retry, if it is still QUEUED.
+    The channel is leased (Redis), then the attempt claimed by CAS with no read before: the CAS is
+    the check, one statement committed on its own (one round trip per call placed). A task that
+    loses the CAS reads what became of the attempt and gives the lease back only when no call can
+    be using it (leases are keyed by attempt id, so the winner holds this very lease). No free
+    channel: the attempt is cancelled and its target handed back without using a retry, if it is
+    still QUEUED.
     """
-    with session_scope(ctx.runtime.sessions) as session:
-        chosen: TrunkServer | None = None
-        full_scopes: list[str] = []
-        candidates = servers(ctx.settings)
-        if len(candidates) > 1:  # a pool: try the least loaded server first
-            usage = {
-                u.scope: u.in_use for u in ctx.pacer.usage([scopes(ctx.settings, s)[1] for s in candidates])
-            }
-            candidates.sort(key=lambda s: usage.get(f"server:{s.kind}:{s.name}", 0) / s.channels)
-        for server in candidates:
-            full = ctx.pacer.acquire_channel(
-                attempt_id=attempt_id,
-                scopes=scopes(ctx.settings, server),
-                ttl_seconds=ctx.settings.lease_seconds,
-            )
-            if full is None:
-                chosen = server
-                break
-            full_scopes.append(full.name)
-        if chosen is None:
+    chosen: TrunkServer | None = None
+    full_scopes: list[str] = []
+    candidates = servers(ctx.settings)
+    if len(candidates) > 1:  # a pool: try the least loaded server first
+        usage = {u.scope: u.in_use for u in ctx.pacer.usage([scopes(ctx.settings, s)[1] for s in candidates])}
+        candidates.sort(key=lambda s: usage.get(f"server:{s.kind}:{s.name}", 0) / s.channels)
+    for server in candidates:
+        full = ctx.pacer.acquire_channel(
+            attempt_id=attempt_id,
+            scopes=scopes(ctx.settings, server),
+            ttl_seconds=ctx.settings.lease_seconds,
+        )
+        if full is None:
+            chosen = server
+            break
+        full_scopes.append(full.name)
+    if chosen is None:
+        with session_scope(ctx.runtime.sessions) as session:
             attempt = service.get_attempt(session, attempt_id=attempt_id)
             if attempt is None or attempt.status is not S.QUEUED:
                 return _not_claimable(attempt_id, attempt)
@@ -139,11 +139,14 @@ def place_call(ctx: DialerContext, attempt_id: int) -> str:
                 detail=f"throttled: no free channel ({', '.join(sorted(set(full_scopes)))})",
                 expected=frozenset({S.QUEUED}),  # never cancel another task's claim
             )
-            return "throttled"
+        return "throttled"
 
-        call_scopes = scopes(ctx.settings, chosen)
-        now = ctx.runtime.clock.now()
-        try:
+    call_scopes = scopes(ctx.settings, chosen)
+    now = ctx.runtime.clock.now()
+    try:
+        # One statement, committed on its own (autocommit): no BEGIN and COMMIT round trips around
+        # it, and CLAIMED is stored before the owner can read the id from the outbox.
+        with session_scope(ctx.single_statement_sessions) as session:
             won = service.claim_attempt(
                 session,
                 attempt_id=attempt_id,
@@ -153,36 +156,37 @@ def place_call(ctx: DialerContext, attempt_id: int) -> str:
                 now=now,
                 created_since=now - timedelta(seconds=ctx.settings.queued_max_age_seconds),
             )
-        except BaseException:
-            ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
-            raise
-        if not won:
-            current = service.get_attempt(session, attempt_id=attempt_id)
-            if current is not None and current.status is S.QUEUED:
-                # Still QUEUED, so it lost only for its age: the target goes back and the next
-                # release checks the window, the campaign and the opt-outs anew.
-                ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
-                service.give_back(
-                    session,
-                    attempt=current,
-                    now=now,
-                    retry_after=timedelta(0),
-                    detail=f"stale: released more than {ctx.settings.queued_max_age_seconds:.0f} s ago",
-                    expected=frozenset({S.QUEUED}),
-                )
-                return "stale"
-            if current is None or current.status in FINAL_STATUSES:
-                ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
-            return _not_claimable(attempt_id, current)  # redelivered, raced, cancelled or reaped
-        try:
-            session.commit()  # CLAIMED is stored before the owner can read the id from the outbox
-        except BaseException:
-            ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
-            raise
+    except BaseException:
+        ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
+        raise
+    if not won:
+        return _lost_claim(ctx, attempt_id, call_scopes, now)
     if ctx.direct_trunk is None:
         ctx.redis.rpush(ctx.keys.outbox(chosen), attempt_id)
         return f"handed to {chosen.kind}:{chosen.name}"
     return _place_direct(ctx, attempt_id, chosen)
+
+
+def _lost_claim(ctx: DialerContext, attempt_id: int, call_scopes: list[Scope], now: datetime) -> str:
+    """place_call lost its CAS: give the lease back unless a call may be using it, and say why."""
+    with session_scope(ctx.runtime.sessions) as session:
+        current = service.get_attempt(session, attempt_id=attempt_id)
+        if current is not None and current.status is S.QUEUED:
+            # Still QUEUED, so it lost only for its age: the target goes back and the next
+            # release checks the window, the campaign and the opt-outs anew.
+            ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
+            service.give_back(
+                session,
+                attempt=current,
+                now=now,
+                retry_after=timedelta(0),
+                detail=f"stale: released more than {ctx.settings.queued_max_age_seconds:.0f} s ago",
+                expected=frozenset({S.QUEUED}),
+            )
+            return "stale"
+    if current is None or current.status in FINAL_STATUSES:
+        ctx.pacer.release_channel(attempt_id=attempt_id, scopes=call_scopes)
+    return _not_claimable(attempt_id, current)  # redelivered, raced, cancelled or reaped
 
 
 def _not_claimable(attempt_id: int, attempt: service.AttemptRef | None) -> str:

@@ -408,3 +408,43 @@ def test_live_calls_count_against_the_trunks_channels_even_when_their_leases_lap
         ctx.redis.delete(key)  # both calls go on, their leases gone
     assert _lease_holders(world) == set()
     assert dispatch.release_due(ctx, world.sent.append) == 0  # two live calls: the trunk is full
+
+
+def test_the_claim_is_one_statement_committed_on_its_own_on_postgresql(
+    scratch_pg_url: str, cipher: PiiCipher, redis_url: str, redis_prefix: str
+) -> None:
+    """place_call's CAS runs in AUTOCOMMIT (no BEGIN/COMMIT round trips) and is visible at once."""
+    from sqlalchemy import event
+
+    clock = ManualClock(datetime.now(UTC))
+    settings_ = Settings(env="test", database_url=scratch_pg_url, redis_url=redis_url)
+    runtime = build_runtime(settings_, clock=clock)
+    settings = DialerSettings(trunk="simulator", redis_prefix=redis_prefix, max_channels=2, max_cps=10)
+    try:
+        with session_scope(runtime.sessions) as session:
+            code = seed_dossiers(session, cipher, 2)
+            start_campaign(session, total=2, agency_codes=[code], now=clock.now())
+        ctx = build_dialer_context(runtime, settings)
+        sent: list[int] = []
+        assert dispatch.release_due(ctx, sent.append) == 2
+        seen: list[tuple[str, bool]] = []
+
+        def record(conn, _cursor, statement, _params, _context, _many):  # type: ignore[no-untyped-def]
+            seen.append((statement.split()[0], bool(conn.connection.dbapi_connection.autocommit)))
+
+        event.listen(runtime.engine, "before_cursor_execute", record)
+        assert dispatch.place_call(ctx, sent[0]).startswith("handed to")
+        event.remove(runtime.engine, "before_cursor_execute", record)
+        assert seen == [("UPDATE", True)]
+        # A separate connection sees the claim as soon as place_call returns (nothing left open).
+        with runtime.engine.connect() as other:
+            status = other.execute(select(CallAttempt.status).where(CallAttempt.id == sent[0])).scalar()
+        assert status == "claimed"
+        # The usual sessions still run in transactions (the autocommit option is the claim's own).
+        with session_scope(runtime.sessions) as session:
+            assert not session.connection().connection.dbapi_connection.autocommit  # type: ignore[union-attr]
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(f"{redis_prefix}*"):
+            client.delete(key)
+        runtime.engine.dispose()
