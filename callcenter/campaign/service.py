@@ -104,6 +104,9 @@ class DueTarget:
     dossier_id: int
     agency_id: int
     phone_hash: str
+    # The dossier's own placement now (read with the claim), copied onto the attempt for the summaries.
+    dossier_agency_id: int
+    field_id: int
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -140,7 +143,16 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
     # will really be dialled, and a target whose number changed is re-pointed to it first.
     col = _TARGETS.c
     query = (
-        select(col.id, col.campaign_id, col.dossier_id, col.agency_id, col.phone_hash, _DOSSIERS.c.phone_hash)
+        select(
+            col.id,
+            col.campaign_id,
+            col.dossier_id,
+            col.agency_id,
+            col.phone_hash,
+            _DOSSIERS.c.phone_hash,
+            _DOSSIERS.c.agency_id,
+            _DOSSIERS.c.field_id,
+        )
         .join(_DOSSIERS, _DOSSIERS.c.id == col.dossier_id)
         .where(
             col.state == TargetState.QUEUED.value, col.next_attempt_at <= now, col.campaign_id.in_(running)
@@ -220,7 +232,15 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
             # else another claimer holds the guard row this very moment: leave the target due
             continue
         claimed.append(
-            DueTarget(target.id, target.campaign_id, target.dossier_id, target.agency_id, target.phone_hash)
+            DueTarget(
+                target.id,
+                target.campaign_id,
+                target.dossier_id,
+                target.agency_id,
+                target.phone_hash,
+                target.dossier_agency_id,
+                target.field_id,
+            )
         )
     if claimed:
         # Every phone is held: move the targets QUEUED → IN_CALL in one statement (not one per target;
@@ -606,6 +626,8 @@ class _Candidate(NamedTuple):
     dossier_id: int
     agency_id: int
     phone_hash: str
+    dossier_agency_id: int
+    field_id: int
 
 
 _REPOINT_PHONE = (
@@ -618,13 +640,13 @@ _REPOINT_PHONE = (
 def _current_phone(connection: Connection, row: Sequence[Any], now: datetime) -> _Candidate:
     """The candidate with its dossier's current phone; a target drawn with an older number is updated,
     so that its guard, its result and the next draw all see the number that is dialled."""
-    target_id, campaign_id, dossier_id, agency_id, drawn_phone, current_phone = row
+    target_id, campaign_id, dossier_id, agency_id, drawn_phone, current_phone, dossier_agency, field = row
     if current_phone != drawn_phone:
         connection.execute(_REPOINT_PHONE, {"p_id": target_id, "p_phone": current_phone, "p_now": now})
         log.info(
             "call target %s: its dossier's phone changed since the draw; the new number is checked", target_id
         )
-    return _Candidate(target_id, campaign_id, dossier_id, agency_id, current_phone)
+    return _Candidate(target_id, campaign_id, dossier_id, agency_id, current_phone, dossier_agency, field)
 
 
 def _close(session: Session, target: _Candidate, state: TargetState, now: datetime) -> bool:

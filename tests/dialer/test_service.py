@@ -12,6 +12,7 @@ from callcenter.campaign.models import CallTarget
 from callcenter.core.outcomes import CallOutcome
 from callcenter.core.pii import PiiCipher
 from callcenter.dialer import service
+from callcenter.intake.models import Dossier, Field
 from callcenter.dialer.models import AttemptStatus as S
 from callcenter.dialer.models import CallAttempt
 from callcenter.dialer.state import (
@@ -49,10 +50,28 @@ def _attempts(session: Session, cipher: PiiCipher, n: int) -> list[int]:
 
 
 def test_release_creates_queued_attempts_with_channel_ids(db_session: Session, cipher: PiiCipher) -> None:
+    db_session.add(Field(code="unused", name="Một lĩnh vực khác"))  # field ids no longer equal agency ids
+    db_session.flush()
     ids = _attempts(db_session, cipher, 3)
     assert len(ids) == 3
     rows = db_session.execute(select(CallAttempt.status, CallAttempt.channel_id)).all()
     assert {r.status for r in rows} == {"queued"} and len({r.channel_id for r in rows}) == 3
+    # Each attempt carries its own target, campaign and dossier, and the dossier's agency and field.
+    copied = db_session.execute(
+        select(
+            CallAttempt.id, CallAttempt.trunk, CallAttempt.created_at, CallAttempt.error_count,
+            CallAttempt.campaign_id == CallTarget.campaign_id, CallAttempt.dossier_id == Dossier.id,
+            CallAttempt.agency_id == Dossier.agency_id, CallAttempt.field_id == Dossier.field_id,
+        )
+        .join(CallTarget, CallTarget.id == CallAttempt.target_id)
+        .join(Dossier, Dossier.id == CallTarget.dossier_id)
+    ).all()  # fmt: skip
+    assert sorted(r[0] for r in copied) == sorted(ids)
+    placements = db_session.execute(select(Dossier.agency_id, Dossier.field_id)).all()
+    assert all(agency != field for agency, field in placements)  # so a swap of the two would show
+    for _id, trunk, created_at, errors, *same in copied:
+        assert (trunk, errors, all(same)) == ("simulator", 0, True)
+        assert abs((created_at.replace(tzinfo=created_at.tzinfo or UTC) - NOW).total_seconds()) < 1
     assert service.count_active_attempts(db_session) == 3
     assert service.release_due_attempts(db_session, now=NOW, limit=10, trunk="simulator") == []
 
