@@ -12,7 +12,6 @@ from callcenter.campaign.models import CallTarget
 from callcenter.core.outcomes import CallOutcome
 from callcenter.core.pii import PiiCipher
 from callcenter.dialer import service
-from callcenter.intake.models import Dossier, Field
 from callcenter.dialer.models import AttemptStatus as S
 from callcenter.dialer.models import CallAttempt
 from callcenter.dialer.state import (
@@ -23,6 +22,7 @@ from callcenter.dialer.state import (
     compare_and_set,
 )
 from callcenter.dialer.testing import seed_dossiers, start_campaign
+from callcenter.intake.models import Dossier, Field
 from callcenter.ivr.call_token import call_token_key, verify_call_token
 from callcenter.ivr.context import load_call_context
 from callcenter.ivr.flow import SurveyResult
