@@ -25,6 +25,7 @@ from sqlalchemy import (
     Connection,
     Insert,
     Integer,
+    Select,
     Table,
     Update,
     bindparam,
@@ -141,29 +142,9 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
     # The phone is the dossier's *current* one (a later import may have corrected it since the draw):
     # every check below (opt-out, cool-off, one call at a time, daily cap) is about the number that
     # will really be dialled, and a target whose number changed is re-pointed to it first.
-    col = _TARGETS.c
-    query = (
-        select(
-            col.id,
-            col.campaign_id,
-            col.dossier_id,
-            col.agency_id,
-            col.phone_hash,
-            _DOSSIERS.c.phone_hash,
-            _DOSSIERS.c.agency_id,
-            _DOSSIERS.c.field_id,
-        )
-        .join(_DOSSIERS, _DOSSIERS.c.id == col.dossier_id)
-        .where(
-            col.state == TargetState.QUEUED.value, col.next_attempt_at <= now, col.campaign_id.in_(running)
-        )
-        .order_by(col.next_attempt_at, col.draw_rank, col.id)
-        .limit(limit * 3)
-    )
-    if _dialect(session) == "postgresql":
-        # Concurrent claimers skip each other's rows instead of queueing behind them.
-        query = query.with_for_update(of=_TARGETS, skip_locked=True)
-    candidates = [_current_phone(connection, row, now) for row in connection.execute(query)]
+    params = {"q_now": now, "q_running": running, "q_limit": limit * 3}
+    query = _candidates_statement(_dialect(session))
+    candidates = [_current_phone(connection, row, now) for row in connection.execute(query, params)]
     if not candidates:
         return []
 
@@ -266,15 +247,16 @@ def record_attempt_result(
     # transaction (an operator's pause or stop) count, as an ORM query would see them.
     session.flush()
     connection = session.connection()
-    target = connection.execute(_TARGET_FOR_RESULT, {"t_id": target_id}).one_or_none()
-    if target is None:
+    # The target and its campaign's schedule in one statement (it runs once per finished call).
+    row = connection.execute(_TARGET_AND_SCHEDULE, {"t_id": target_id}).one_or_none()
+    if row is None:
         raise ValidationError(f"call target {target_id} does not exist", field="target_id")
+    target = _TargetForResult(*row[:_TARGET_COLUMNS])
     if target.state != TargetState.IN_CALL.value:
         return TargetState(target.state)
-    row = connection.execute(_CAMPAIGN_SCHEDULE, {"c_id": target.campaign_id}).one_or_none()
-    if row is None:
+    if row[_TARGET_COLUMNS] is None:
         raise CampaignNotFound(f"campaign {target.campaign_id} does not exist")
-    campaign = CampaignSchedule(*row)
+    campaign = CampaignSchedule(*row[_TARGET_COLUMNS:])
     rules, calendar = _rules_and_calendar(session, campaign)
     previous = dict(target.attempts_by_outcome or {})
     by_outcome = {**previous, **_bump(previous, outcome, survey)}  # including this attempt
@@ -384,6 +366,23 @@ _CAMPAIGN_SCHEDULE = select(
     _CAMPAIGNS.c.updated_at,
     _CAMPAIGNS.c.calling_rules,
 ).where(_CAMPAIGNS.c.id == bindparam("c_id"))
+_TARGET_COLUMNS = len(_TARGET_FOR_RESULT.selected_columns)
+_TARGET_AND_SCHEDULE = (
+    select(*_TARGET_FOR_RESULT.selected_columns, *_CAMPAIGN_SCHEDULE.selected_columns)
+    .select_from(_TARGETS.outerjoin(_CAMPAIGNS, _CAMPAIGNS.c.id == _TARGETS.c.campaign_id))
+    .where(_TARGETS.c.id == bindparam("t_id"))
+)
+
+
+class _TargetForResult(NamedTuple):
+    state: str
+    campaign_id: int
+    agency_id: int
+    phone_hash: str
+    attempts: int
+    attempts_by_outcome: dict[str, int] | None
+
+
 _CAMPAIGN_SCHEDULES = select(*_CAMPAIGN_SCHEDULE.selected_columns).where(
     _CAMPAIGNS.c.id.in_(bindparam("c_ids", expanding=True))
 )
@@ -628,6 +627,36 @@ class _Candidate(NamedTuple):
     phone_hash: str
     dossier_agency_id: int
     field_id: int
+
+
+@lru_cache(maxsize=4)
+def _candidates_statement(dialect: str) -> Select[Any]:
+    """A claim's due targets with their dossier's current phone and placement, built once per dialect."""
+    col = _TARGETS.c
+    query = (
+        select(
+            col.id,
+            col.campaign_id,
+            col.dossier_id,
+            col.agency_id,
+            col.phone_hash,
+            _DOSSIERS.c.phone_hash,
+            _DOSSIERS.c.agency_id,
+            _DOSSIERS.c.field_id,
+        )
+        .join(_DOSSIERS, _DOSSIERS.c.id == col.dossier_id)
+        .where(
+            col.state == TargetState.QUEUED.value,
+            col.next_attempt_at <= bindparam("q_now"),
+            col.campaign_id.in_(bindparam("q_running", expanding=True)),
+        )
+        .order_by(col.next_attempt_at, col.draw_rank, col.id)
+        .limit(bindparam("q_limit"))
+    )
+    if dialect == "postgresql":
+        # Concurrent claimers skip each other's rows instead of queueing behind them.
+        query = query.with_for_update(of=_TARGETS, skip_locked=True)
+    return query
 
 
 _REPOINT_PHONE = (
