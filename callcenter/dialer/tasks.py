@@ -12,7 +12,10 @@ waits in a countdown: due times live in ``call_targets.next_attempt_at``.
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from typing import Any
+
+from kombu import Producer
 
 from callcenter.celery_app import app, worker_runtime
 from callcenter.dialer import dispatch
@@ -30,14 +33,16 @@ def dialer_context() -> DialerContext:
     return _context
 
 
-def _send_place_call(attempt_id: int) -> None:
-    place_call.apply_async((attempt_id,), queue="dialer")
+def _send_place_call(attempt_id: int, producer: Producer | None = None) -> None:
+    place_call.apply_async((attempt_id,), queue="dialer", producer=producer)
 
 
 @app.task(name="dialer.release_due", ignore_result=True)
 def release_due() -> int:
     """Release due targets as attempts and fan out one ``dialer.place_call`` per attempt."""
-    return dispatch.release_due(dialer_context(), _send_place_call)
+    # One producer (and broker connection) for the whole fan-out, not one taken from the pool per task.
+    with app.producer_or_acquire() as producer:
+        return dispatch.release_due(dialer_context(), partial(_send_place_call, producer=producer))
 
 
 @app.task(name="dialer.place_call", ignore_result=True, acks_late=True)
