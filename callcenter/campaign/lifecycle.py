@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import ScalarSelect, bindparam, func, select, update
+from sqlalchemy import Integer, ScalarSelect, bindparam, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.calendar_store import holiday_days
@@ -38,11 +38,17 @@ ACTIVE_STATES = (TargetState.QUEUED.value, TargetState.IN_CALL.value)
 
 
 def _first_target_in(state: TargetState) -> ScalarSelect[int]:
+    # The state and the limit are written into the statement, not bound: with them as parameters
+    # PostgreSQL could not trust a generic plan and planned the statement anew on every call result
+    # (planning cost more than running it); now only the campaign varies and the plan is reused.
     return (
         select(CallTarget.id)
-        .where(CallTarget.campaign_id == bindparam("live_campaign"), CallTarget.state == state.value)
+        .where(
+            CallTarget.campaign_id == bindparam("live_campaign"),
+            CallTarget.state == literal(state.value, literal_execute=True),
+        )
         .order_by(CallTarget.id)
-        .limit(1)
+        .limit(literal(1, Integer, literal_execute=True))
         .scalar_subquery()
     )
 

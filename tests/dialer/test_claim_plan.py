@@ -133,3 +133,38 @@ def test_the_anything_still_live_check_after_each_result_is_an_index_lookup(draw
     with session_scope(drawn.sessions) as session:
         complete_if_done(session, campaign_id=drawn.campaign_id, now=drawn.now)
     assert drawn.status() == "completed"
+
+
+def test_the_live_check_is_planned_once_and_its_generic_plan_reads_the_index(drawn: Drawn) -> None:
+    """Only the campaign is a parameter: PostgreSQL keeps one generic plan for every call result
+    instead of planning the statement anew each time (it did while the states were parameters)."""
+    with drawn.engine.begin() as conn:
+        conn.execute(text("UPDATE call_targets SET state = 'completed' WHERE id % 100 <> 0"))
+        conn.execute(text("UPDATE call_targets SET state = 'in_call' WHERE id % 100 = 0"))
+        conn.execute(text("ANALYZE call_targets"))
+    with captured(drawn.engine, _is_live_check) as checks, session_scope(drawn.sessions) as session:
+        complete_if_done(session, campaign_id=drawn.campaign_id, now=drawn.now)
+    ((statement, parameters),) = checks
+    assert list(parameters) == ["live_campaign"], parameters  # states and limit written in
+    assert "'in_call'" in statement and "'queued'" in statement
+
+    with drawn.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        for _ in range(12):  # as psycopg runs it: prepared after a few runs, then planned by PostgreSQL
+            raw.execute(statement, parameters, prepare=True).fetchone()
+        plans = raw.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%coalesce%'"
+        ).fetchall()
+        assert len(plans) == 1 and plans[0][0] >= 5, plans  # the generic plan is in use
+        # That generic plan (the one reused for every result) looks the targets up in the index.
+        raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        raw.execute("PREPARE live_check(bigint) AS " + statement.replace("%(live_campaign)s", "$1"))
+        explained = raw.execute(f"EXPLAIN (FORMAT JSON) EXECUTE live_check({int(drawn.campaign_id)})")
+        nodes = [explained.fetchone()[0][0]["Plan"]]  # type: ignore[index]
+        for node in nodes:
+            nodes.extend(node.get("Plans", []))
+        conn.rollback()
+    kinds = [n["Node Type"] for n in nodes]
+    assert any(n.get("Index Name") == "ix_call_targets_campaign_state" for n in nodes), kinds
+    assert "Seq Scan" not in kinds and "Sort" not in kinds, kinds
