@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Integer, ScalarSelect, bindparam, func, literal, select, update
+from sqlalchemy import ScalarSelect, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.calendar_store import holiday_days
@@ -17,6 +17,7 @@ from callcenter.campaign.errors import CampaignNotFound, InvalidTransition
 from callcenter.campaign.models import CallTarget, Campaign, CampaignEvent, CampaignStatus, TargetState
 from callcenter.campaign.rules import CallingRules, parse_rules
 from callcenter.campaign.windows import CallingCalendar
+from callcenter.core.db import sql_constant
 
 SYSTEM_ACTOR = "system"
 
@@ -45,10 +46,10 @@ def _first_target_in(state: TargetState) -> ScalarSelect[int]:
         select(CallTarget.id)
         .where(
             CallTarget.campaign_id == bindparam("live_campaign"),
-            CallTarget.state == literal(state.value, literal_execute=True),
+            CallTarget.state == sql_constant(state.value),
         )
         .order_by(CallTarget.id)
-        .limit(literal(1, Integer, literal_execute=True))
+        .limit(sql_constant(1))
         .scalar_subquery()
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import CursorResult, Row, Table, Update, bindparam, update
 from sqlalchemy.orm import Session
 
+from callcenter.core.db import sql_constant
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 
 S = AttemptStatus
@@ -146,7 +147,8 @@ def _cas_statement(
     statuses = sorted(s.value for s in expected)
     stmt = (
         update(table)
-        .where(table.c.id == bindparam("cas_id"), table.c.status.in_(statuses))
+        # The statuses are written into the statement: nothing to expand at each execution.
+        .where(table.c.id == bindparam("cas_id"), table.c.status.in_([sql_constant(s) for s in statuses]))
         .values(
             status=new.value,
             updated_at=bindparam("cas_now"),
