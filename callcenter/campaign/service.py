@@ -30,6 +30,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     case,
+    exists,
     func,
     literal,
     or_,
@@ -273,22 +274,27 @@ def record_attempt_result(
     state, next_at = decision.state, decision.next_attempt_at
     if state == TargetState.QUEUED and CampaignStatus(campaign.status) in FINAL_STATUSES:
         state, next_at = TargetState.SKIPPED, None
-    moved = session.connection().execute(
-        _RECORD_RESULT,
-        {
-            "r_id": target_id,
-            "r_state": state.value,
-            "r_by": by_outcome,
-            "r_outcome": outcome.value,
-            "r_next": next_at,
-            "r_completed": now if state == TargetState.COMPLETED else None,
-            "r_now": now,
-        },
-    )
-    if moved.rowcount != 1:
-        current = session.connection().execute(_TARGET_FOR_RESULT, {"t_id": target_id}).one()
+    params = {
+        "r_id": target_id,
+        "r_state": state.value,
+        "r_by": by_outcome,
+        "r_outcome": outcome.value,
+        "r_next": next_at,
+        "r_completed": now if state == TargetState.COMPLETED else None,
+        "r_now": now,
+    }
+    if connection.dialect.name == "postgresql":
+        # The move and the release of the phone's guard in one statement (one round trip per call
+        # result instead of two); the guard is released only if the move happened.
+        params |= {"g_phone": target.phone_hash, "g_target": target_id, "g_now": now}
+        moved_count = connection.execute(_RECORD_RESULT_AND_FREE_PHONE, params).scalar_one()
+    else:
+        moved_count = connection.execute(_RECORD_RESULT, params).rowcount
+        if moved_count == 1:
+            _release_phone(session, phone_hash=target.phone_hash, target_id=target_id, now=now, uncount=False)
+    if moved_count != 1:
+        current = connection.execute(_TARGET_FOR_RESULT, {"t_id": target_id}).one()
         return TargetState(current.state)
-    _release_phone(session, phone_hash=target.phone_hash, target_id=target_id, now=now, uncount=False)
     to_replenish: set[tuple[int, int]] = set()
     if state not in (TargetState.COMPLETED, TargetState.QUEUED):
         to_replenish.add((target.campaign_id, target.agency_id))
@@ -319,6 +325,7 @@ def record_attempt_result(
 
 _TARGETS: Table = CallTarget.__table__  # type: ignore[assignment]
 _DOSSIERS: Table = Dossier.__table__  # type: ignore[assignment]
+_GUARDS: Table = PhoneCallGuard.__table__  # type: ignore[assignment]
 _TARGET_FOR_RESULT = select(
     _TARGETS.c.state,
     _TARGETS.c.campaign_id,
@@ -341,6 +348,27 @@ _RECORD_RESULT = (
         updated_at=bindparam("r_now"),
     )
 )
+
+
+def _record_result_and_free_phone() -> Select[Any]:
+    """PostgreSQL: :data:`_RECORD_RESULT` and, only when it moved the target, the guard's release
+    (:func:`_release_phone`, not uncounted), as two data-modifying CTEs; returns how many moved."""
+    moved = _RECORD_RESULT.returning(_TARGETS.c.id).cte("moved")
+    guard = _GUARDS.c
+    freed = (
+        update(_GUARDS)
+        .where(
+            guard.phone_hash == bindparam("g_phone"),
+            guard.active_target_id == bindparam("g_target"),
+            exists(select(moved.c.id)),
+        )
+        .values(active_target_id=None, updated_at=bindparam("g_now"))
+        .cte("freed")
+    )
+    return select(func.count()).select_from(moved).add_cte(freed)
+
+
+_RECORD_RESULT_AND_FREE_PHONE = _record_result_and_free_phone()
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,9 +571,6 @@ def _acquire_phone(
     params = {"g_phone": phone_hash, "g_target": target_id, "g_today": today, "g_cap": cap, "g_now": now}
     result = session.connection().execute(_acquire_phone_statement(_dialect(session)), params)
     return result.rowcount == 1
-
-
-_GUARDS: Table = PhoneCallGuard.__table__  # type: ignore[assignment]
 
 
 @lru_cache(maxsize=4)
