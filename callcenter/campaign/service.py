@@ -249,15 +249,15 @@ def record_attempt_result(
     session.flush()
     connection = session.connection()
     # The target and its campaign's schedule in one statement (it runs once per finished call).
-    row = connection.execute(_TARGET_AND_SCHEDULE, {"t_id": target_id}).one_or_none()
-    if row is None:
+    # Its first columns are the target's (named as in _TARGET_FOR_RESULT), the rest the campaign's.
+    target = connection.execute(_TARGET_AND_SCHEDULE, {"t_id": target_id}).one_or_none()
+    if target is None:
         raise ValidationError(f"call target {target_id} does not exist", field="target_id")
-    target = _TargetForResult(*row[:_TARGET_COLUMNS])
     if target.state != TargetState.IN_CALL.value:
         return TargetState(target.state)
-    if row[_TARGET_COLUMNS] is None:
+    if target[_TARGET_COLUMNS] is None:
         raise CampaignNotFound(f"campaign {target.campaign_id} does not exist")
-    campaign = CampaignSchedule(*row[_TARGET_COLUMNS:])
+    campaign = CampaignSchedule(*target[_TARGET_COLUMNS:])
     rules, calendar = _rules_and_calendar(session, campaign)
     previous = dict(target.attempts_by_outcome or {})
     by_outcome = {**previous, **_bump(previous, outcome, survey)}  # including this attempt
@@ -287,7 +287,7 @@ def record_attempt_result(
         # The move and the release of the phone's guard in one statement (one round trip per call
         # result instead of two); the guard is released only if the move happened.
         params |= {"g_phone": target.phone_hash, "g_target": target_id, "g_now": now}
-        moved_count = connection.execute(_RECORD_RESULT_AND_FREE_PHONE, params).scalar_one()
+        moved_count = connection.execute(_record_result_and_free_phone(), params).scalar_one()
     else:
         moved_count = connection.execute(_RECORD_RESULT, params).rowcount
         if moved_count == 1:
@@ -350,25 +350,13 @@ _RECORD_RESULT = (
 )
 
 
+@lru_cache(maxsize=1)
 def _record_result_and_free_phone() -> Select[Any]:
     """PostgreSQL: :data:`_RECORD_RESULT` and, only when it moved the target, the guard's release
     (:func:`_release_phone`, not uncounted), as two data-modifying CTEs; returns how many moved."""
     moved = _RECORD_RESULT.returning(_TARGETS.c.id).cte("moved")
-    guard = _GUARDS.c
-    freed = (
-        update(_GUARDS)
-        .where(
-            guard.phone_hash == bindparam("g_phone"),
-            guard.active_target_id == bindparam("g_target"),
-            exists(select(moved.c.id)),
-        )
-        .values(active_target_id=None, updated_at=bindparam("g_now"))
-        .cte("freed")
-    )
+    freed = _release_phone_statement(False).where(exists(select(moved.c.id))).cte("freed")
     return select(func.count()).select_from(moved).add_cte(freed)
-
-
-_RECORD_RESULT_AND_FREE_PHONE = _record_result_and_free_phone()
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,15 +388,6 @@ _TARGET_AND_SCHEDULE = (
     .select_from(_TARGETS.outerjoin(_CAMPAIGNS, _CAMPAIGNS.c.id == _TARGETS.c.campaign_id))
     .where(_TARGETS.c.id == bindparam("t_id"))
 )
-
-
-class _TargetForResult(NamedTuple):
-    state: str
-    campaign_id: int
-    agency_id: int
-    phone_hash: str
-    attempts: int
-    attempts_by_outcome: dict[str, int] | None
 
 
 _CAMPAIGN_SCHEDULES = select(*_CAMPAIGN_SCHEDULE.selected_columns).where(

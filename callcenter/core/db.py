@@ -113,8 +113,13 @@ def dialect_insert(dialect_name: str) -> Callable[[Table], postgresql.Insert | s
     return postgresql.insert if dialect_name == "postgresql" else sqlite.insert
 
 
+# A pooled PostgreSQL connection idle longer than this is checked before use (see ping_when_idle).
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for SQLite (embedded default) or PostgreSQL, with the pragmas SQLite needs."""
+    ping_after = kwargs.pop("ping_after_idle_seconds", PING_AFTER_IDLE_SECONDS)
     if url.startswith("sqlite"):
         _ensure_sqlite_directory(url)
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
@@ -129,16 +134,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         return engine
-    ping_after = kwargs.pop("ping_after_idle_seconds", PING_AFTER_IDLE_SECONDS)
     if "pool_pre_ping" in kwargs:
         return create_engine(url, **kwargs)
     engine = create_engine(url, **kwargs)
     ping_when_idle(engine, after_seconds=ping_after)
     return engine
-
-
-# A pooled PostgreSQL connection idle longer than this is checked before use (see ping_when_idle).
-PING_AFTER_IDLE_SECONDS = 2.0
 
 
 def ping_when_idle(engine: Engine, *, after_seconds: float) -> None:
