@@ -102,6 +102,38 @@ def pg_backends(dbname: str) -> list[psutil.Process]:
     return out
 
 
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving the dialer, each backend counted once.
+
+    Backends come and go (a pool replacing a connection), so the set is read at the start, every
+    ``every`` seconds while the run lasts (:meth:`maybe_sample`) and at the end; each backend counts
+    with the last CPU time read from it, less what it had used at the start. A backend that exits
+    loses at most the time since its last reading. (Until 2026-12-07 the end read added the start's
+    backends to the end's, and every backend alive through the run was counted twice.)
+    """
+
+    def __init__(self, dbname: str, *, every: float = 2.0) -> None:
+        self.dbname = dbname
+        self.every = every
+        self.start = self._read()
+        self.last = dict(self.start)
+        self.sampled = time.monotonic()
+
+    def _read(self) -> dict[int, float]:
+        return {p.pid: cpu_seconds([p]) for p in pg_backends(self.dbname)}
+
+    def maybe_sample(self) -> None:
+        if time.monotonic() - self.sampled >= self.every:
+            self.sample()
+
+    def sample(self) -> None:
+        self.last.update(self._read())
+        self.sampled = time.monotonic()
+
+    def total(self) -> float:
+        return sum(self.last.values()) - sum(self.start.values())
+
+
 class InPlaceOfAutovacuum:
     """VACUUM (ANALYZE) of the dialer's busiest tables, every ``every`` seconds, on a server that runs
     without autovacuum (as this machine's does); production PostgreSQL keeps autovacuum on.
@@ -244,10 +276,9 @@ def main() -> None:
         time.sleep(3)  # imports, connections
         roots = [p.pid for p in procs.procs.values()] + [private.proc.pid if private.proc else 0]
         ours = tree(roots)
-        backends = pg_backends(name)
+        backends = BackendCpu(name)
         cpu_start = cpu_seconds(ours)
         role_start = {role: cpu_seconds(tree([proc.pid])) for role, proc in procs.procs.items()}
-        pg_start = cpu_seconds(backends)
         started = time.monotonic()
         load_start = os.getloadavg()[0]
 
@@ -282,6 +313,7 @@ def main() -> None:
             if waiting == 0 and in_call == 0:
                 break
             vacuum.maybe_run()
+            backends.maybe_sample()
             time.sleep(0.5)
         elapsed = time.monotonic() - started
         ours = tree(roots)  # children that appeared since
@@ -290,7 +322,8 @@ def main() -> None:
             role: round(cpu_seconds(tree([proc.pid])) - role_start.get(role, 0.0), 1)
             for role, proc in procs.procs.items()
         }
-        pg_total = cpu_seconds(pg_backends(name) + backends) - pg_start + vacuum.cpu_seconds
+        backends.sample()
+        pg_total = backends.total() + vacuum.cpu_seconds
         vacuum.close()
         with session_scope(sessions) as session:
             by_status = dict(
