@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import ScalarSelect, bindparam, func, select, update
+from sqlalchemy import Exists, ScalarSelect, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.calendar_store import holiday_days
@@ -65,6 +65,21 @@ def _first_target_in(state: TargetState) -> ScalarSelect[int]:
 ANY_LIVE_TARGET = select(
     func.coalesce(_first_target_in(TargetState.IN_CALL), _first_target_in(TargetState.QUEUED))
 )
+
+
+def _other_target_in(state: TargetState) -> Exists:
+    return exists().where(
+        CallTarget.campaign_id == bindparam("live_campaign"),
+        CallTarget.state == sql_constant(state.value),
+        CallTarget.id != bindparam("live_target"),
+    )
+
+
+# True when a target of the campaign other than ``live_target`` is still queued or in a call: read
+# inside the statement that records a call's result (its own target, moved by that statement, is
+# still IN_CALL in the statement's snapshot, hence excluded), it tells that result's
+# ``complete_if_done`` it has nothing to check. The same ordered lookups as ANY_LIVE_TARGET.
+OTHER_LIVE_TARGET = or_(_other_target_in(TargetState.IN_CALL), _other_target_in(TargetState.QUEUED))
 
 
 def get_campaign(session: Session, *, campaign_id: int) -> Campaign:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Table, bindparam, exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.calendar_store import ensure_years_seeded, holiday_days
@@ -253,6 +253,14 @@ _AGENCY_TARGETS: Table = CampaignAgencyTarget.__table__  # type: ignore[assignme
 _AGENCY_EXHAUSTED_AT = select(_AGENCY_TARGETS.c.exhausted_at).where(
     _AGENCY_TARGETS.c.campaign_id == bindparam("x_campaign"),
     _AGENCY_TARGETS.c.agency_id == bindparam("x_agency"),
+)
+# True when :func:`replenish` has nothing to do for the agency: its list is exhausted (and stays so)
+# or it has none. Read inside a caller's own statement (the PostgreSQL result of a call, see
+# ``campaign.service``), it saves replenish its first read.
+AGENCY_LIST_CLOSED = ~exists().where(
+    _AGENCY_TARGETS.c.campaign_id == bindparam("x_campaign"),
+    _AGENCY_TARGETS.c.agency_id == bindparam("x_agency"),
+    _AGENCY_TARGETS.c.exhausted_at.is_(None),
 )
 
 

@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Insert,
     Integer,
@@ -38,12 +39,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from callcenter.campaign.errors import CampaignNotFound
 from callcenter.campaign.lifecycle import (
     ACTIVE_STATES,
     FINAL_STATUSES,
+    OTHER_LIVE_TARGET,
     SYSTEM_ACTOR,
     TRANSITIONS,
     campaign_calendar,
@@ -58,7 +60,7 @@ from callcenter.campaign.lifecycle import (
     tick,
     transition,
 )
-from callcenter.campaign.lists import create_campaign, replenish
+from callcenter.campaign.lists import AGENCY_LIST_CLOSED, create_campaign, replenish
 from callcenter.campaign.models import CallTarget, Campaign, CampaignStatus, PhoneCallGuard, TargetState
 from callcenter.campaign.retry import decide, retry_key
 from callcenter.campaign.rules import CallingRules, parse_rules
@@ -78,6 +80,7 @@ __all__ = [
     "SYSTEM_ACTOR",
     "TRANSITIONS",
     "DueTarget",
+    "ResultContext",
     "campaign_calendar",
     "campaign_events",
     "claim_due_targets",
@@ -87,13 +90,16 @@ __all__ = [
     "list_campaigns",
     "pause_campaign",
     "record_attempt_result",
+    "record_attempt_result_if",
     "release_target",
     "replenish",
     "resume_campaign",
+    "split_result_context",
     "start_campaign",
     "stop_campaign",
     "tick",
     "transition",
+    "with_result_context",
 ]
 
 
@@ -238,34 +244,135 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
     return claimed
 
 
+class ResultContext(NamedTuple):
+    """What recording a result needs of the target and its campaign, read by the caller with its own
+    row (:func:`with_result_context`, :func:`split_result_context`): one statement per call result."""
+
+    state: str
+    campaign_id: int
+    agency_id: int
+    phone_hash: str
+    attempts: int
+    attempts_by_outcome: dict[str, int] | None
+    schedule: CampaignSchedule | None  # None: the campaign does not exist
+
+
+def with_result_context(
+    query: Select[*tuple[Any, ...]], target_id: ColumnElement[int] | InstrumentedAttribute[int]
+) -> Select[*tuple[Any, ...]]:
+    """``query`` plus the columns :func:`split_result_context` reads, for the target ``target_id``
+    (outer joins: NULLs when it does not exist). For the dialer's finish, which reads its attempt anyway."""
+    return (
+        query.outerjoin(_TARGETS, _TARGETS.c.id == target_id)
+        .outerjoin(_CAMPAIGNS, _CAMPAIGNS.c.id == _TARGETS.c.campaign_id)
+        .add_columns(*_TARGET_AND_SCHEDULE.selected_columns)
+    )
+
+
+def split_result_context(values: Sequence[Any]) -> tuple[ResultContext | None, tuple[Any, ...]]:
+    """The :class:`ResultContext` at the start of ``values`` (None if its target does not exist), and
+    the columns after it."""
+    width = len(_TARGET_AND_SCHEDULE.selected_columns)
+    return _result_context(values[:width]), tuple(values[width:])
+
+
+def _result_context(row: Sequence[Any]) -> ResultContext | None:
+    if row[0] is None:  # the target's state is never NULL: no target
+        return None
+    target, campaign = row[:_TARGET_COLUMNS], row[_TARGET_COLUMNS:]
+    return ResultContext._make([*target, None if campaign[0] is None else CampaignSchedule(*campaign)])
+
+
 def record_attempt_result(
-    session: Session, *, target_id: int, outcome: CallOutcome, survey: SurveyOutcome, now: datetime
+    session: Session,
+    *,
+    target_id: int,
+    outcome: CallOutcome,
+    survey: SurveyOutcome,
+    now: datetime,
+    context: ResultContext | None = None,
 ) -> TargetState:
     """Record how an attempt ended: IN_CALL → COMPLETED / QUEUED (retry time set) / EXHAUSTED / OPTED_OUT
-    (or SKIPPED when no calling time is left). A target that is not IN_CALL is left alone (idempotent)."""
-    # A Core read of the few columns needed (an ORM load with populate_existing was a tenth of the
-    # trunk owner's CPU); the CAS below re-checks the state. Flushed first: changes earlier in this
-    # transaction (an operator's pause or stop) count, as an ORM query would see them.
+    (or SKIPPED when no calling time is left). A target that is not IN_CALL is left alone (idempotent).
+
+    ``context``: the target as the caller read it in this transaction (:func:`with_result_context`);
+    read here when not given. The move itself re-checks the state.
+    """
+    state = _record_result(
+        session, target_id=target_id, outcome=outcome, survey=survey, now=now, context=context, only_if=None
+    )
+    assert state is not None  # only a failed ``only_if`` records nothing
+    return state
+
+
+def record_attempt_result_if(
+    session: Session,
+    *,
+    only_if: Update,
+    only_if_params: dict[str, Any],
+    target_id: int,
+    outcome: CallOutcome,
+    survey: SurveyOutcome,
+    now: datetime,
+    context: ResultContext | None = None,
+) -> TargetState | None:
+    """:func:`record_attempt_result` only if ``only_if`` (an ``UPDATE … RETURNING`` of one row, built
+    once: the dialer's compare-and-set of its attempt to FINISHED) changes a row; None when it changed
+    none, and then nothing was recorded. On PostgreSQL both are one statement (``only_if``, the
+    target's move and its phone's release as data-modifying CTEs, each conditional on the one before).
+    """
+    return _record_result(
+        session,
+        target_id=target_id,
+        outcome=outcome,
+        survey=survey,
+        now=now,
+        context=context,
+        only_if=(only_if, only_if_params),
+    )
+
+
+def _record_result(
+    session: Session,
+    *,
+    target_id: int,
+    outcome: CallOutcome,
+    survey: SurveyOutcome,
+    now: datetime,
+    context: ResultContext | None,
+    only_if: tuple[Update, dict[str, Any]] | None,
+) -> TargetState | None:
+    # Core statements, no ORM loads (an ORM load with populate_existing was a tenth of the trunk
+    # owner's CPU). Flushed first: changes earlier in this transaction (an operator's pause or stop)
+    # count, as an ORM query would see them.
     session.flush()
     connection = session.connection()
-    # The target and its campaign's schedule in one statement (it runs once per finished call).
-    # Its first columns are the target's (named as in _TARGET_FOR_RESULT), the rest the campaign's.
-    target = connection.execute(_TARGET_AND_SCHEDULE, {"t_id": target_id}).one_or_none()
-    if target is None:
+    postgres = connection.dialect.name == "postgresql"
+    if only_if is not None and not postgres:
+        if connection.execute(*only_if).first() is None:
+            return None
+        only_if = None
+    if context is None:
+        # The target and its campaign's schedule in one statement (it runs once per finished call).
+        row = connection.execute(_TARGET_AND_SCHEDULE, {"t_id": target_id}).one_or_none()
+        context = None if row is None else _result_context(row)
+    if context is None:
         raise ValidationError(f"call target {target_id} does not exist", field="target_id")
-    if target.state != TargetState.IN_CALL.value:
-        return TargetState(target.state)
-    if target[_TARGET_COLUMNS] is None:
-        raise CampaignNotFound(f"campaign {target.campaign_id} does not exist")
-    campaign = CampaignSchedule(*target[_TARGET_COLUMNS:])
+    if context.state != TargetState.IN_CALL.value:
+        if only_if is not None and connection.execute(*only_if).first() is None:
+            return None
+        return TargetState(context.state)
+    campaign = context.schedule
+    if campaign is None:
+        raise CampaignNotFound(f"campaign {context.campaign_id} does not exist")
     rules, calendar = _rules_and_calendar(session, campaign)
-    previous = dict(target.attempts_by_outcome or {})
+    previous = dict(context.attempts_by_outcome or {})
     by_outcome = {**previous, **_bump(previous, outcome, survey)}  # including this attempt
     decision = decide(
         outcome=outcome,
         survey=survey,
         attempts_by_key=by_outcome,
-        attempts_total=target.attempts + 1,
+        attempts_total=context.attempts + 1,
         now=now,
         policy=rules.retry,
         calendar=calendar,
@@ -283,24 +390,43 @@ def record_attempt_result(
         "r_completed": now if state == TargetState.COMPLETED else None,
         "r_now": now,
     }
-    if connection.dialect.name == "postgresql":
-        # The move and the release of the phone's guard in one statement (one round trip per call
-        # result instead of two); the guard is released only if the move happened.
-        params |= {"g_phone": target.phone_hash, "g_target": target_id, "g_now": now}
-        moved_count = connection.execute(_record_result_and_free_phone(), params).scalar_one()
+    # Known after the move on PostgreSQL, read by the same statement: the agency's list is closed
+    # (nothing to replenish), another target of the campaign is live (nothing to complete).
+    list_closed = other_live = False
+    if postgres:
+        # The move, the release of the phone's guard (only if the move happened) and the two checks
+        # in one statement; with ``only_if``, that too, first (one round trip per call result).
+        params |= {
+            "g_phone": context.phone_hash,
+            "g_target": target_id,
+            "g_now": now,
+            "x_campaign": context.campaign_id,
+            "x_agency": context.agency_id,
+            "live_campaign": context.campaign_id,
+            "live_target": target_id,
+        }
+        statement = _record_result_statement(only_if[0] if only_if is not None else None)
+        won, moved_count, list_closed, other_live = connection.execute(
+            statement, params | (only_if[1] if only_if is not None else {})
+        ).one()
+        if not won:
+            return None
     else:
         moved_count = connection.execute(_RECORD_RESULT, params).rowcount
         if moved_count == 1:
-            _release_phone(session, phone_hash=target.phone_hash, target_id=target_id, now=now, uncount=False)
+            _release_phone(
+                session, phone_hash=context.phone_hash, target_id=target_id, now=now, uncount=False
+            )
     if moved_count != 1:
         current = connection.execute(_TARGET_FOR_RESULT, {"t_id": target_id}).one()
         return TargetState(current.state)
     to_replenish: set[tuple[int, int]] = set()
-    if state not in (TargetState.COMPLETED, TargetState.QUEUED):
-        to_replenish.add((target.campaign_id, target.agency_id))
+    if state not in (TargetState.COMPLETED, TargetState.QUEUED) and not list_closed:
+        to_replenish.add((context.campaign_id, context.agency_id))
     if state == TargetState.OPTED_OUT:
         # Never again, in any campaign: close every other queued target of this phone now.
-        queued = (CallTarget.phone_hash == target.phone_hash, CallTarget.state == TargetState.QUEUED.value)
+        other_live = False  # those may be this campaign's last live targets: check after closing them
+        queued = (CallTarget.phone_hash == context.phone_hash, CallTarget.state == TargetState.QUEUED.value)
         to_replenish.update(
             (c, a)
             for c, a in session.execute(select(CallTarget.campaign_id, CallTarget.agency_id).where(*queued))
@@ -314,8 +440,10 @@ def record_attempt_result(
     for campaign_id, agency_id in sorted(to_replenish):
         known = campaign.status if campaign_id == campaign.id else None
         replenish(session, campaign_id=campaign_id, agency_id=agency_id, now=now, status=known)
-    if state.value not in ACTIVE_STATES:  # a target requeued for a retry keeps its campaign running
-        complete_if_done(session, campaign_id=target.campaign_id, now=now, status=campaign.status)
+    # A target requeued for a retry keeps its campaign running; so does another live target (seen by
+    # the statement above, after this target's move; a draw by replenish only adds live targets).
+    if state.value not in ACTIVE_STATES and not other_live:
+        complete_if_done(session, campaign_id=context.campaign_id, now=now, status=campaign.status)
     session.flush()
     loaded = session.identity_map.get(session.identity_key(CallTarget, target_id))
     if loaded is not None:  # a caller's ORM copy of this target is stale now
@@ -350,13 +478,23 @@ _RECORD_RESULT = (
 )
 
 
-@lru_cache(maxsize=1)
-def _record_result_and_free_phone() -> Select[Any]:
+@lru_cache(maxsize=8)
+def _record_result_statement(only_if: Update | None) -> Select[Any]:
     """PostgreSQL: :data:`_RECORD_RESULT` and, only when it moved the target, the guard's release
-    (:func:`_release_phone`, not uncounted), as two data-modifying CTEs; returns how many moved."""
-    moved = _RECORD_RESULT.returning(_TARGETS.c.id).cte("moved")
+    (:func:`_release_phone`, not uncounted), as data-modifying CTEs; with ``only_if`` (an UPDATE …
+    RETURNING), that first and the move only if it changed a row. Returns whether ``only_if`` changed
+    a row (true without one), how many targets moved, :data:`AGENCY_LIST_CLOSED` and
+    :data:`OTHER_LIVE_TARGET` (its own target, unmoved in the statement's snapshot, excluded)."""
+    record = _RECORD_RESULT
+    won: ColumnElement[Any] = literal(True)
+    if only_if is not None:
+        precondition = only_if.cte("won")
+        record = record.where(exists(select(literal(1)).select_from(precondition)))
+        won = exists(select(literal(1)).select_from(precondition))
+    moved = record.returning(_TARGETS.c.id).cte("moved")
     freed = _release_phone_statement(False).where(exists(select(moved.c.id))).cte("freed")
-    return select(func.count()).select_from(moved).add_cte(freed)
+    moved_count = select(func.count()).select_from(moved).scalar_subquery()
+    return select(won, moved_count, AGENCY_LIST_CLOSED, OTHER_LIVE_TARGET).add_cte(freed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,26 @@ from sqlalchemy import Insert, Integer, Table, bindparam, func, insert, literal,
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from callcenter.campaign.service import DueTarget, claim_due_targets, record_attempt_result, release_target
+from callcenter.campaign.service import (
+    DueTarget,
+    claim_due_targets,
+    record_attempt_result_if,
+    release_target,
+    split_result_context,
+    with_result_context,
+)
 from callcenter.core.outcomes import CallOutcome, SurveyOutcome
 from callcenter.core.phones import national_format
 from callcenter.core.pii import PiiCipher, mask_digit_runs
 from callcenter.dialer.adapters.base import DialRequest
 from callcenter.dialer.models import AttemptStatus, CallAttempt
-from callcenter.dialer.state import ACTIVE_STATUSES, LIVE_STATUSES, compare_and_set, compare_and_set_returning
+from callcenter.dialer.state import (
+    ACTIVE_STATUSES,
+    LIVE_STATUSES,
+    compare_and_set,
+    compare_and_set_returning,
+    compare_and_set_statement,
+)
 from callcenter.intake.models import Dossier
 from callcenter.ivr.call_token import call_token
 from callcenter.ivr.service import survey_outcome_from_state, with_survey_state
@@ -283,9 +296,13 @@ def mark_answered(session: Session, *, attempt_id: int, now: datetime) -> bool:
     )
 
 
-# The attempt with its survey response's state (read with it: one statement per call finished).
+# The attempt, its target and campaign as recording the result needs them, and its survey
+# response's state: one statement per call finished.
 _GET_ATTEMPT_TO_FINISH = with_survey_state(
-    select(*_REF_COLUMNS).where(CallAttempt.id == bindparam("ref_id")), CallAttempt.id
+    with_result_context(
+        select(*_REF_COLUMNS).where(CallAttempt.id == bindparam("ref_id")), CallAttempt.target_id
+    ),
+    CallAttempt.id,
 )
 
 
@@ -302,11 +319,14 @@ def finish_attempt(
 
     The survey outcome comes from the IVR's records for this attempt. A call we lost track of
     (``FAILED``) that nevertheless has survey answers was answered and cut: it becomes ``DROPPED``.
+    Two statements on PostgreSQL: the read of the attempt with all it needs, and the compare-and-set
+    with the campaign's bookkeeping (``record_attempt_result_if``), which happens only if the CAS won.
     """
     row = session.connection().execute(_GET_ATTEMPT_TO_FINISH, {"ref_id": attempt_id}).one_or_none()
     if row is None:
         return False
-    attempt, survey_state = _ref_and_rest(row)
+    attempt, rest = _ref_and_rest(row)
+    context, survey_state = split_result_context(rest)
     if attempt.status not in LIVE_STATUSES:
         return False
     survey = SurveyOutcome.NONE
@@ -314,8 +334,7 @@ def finish_attempt(
         survey = survey_outcome_from_state(*survey_state)
         if outcome is CallOutcome.FAILED and survey is not SurveyOutcome.NONE:
             outcome = CallOutcome.DROPPED
-    won = compare_and_set(
-        session,
+    cas, cas_params = compare_and_set_statement(
         attempt_id=attempt_id,
         expected=LIVE_STATUSES,
         new=S.FINISHED,
@@ -328,9 +347,17 @@ def finish_attempt(
         detail=mask_digit_runs(detail) if detail else detail,
         ended_at=now,
     )
-    if won:
-        record_attempt_result(session, target_id=attempt.target_id, outcome=outcome, survey=survey, now=now)
-    return won
+    recorded = record_attempt_result_if(
+        session,
+        only_if=cas,
+        only_if_params=cas_params,
+        target_id=attempt.target_id,
+        outcome=outcome,
+        survey=survey,
+        now=now,
+        context=context,
+    )
+    return recorded is not None
 
 
 # The attempt with its dossier's encrypted phone: one read per call placed, not two.

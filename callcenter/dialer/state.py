@@ -97,6 +97,23 @@ def compare_and_set_returning(
     return session.connection().execute(stmt, params).one_or_none()
 
 
+def compare_and_set_statement(
+    *,
+    attempt_id: int,
+    expected: AttemptStatus | frozenset[AttemptStatus],
+    new: AttemptStatus,
+    now: datetime,
+    **values: Any,
+) -> tuple[Update, dict[str, Any]]:
+    """:func:`compare_and_set` as a statement to run inside another one (``UPDATE … RETURNING id``,
+    built once per shape) and its parameters: the dialer's finish runs it as the first CTE of the
+    campaign's result (``campaign.service.record_attempt_result_if``), which it wins only if it
+    returns a row."""
+    _, params = _cas_params(attempt_id, now, values, None, None)
+    stmt = _cas_returning_statement(_as_set(expected), new, tuple(sorted(values)), None, (_ATTEMPTS.c.id,))
+    return stmt, params
+
+
 def _as_set(expected: AttemptStatus | frozenset[AttemptStatus]) -> frozenset[AttemptStatus]:
     return expected if isinstance(expected, frozenset) else frozenset({expected})
 

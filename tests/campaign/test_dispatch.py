@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from callcenter.campaign import service
 from callcenter.campaign.errors import InvalidTransition
@@ -198,6 +198,48 @@ def test_release_does_not_count_an_attempt(world: World) -> None:
     assert service.release_target(
         world.session, target_id=due.target_id, now=MONDAY_9, retry_at=MONDAY_9
     ) == (TargetState.QUEUED)
+
+
+# A condition that changes no row unless a real dossier id is given (the dialer's is its attempt's
+# compare-and-set to FINISHED).
+_TOUCH_DOSSIER = (
+    update(Dossier)
+    .where(Dossier.id == bindparam("touch_id"))
+    .values(updated_at=bindparam("touch_now"))
+    .returning(Dossier.id)
+)
+
+
+def test_a_result_with_a_condition_is_recorded_only_if_the_condition_changed_a_row(world: World) -> None:
+    world.add_dossiers("SO-TP", 2)
+    make_campaign(world, total=2)
+    due = service.claim_due_targets(world.session, now=MONDAY_9, limit=1)[0]
+
+    def record(touch_id: int) -> TargetState | None:
+        return service.record_attempt_result_if(
+            world.session,
+            only_if=_TOUCH_DOSSIER,
+            only_if_params={"touch_id": touch_id, "touch_now": MONDAY_9},
+            target_id=due.target_id,
+            outcome=DONE[0],
+            survey=DONE[1],
+            now=MONDAY_9,
+        )
+
+    assert record(-1) is None  # the condition lost: nothing recorded, the phone still held
+    row = target(world, due.target_id)
+    assert (row.state, row.attempts) == (TargetState.IN_CALL, 0)
+    guard = world.session.get(PhoneCallGuard, due.phone_hash, populate_existing=True)
+    assert guard is not None and guard.active_target_id == due.target_id
+    assert record(due.dossier_id) == TargetState.COMPLETED
+    row = target(world, due.target_id)
+    assert (row.state, row.attempts) == (TargetState.COMPLETED, 1)
+    guard = world.session.get(PhoneCallGuard, due.phone_hash, populate_existing=True)
+    assert guard is not None and guard.active_target_id is None
+    # Already recorded: the condition still runs (it won), the target is left as it is.
+    assert record(due.dossier_id) == TargetState.COMPLETED
+    assert target(world, due.target_id).attempts == 1
+    assert record(-1) is None  # and a condition that lost still says so
 
 
 def test_exhausted_target_is_replaced_by_a_new_wave(world: World) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from callcenter.campaign.models import CallTarget
+from callcenter.campaign.models import CallTarget, Campaign
 from callcenter.core.outcomes import CallOutcome
 from callcenter.core.pii import PiiCipher
 from callcenter.dialer import service
@@ -153,6 +153,49 @@ def test_finish_tells_the_campaign_exactly_once(db_session: Session, cipher: Pii
     assert (row.status, row.outcome, row.hangup_cause, row.survey_outcome) == ("finished", "busy", 17, "none")
     target = db_session.execute(select(CallTarget.attempts, CallTarget.state)).one()
     assert target.attempts == 1
+
+
+def _dialled(session: Session, attempt_id: int) -> None:
+    service.claim_attempt(
+        session, attempt_id=attempt_id, worker="a", server="sim", lease_expires_at=NOW, now=NOW
+    )
+    service.mark_dialing(session, attempt_id=attempt_id, now=NOW)
+
+
+def test_a_finish_on_postgresql_is_two_statements(pg_session: Session, cipher: PiiCipher) -> None:
+    """The read (attempt, target, campaign, survey state), then the attempt's CAS, the target's move,
+    the phone's release and the campaign's two checks in one statement; nothing else while another
+    target of the campaign is live and the agency's list is closed."""
+    first, second, third = _attempts(pg_session, cipher, 3)
+    for aid in (first, second, third):
+        _dialled(pg_session, aid)
+    # The first dead number finds no dossier left to draw in its place: the agency's list closes.
+    assert service.finish_attempt(pg_session, attempt_id=first, outcome=CallOutcome.INVALID_NUMBER, now=NOW)
+    engine = pg_session.connection().engine
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, _params, _context, _many):  # type: ignore[no-untyped-def]
+        seen.append(statement.split()[0])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert service.finish_attempt(
+            pg_session, attempt_id=second, outcome=CallOutcome.INVALID_NUMBER, now=NOW
+        )
+        assert seen == ["SELECT", "WITH"]  # no replenish read, no "anything still live?" lookup
+        seen.clear()
+        # The campaign's last live target: the campaign is completed by the same finish.
+        assert service.finish_attempt(
+            pg_session, attempt_id=third, outcome=CallOutcome.INVALID_NUMBER, now=NOW
+        )
+        assert seen[:2] == ["SELECT", "WITH"] and len(seen) > 2
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    states = pg_session.scalars(select(CallTarget.state).order_by(CallTarget.id)).all()
+    assert states == ["exhausted"] * 3
+    assert pg_session.scalar(select(Campaign.status)) == "completed"
+    statuses = pg_session.scalars(select(CallAttempt.status)).all()
+    assert statuses == ["finished"] * 3
 
 
 def test_a_trunk_message_quoting_the_number_is_stored_masked(db_session: Session, cipher: PiiCipher) -> None:
