@@ -179,9 +179,21 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
     to_replenish: set[tuple[int, int]] = set()
     today = now.astimezone(VN_TZ).date()
     _ensure_guards(session, phones, now)
+    # Eligible targets whose phones are asked for together (one statement on PostgreSQL): as many as
+    # are still needed, one target per phone (a second target of the phone waits for the next round
+    # and finds it held, as it would have one by one).
+    ready: list[_Candidate] = []
+    schedules = _Schedules(rules=rules, calendars=calendars, campaigns=campaigns)
+
+    def take_phones() -> None:
+        claimed.extend(_take_phones(session, ready, schedules, today=today, now=now))
+        ready.clear()
+
     for target in candidates:
-        if len(claimed) >= limit:
-            break
+        if len(claimed) + len(ready) >= limit:
+            take_phones()
+            if len(claimed) >= limit:
+                break
         campaign_rules = rules[target.campaign_id]
         calendar = calendars[target.campaign_id]
         ends_at = campaigns[target.campaign_id].ends_at
@@ -207,29 +219,10 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
             if _close(session, target, closing, now):
                 to_replenish.add((target.campaign_id, target.agency_id))
             continue
-        cap = campaign_rules.caps.max_attempts_per_phone_per_day
-        if not _acquire_phone(
-            session, phone_hash=target.phone_hash, target_id=target.id, today=today, cap=cap, now=now
-        ):
-            guard = session.get(PhoneCallGuard, target.phone_hash, populate_existing=True)
-            if guard is not None and guard.active_target_id is not None:  # in another call right now
-                recheck = now + timedelta(minutes=campaign_rules.caps.phone_busy_recheck_minutes)
-                _postpone(session, target, calendar.next_open(recheck), ends_at, now)
-            elif guard is not None and guard.day == today and guard.attempts_today >= cap:  # today's cap
-                _postpone(session, target, calendar.next_day_open(now), ends_at, now)
-            # else another claimer holds the guard row this very moment: leave the target due
-            continue
-        claimed.append(
-            DueTarget(
-                target.id,
-                target.campaign_id,
-                target.dossier_id,
-                target.agency_id,
-                target.phone_hash,
-                target.dossier_agency_id,
-                target.field_id,
-            )
-        )
+        if any(r.phone_hash == target.phone_hash for r in ready):
+            take_phones()
+        ready.append(target)
+    take_phones()
     if claimed:
         # Every phone is held: move the targets QUEUED → IN_CALL in one statement (not one per target;
         # this runs several times a second). A target that is no longer QUEUED gives its phone back.
@@ -690,6 +683,131 @@ def _acquire_phone(
     return result.rowcount == 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Schedules:
+    """A claim's campaigns: rules, calendars and schedules by campaign id."""
+
+    rules: dict[int, CallingRules]
+    calendars: dict[int, CallingCalendar]
+    campaigns: dict[int, CampaignSchedule]
+
+
+def _take_phones(
+    session: Session, ready: Sequence[_Candidate], schedules: _Schedules, *, today: date, now: datetime
+) -> list[DueTarget]:
+    """Hold the phones of ``ready`` (distinct phones, in claim order); the targets now holding theirs.
+
+    A target whose phone is in another call right now is moved to the campaign's recheck time, one
+    whose phone used up today's attempts to the next calling day; one whose guard another claimer
+    holds this very moment stays due.
+    """
+    if not ready:
+        return []
+    caps = [schedules.rules[t.campaign_id].caps for t in ready]
+    held = _acquire_phones(
+        session, targets=ready, caps=[c.max_attempts_per_phone_per_day for c in caps], today=today, now=now
+    )
+    refused = {t.phone_hash for t in ready if t.id not in held}
+    guards = _guards(session.connection(), refused) if refused else {}
+    claimed: list[DueTarget] = []
+    for target, cap in zip(ready, caps, strict=True):
+        if target.id in held:
+            claimed.append(
+                DueTarget(
+                    target.id,
+                    target.campaign_id,
+                    target.dossier_id,
+                    target.agency_id,
+                    target.phone_hash,
+                    target.dossier_agency_id,
+                    target.field_id,
+                )
+            )
+            continue
+        calendar = schedules.calendars[target.campaign_id]
+        ends_at = schedules.campaigns[target.campaign_id].ends_at
+        guard = guards.get(target.phone_hash)
+        if guard is not None and guard.active_target_id is not None:  # in another call right now
+            recheck = now + timedelta(minutes=cap.phone_busy_recheck_minutes)
+            _postpone(session, target, calendar.next_open(recheck), ends_at, now)
+        elif (
+            guard is not None
+            and guard.day == today
+            and guard.attempts_today >= cap.max_attempts_per_phone_per_day
+        ):
+            _postpone(session, target, calendar.next_day_open(now), ends_at, now)  # today's cap
+    return claimed
+
+
+def _acquire_phones(
+    session: Session, *, targets: Sequence[_Candidate], caps: Sequence[int], today: date, now: datetime
+) -> set[int]:
+    """:func:`_acquire_phone` for several targets (distinct phones); the ids of those now holding theirs.
+
+    On PostgreSQL one ``UPDATE … FROM unnest(…)`` for all of them (a claim asked for each phone in its
+    own statement: a round trip per call placed), skipping guards another claimer has locked.
+    """
+    if _dialect(session) != "postgresql":
+        return {
+            t.id
+            for t, cap in zip(targets, caps, strict=True)
+            if _acquire_phone(session, phone_hash=t.phone_hash, target_id=t.id, today=today, cap=cap, now=now)
+        }
+    params = {
+        "a_phones": [t.phone_hash for t in targets],
+        "a_targets": [t.id for t in targets],
+        "a_caps": list(caps),
+        "a_today": today,
+        "a_now": now,
+    }
+    return set(session.connection().execute(_ACQUIRE_PHONES, params).scalars())
+
+
+def _acquire_phones_statement() -> Update:
+    """PostgreSQL: the guard's CAS of :func:`_acquire_phone_statement` for arrays of phones, targets
+    and caps zipped row by row; returns the targets that now hold their phone."""
+    guard = _GUARDS.c
+    phones = bindparam("a_phones", type_=postgresql.ARRAY(guard.phone_hash.type))
+    wanted = (
+        func.unnest(
+            phones,
+            bindparam("a_targets", type_=postgresql.ARRAY(_TARGETS.c.id.type)),
+            bindparam("a_caps", type_=postgresql.ARRAY(Integer)),
+        )
+        .table_valued("phone_hash", "target_id", "cap")
+        .render_derived(name="wanted")
+    )
+    # Skip a guard another claimer is changing instead of waiting for it (as one by one).
+    unlocked = (
+        select(guard.phone_hash).where(guard.phone_hash == func.any(phones)).with_for_update(skip_locked=True)
+    )
+    return (
+        update(_GUARDS)
+        .where(
+            guard.phone_hash == wanted.c.phone_hash,
+            guard.active_target_id.is_(None),
+            or_(guard.day.is_(None), guard.day != bindparam("a_today"), guard.attempts_today < wanted.c.cap),
+            guard.phone_hash.in_(unlocked.scalar_subquery()),
+        )
+        .values(
+            active_target_id=wanted.c.target_id,
+            attempts_today=case((guard.day == bindparam("a_today"), guard.attempts_today + 1), else_=1),
+            day=bindparam("a_today"),
+            updated_at=bindparam("a_now"),
+        )
+        .returning(guard.active_target_id)
+    )
+
+
+_ACQUIRE_PHONES = _acquire_phones_statement()
+
+
+def _guards(connection: Connection, phones: set[str]) -> dict[str, Any]:
+    """The guard rows of ``phones`` as they are now (why a phone was refused)."""
+    rows = connection.execute(_GUARDS_OF, {"gs_phones": sorted(phones)})
+    return {row.phone_hash: row for row in rows}
+
+
 @lru_cache(maxsize=4)
 def _acquire_phone_statement(dialect: str) -> Update:
     """The guard's CAS as a Core UPDATE built once per dialect (it runs once per claimed target)."""
@@ -722,6 +840,11 @@ def _acquire_phone_statement(dialect: str) -> Update:
             updated_at=bindparam("g_now"),
         )
     )
+
+
+_GUARDS_OF = select(
+    _GUARDS.c.phone_hash, _GUARDS.c.active_target_id, _GUARDS.c.day, _GUARDS.c.attempts_today
+).where(_GUARDS.c.phone_hash.in_(bindparam("gs_phones", expanding=True)))
 
 
 def _release_phone(

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, event, select, update
 
 from callcenter.campaign import service
 from callcenter.campaign.errors import InvalidTransition
@@ -180,6 +180,56 @@ def test_daily_cap_per_phone_then_next_day(world: World) -> None:
     assert row.state == TargetState.QUEUED
     assert row.next_attempt_at == datetime(2026, 11, 24, 8, 0, tzinfo=VN_TZ)  # Tuesday morning
     assert len(service.claim_due_targets(world.session, now=row.next_attempt_at, limit=1)) == 1
+
+
+def test_a_claim_holds_its_phones_together_and_counts_each_once(world: World) -> None:
+    """Several phones in one claim: on PostgreSQL one statement holds them all; a phone in another
+    call and one at today's cap are refused as one by one and their targets moved as then."""
+    world.add_dossiers("SO-TP", 6)
+    make_campaign(world, total=6, caps={"max_attempts_per_phone_per_day": 2})
+    rows = world.session.scalars(select(CallTarget).order_by(CallTarget.id)).all()
+    in_call, capped = rows[4], rows[5]
+    world.session.add_all(
+        [
+            PhoneCallGuard(phone_hash=in_call.phone_hash, active_target_id=424242, day=MONDAY_9.date(),
+                           attempts_today=1, updated_at=MONDAY_9),
+            PhoneCallGuard(phone_hash=capped.phone_hash, active_target_id=None, day=MONDAY_9.date(),
+                           attempts_today=2, updated_at=MONDAY_9),
+            # used yesterday: today's count starts again at one
+            PhoneCallGuard(phone_hash=rows[0].phone_hash, active_target_id=None,
+                           day=MONDAY_9.date() - timedelta(days=1), attempts_today=2, updated_at=MONDAY_9),
+        ]
+    )  # fmt: skip
+    world.session.flush()
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, _params, _context, _many):  # type: ignore[no-untyped-def]
+        if statement.startswith("UPDATE phone_call_guards"):
+            statements.append(statement)
+
+    engine = world.session.connection().engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        due = service.claim_due_targets(world.session, now=MONDAY_9, limit=10)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert [d.target_id for d in due] == [r.id for r in rows[:4]]
+    assert len(statements) == (1 if engine.dialect.name == "postgresql" else 6)
+    guards = {
+        g.phone_hash: g
+        for g in world.session.scalars(select(PhoneCallGuard).execution_options(populate_existing=True))
+    }
+    for d in due:
+        assert guards[d.phone_hash].active_target_id == d.target_id
+        assert (guards[d.phone_hash].day, guards[d.phone_hash].attempts_today) == (MONDAY_9.date(), 1)
+    assert (guards[in_call.phone_hash].active_target_id, guards[in_call.phone_hash].attempts_today) == (
+        424242,
+        1,
+    )
+    assert (guards[capped.phone_hash].active_target_id, guards[capped.phone_hash].attempts_today) == (None, 2)
+    assert target(world, in_call.id).next_attempt_at == MONDAY_9 + timedelta(minutes=10)  # rechecked soon
+    assert target(world, capped.id).next_attempt_at == datetime(2026, 11, 24, 8, 0, tzinfo=VN_TZ)  # tomorrow
+    assert {target(world, r.id).state for r in (in_call, capped)} == {TargetState.QUEUED}
 
 
 def test_release_does_not_count_an_attempt(world: World) -> None:
