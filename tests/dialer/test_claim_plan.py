@@ -168,3 +168,17 @@ def test_the_live_check_is_planned_once_and_its_generic_plan_reads_the_index(dra
     kinds = [n["Node Type"] for n in nodes]
     assert any(n.get("Index Name") == "ix_call_targets_campaign_state" for n in nodes), kinds
     assert "Seq Scan" not in kinds and "Sort" not in kinds, kinds
+
+
+def test_a_claim_sends_the_same_statements_whatever_its_size(drawn: Drawn) -> None:
+    """Lists (phones, dossiers, targets) travel as arrays: a claim of 5 and one of 11 send the same
+    statement texts, so psycopg prepares them once and PostgreSQL plans them once (an expanding IN
+    list was a new text, parsed and planned anew, at nearly every claim)."""
+    texts: list[list[str]] = []
+    for limit in (5, 11):
+        with captured(drawn.engine, lambda _s: True) as sent, session_scope(drawn.sessions) as session:
+            assert len(claim_due_targets(session, now=drawn.now, limit=limit)) == limit
+        texts.append([statement for statement, _ in sent])
+    assert texts[0] == texts[1]
+    assert any("= ANY (" in t and "opt_outs" in t for t in texts[0]), texts[0]
+    assert sum(t.startswith("UPDATE phone_call_guards") for t in texts[0]) == 1  # every phone at once
