@@ -119,6 +119,8 @@ class DialerSettings(BaseSettings):
     owner_parallel_dials: int = Field(default=16, ge=1, le=256)  # originates in preparation at once
     # The owner's database steps wait this long to share a transaction (see callcenter.dialer.batching).
     owner_batch_linger_ms: float = Field(default=50, ge=0, le=1000)
+    # The owner's event loop: uvloop's (less CPU per call for a busy owner) or the standard library's.
+    owner_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     # Twilio.
     twilio_account_sid: str = ""
