@@ -139,7 +139,10 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
     # afresh each time cost more than running them.
     session.flush()  # changes earlier in this transaction count, as an ORM query's autoflush would see them
     connection = session.connection()
-    running = list(connection.execute(_RUNNING_CAMPAIGNS, {"r_now": now}).scalars())
+    # The running campaigns with the schedule columns the checks below need (one statement).
+    running = {
+        row.id: CampaignSchedule(*row) for row in connection.execute(_RUNNING_CAMPAIGNS, {"r_now": now})
+    }
     if not running:
         return []
     # The running campaigns first (a handful of rows), then the targets alone: the query then walks
@@ -151,7 +154,7 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
     # The phone is the dossier's *current* one (a later import may have corrected it since the draw):
     # every check below (opt-out, cool-off, one call at a time, daily cap) is about the number that
     # will really be dialled, and a target whose number changed is re-pointed to it first.
-    params = {"q_now": now, "q_running": running, "q_limit": limit * 3}
+    params = {"q_now": now, "q_running": sorted(running), "q_limit": limit * 3}
     query = _candidates_statement(_dialect(session))
     candidates = [_current_phone(connection, row, now) for row in connection.execute(query, params)]
     if not candidates:
@@ -159,10 +162,7 @@ def claim_due_targets(session: Session, *, now: datetime, limit: int) -> list[Du
 
     lookups = _claim_lookups(_dialect(session))
     campaign_ids = sorted({t.campaign_id for t in candidates})
-    campaigns = {
-        row.id: CampaignSchedule(*row)
-        for row in connection.execute(lookups.schedules, {"c_ids": campaign_ids})
-    }
+    campaigns = {cid: running[cid] for cid in campaign_ids}
     rules = {cid: parse_rules(c.calling_rules) for cid, c in campaigns.items()}
     calendars = {cid: campaign_calendar(session, c, rules[cid]) for cid, c in campaigns.items()}
     phones = {t.phone_hash for t in candidates}
@@ -525,7 +525,7 @@ _TARGET_AND_SCHEDULE = (
 
 
 # The statements of a claim (claim_due_targets), built once.
-_RUNNING_CAMPAIGNS = select(_CAMPAIGNS.c.id).where(
+_RUNNING_CAMPAIGNS = select(*_CAMPAIGN_SCHEDULE.selected_columns).where(
     _CAMPAIGNS.c.status == CampaignStatus.RUNNING.value,
     _CAMPAIGNS.c.starts_at <= bindparam("r_now"),
     _CAMPAIGNS.c.ends_at > bindparam("r_now"),
@@ -548,7 +548,6 @@ def _in_list(column: ColumnElement[Any], name: str, dialect: str) -> ColumnEleme
 class _ClaimLookups(NamedTuple):
     """The statements of a claim that take lists (phones, dossiers, targets), built once per dialect."""
 
-    schedules: Select[Any]
     opted_out: Select[Any]
     move_to_in_call: Update
     surveyed_dossiers: tuple[Select[Any], ...]
@@ -561,9 +560,6 @@ class _ClaimLookups(NamedTuple):
 def _claim_lookups(dialect: str) -> _ClaimLookups:
     t, r, g = _TARGETS.c, _RESPONSES.c, _GUARDS.c
     return _ClaimLookups(
-        schedules=select(*_CAMPAIGN_SCHEDULE.selected_columns).where(
-            _in_list(_CAMPAIGNS.c.id, "c_ids", dialect)
-        ),
         opted_out=select(_OPT_OUTS.c.phone_hash).where(_in_list(_OPT_OUTS.c.phone_hash, "o_phones", dialect)),
         move_to_in_call=update(_TARGETS)
         .where(_in_list(t.id, "m_ids", dialect), t.state == TargetState.QUEUED.value)
