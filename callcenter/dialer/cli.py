@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Coroutine
+from typing import Any
 
 import typer
 import uvloop
@@ -86,12 +88,22 @@ def ami_owner(
         port, CapacityCollector(context.redis, prefix=settings.redis_prefix, scopes=list(all_scopes.values()))
     )
     console.print(f"trunk owner for {settings.trunk}: {', '.join(s.name for s in servers(settings))}")
-    if settings.owner_event_loop == "uvloop":
-        # uvloop's loop (libuv) runs the owner's thousands of small callbacks, socket reads and
-        # executor hand-offs per second with less CPU than asyncio's pure-Python loop.
-        uvloop.run(run_owner(runtime, settings))
+    run_on_event_loop(settings.owner_event_loop, run_owner(runtime, settings))
+
+
+def run_on_event_loop(kind: str, main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` to its end on uvloop's event loop or the standard library's (``kind``).
+
+    uvloop's loop (libuv) runs the owner's thousands of small callbacks, socket reads and executor
+    hand-offs per second with less CPU than asyncio's pure-Python loop.
+    """
+    if kind == "uvloop":
+        uvloop.run(main)
+    elif kind == "asyncio":
+        asyncio.run(main)
     else:
-        asyncio.run(run_owner(runtime, settings))
+        main.close()
+        raise ValueError(f"unknown event loop {kind!r}: uvloop or asyncio")
 
 
 @app.command("status")

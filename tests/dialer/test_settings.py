@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from callcenter.dialer.cli import run_on_event_loop
 from callcenter.dialer.settings import AsteriskServer, DialerSettings
 
 
@@ -42,3 +45,29 @@ def test_development_and_an_explicit_setting_still_work(monkeypatch: pytest.Monk
     monkeypatch.setenv("CALLCENTER_ENV", "production")
     monkeypatch.setenv("CALLCENTER_DIALER_ENV", "test")  # the dialer's own switch wins
     assert DialerSettings(_env_file=None).env == "test"  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("kind", "loop_type"), [("uvloop", "uvloop.Loop"), ("asyncio", "asyncio.unix_events")]
+)
+def test_the_owner_runs_on_the_event_loop_its_setting_names(kind: str, loop_type: str) -> None:
+    seen: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        seen.append(f"{type(loop).__module__}.{type(loop).__name__}")
+
+    run_on_event_loop(kind, main())
+    assert len(seen) == 1 and seen[0].startswith(loop_type)
+    with pytest.raises(ValueError, match="unknown event loop 'tokio': uvloop or asyncio"):
+        run_on_event_loop("tokio", main())
+
+
+def test_an_unknown_owner_event_loop_setting_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLCENTER_DIALER_OWNER_EVENT_LOOP", "tokio")
+    with pytest.raises(ValidationError, match="owner_event_loop"):
+        DialerSettings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("CALLCENTER_DIALER_OWNER_EVENT_LOOP", "asyncio")
+    assert DialerSettings(_env_file=None).owner_event_loop == "asyncio"  # type: ignore[call-arg]
+    monkeypatch.delenv("CALLCENTER_DIALER_OWNER_EVENT_LOOP")
+    assert DialerSettings(_env_file=None).owner_event_loop == "uvloop"  # type: ignore[call-arg]
