@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
 
 import redis
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection
 
-from callcenter.core.db import single_statement_sessions
+from callcenter.core.db import single_statement_connections
 from callcenter.core.runtime import Runtime
 from callcenter.dialer.adapters.base import DirectTrunk
 from callcenter.dialer.adapters.twilio import TwilioTrunk
@@ -28,9 +30,9 @@ class DialerContext:
     direct_trunk: DirectTrunk | None  # Twilio; None for owned trunks (Asterisk, simulator)
 
     @cached_property
-    def single_statement_sessions(self) -> sessionmaker[Session]:
+    def single_statement_connections(self) -> Callable[[], AbstractContextManager[Connection]]:
         """For the claim of an attempt, one compare-and-set committed on its own (core.db)."""
-        return single_statement_sessions(self.runtime.sessions)
+        return single_statement_connections(self.runtime.sessions)
 
     @cached_property
     def token_key(self) -> bytes:

@@ -146,9 +146,9 @@ def place_call(ctx: DialerContext, attempt_id: int) -> str:
     try:
         # One statement, committed on its own (autocommit): no BEGIN and COMMIT round trips around
         # it, and CLAIMED is stored before the owner can read the id from the outbox.
-        with session_scope(ctx.single_statement_sessions) as session:
+        with ctx.single_statement_connections() as connection:
             won = service.claim_attempt(
-                session,
+                connection,
                 attempt_id=attempt_id,
                 worker=WORKER,
                 server=chosen.name,

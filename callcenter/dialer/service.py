@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, Integer, Table, bindparam, func, insert, literal, select, update
+from sqlalchemy import Connection, Insert, Integer, Table, bindparam, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -176,7 +176,7 @@ _INSERT_ATTEMPTS_UNNEST = _insert_attempts_unnest()
 
 
 def claim_attempt(
-    session: Session,
+    session: Session | Connection,
     *,
     attempt_id: int,
     worker: str,

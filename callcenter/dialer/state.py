@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import CursorResult, Row, Table, Update, bindparam, update
+from sqlalchemy import Connection, CursorResult, Row, Table, Update, bindparam, update
 from sqlalchemy.orm import Session
 
 from callcenter.core.db import sql_constant
@@ -50,7 +50,7 @@ def check_transition(current: AttemptStatus, new: AttemptStatus) -> None:
 
 
 def compare_and_set(
-    session: Session,
+    session: Session | Connection,
     *,
     attempt_id: int,
     expected: AttemptStatus | frozenset[AttemptStatus],
@@ -71,7 +71,8 @@ def compare_and_set(
     """
     age_column, params = _cas_params(attempt_id, now, values, created_since, changed_since)
     stmt = _cas_statement(_as_set(expected), new, tuple(sorted(values)), age_column)
-    result: CursorResult[Any] = session.connection().execute(stmt, params)
+    connection = session if isinstance(session, Connection) else session.connection()
+    result: CursorResult[Any] = connection.execute(stmt, params)
     return result.rowcount == 1
 
 

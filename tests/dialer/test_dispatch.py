@@ -227,16 +227,17 @@ def test_a_task_that_loses_to_a_final_state_gives_the_channel_back(
     dispatch.release_due(world.ctx, world.sent.append)
     attempt_id = world.sent[0]
 
-    def cancelled_meanwhile(session: object, **kwargs: object) -> bool:
-        ref = service.get_attempt(session, attempt_id=attempt_id)  # type: ignore[arg-type]
-        assert ref is not None
-        assert service.give_back(
-            session,  # type: ignore[arg-type]
-            attempt=ref,
-            now=world.clock.now(),
-            retry_after=timedelta(seconds=5),
-            detail="cancelled by the operator",
-        )
+    def cancelled_meanwhile(_connection: object, **kwargs: object) -> bool:
+        with session_scope(world.ctx.runtime.sessions) as session:  # another process, just before
+            ref = service.get_attempt(session, attempt_id=attempt_id)
+            assert ref is not None
+            assert service.give_back(
+                session,
+                attempt=ref,
+                now=world.clock.now(),
+                retry_after=timedelta(seconds=5),
+                detail="cancelled by the operator",
+            )
         return False
 
     monkeypatch.setattr(service, "claim_attempt", cancelled_meanwhile)
