@@ -701,7 +701,7 @@ def _acquire_phone(
 ) -> bool:
     """Compare-and-set on the phone's guard: free and under today's cap → held by this target, counted."""
     params = {"g_phone": phone_hash, "g_target": target_id, "g_today": today, "g_cap": cap, "g_now": now}
-    result = session.connection().execute(_acquire_phone_statement(_dialect(session)), params)
+    result = session.connection().execute(_ACQUIRE_PHONE, params)
     return result.rowcount == 1
 
 
@@ -785,9 +785,32 @@ def _acquire_phones(
     return set(session.connection().execute(_ACQUIRE_PHONES, params).scalars())
 
 
+def _guard_takeable(phone: Any, cap: Any, today: Any) -> list[ColumnElement[bool]]:
+    """The guard of ``phone`` is free and under the day's ``cap`` (the acquisition's compare-and-set)."""
+    guard = _GUARDS.c
+    return [
+        guard.phone_hash == phone,
+        guard.active_target_id.is_(None),
+        or_(guard.day.is_(None), guard.day != today, guard.attempts_today < cap),
+    ]
+
+
+def _guard_taken(target: Any, today: Any, now: Any) -> dict[str, Any]:
+    """The guard held by ``target``, today's count one more (the old row's day decides, as SET reads it)."""
+    guard = _GUARDS.c
+    return {
+        "active_target_id": target,
+        "attempts_today": case((guard.day == today, guard.attempts_today + 1), else_=1),
+        "day": today,
+        "updated_at": now,
+    }
+
+
 def _acquire_phones_statement() -> Update:
-    """PostgreSQL: the guard's CAS of :func:`_acquire_phone_statement` for arrays of phones, targets
-    and caps zipped row by row; returns the targets that now hold their phone."""
+    """PostgreSQL: the guard's compare-and-set for arrays of phones, targets and caps zipped row by
+    row, skipping a guard another claimer is changing instead of waiting for it (no queueing, and no
+    deadlock between claimers that meet the same phones in another order); returns the targets that
+    now hold their phone."""
     guard = _GUARDS.c
     phones = bindparam("a_phones", type_=postgresql.ARRAY(guard.phone_hash.type))
     wanted = (
@@ -799,24 +822,18 @@ def _acquire_phones_statement() -> Update:
         .table_valued("phone_hash", "target_id", "cap")
         .render_derived(name="wanted")
     )
-    # Skip a guard another claimer is changing instead of waiting for it (as one by one).
     unlocked = (
         select(guard.phone_hash).where(guard.phone_hash == func.any(phones)).with_for_update(skip_locked=True)
     )
+    today: Any = bindparam("a_today")
+    now: Any = bindparam("a_now")
     return (
         update(_GUARDS)
         .where(
-            guard.phone_hash == wanted.c.phone_hash,
-            guard.active_target_id.is_(None),
-            or_(guard.day.is_(None), guard.day != bindparam("a_today"), guard.attempts_today < wanted.c.cap),
+            *_guard_takeable(wanted.c.phone_hash, wanted.c.cap, today),
             guard.phone_hash.in_(unlocked.scalar_subquery()),
         )
-        .values(
-            active_target_id=wanted.c.target_id,
-            attempts_today=case((guard.day == bindparam("a_today"), guard.attempts_today + 1), else_=1),
-            day=bindparam("a_today"),
-            updated_at=bindparam("a_now"),
-        )
+        .values(**_guard_taken(wanted.c.target_id, today, now))
         .returning(guard.active_target_id)
     )
 
@@ -832,38 +849,13 @@ def _guards(connection: Connection, phones: set[str]) -> dict[str, Any]:
     return {row.phone_hash: row for row in rows}
 
 
-@lru_cache(maxsize=4)
-def _acquire_phone_statement(dialect: str) -> Update:
-    """The guard's CAS as a Core UPDATE built once per dialect (it runs once per claimed target)."""
-    guard = _GUARDS.c
-    conditions = [
-        guard.phone_hash == bindparam("g_phone"),
-        guard.active_target_id.is_(None),
-        or_(
-            guard.day.is_(None),
-            guard.day != bindparam("g_today"),
-            guard.attempts_today < bindparam("g_cap"),
-        ),
-    ]
-    if dialect == "postgresql":
-        # Skip a guard another claimer is changing instead of waiting for it: no queueing, and no
-        # deadlock between claimers that meet the same phones in a different order.
-        unlocked = (
-            select(guard.phone_hash)
-            .where(guard.phone_hash == bindparam("g_phone"))
-            .with_for_update(skip_locked=True)
-        )
-        conditions.append(guard.phone_hash.in_(unlocked.scalar_subquery()))
-    return (
-        update(_GUARDS)
-        .where(*conditions)
-        .values(
-            active_target_id=bindparam("g_target"),
-            attempts_today=case((guard.day == bindparam("g_today"), guard.attempts_today + 1), else_=1),
-            day=bindparam("g_today"),
-            updated_at=bindparam("g_now"),
-        )
-    )
+# One guard at a time (SQLite, a single writer: nothing to skip); PostgreSQL takes a claim's phones
+# together (_ACQUIRE_PHONES).
+_ACQUIRE_PHONE = (
+    update(_GUARDS)
+    .where(*_guard_takeable(bindparam("g_phone"), bindparam("g_cap"), bindparam("g_today")))
+    .values(**_guard_taken(bindparam("g_target"), bindparam("g_today"), bindparam("g_now")))
+)
 
 
 def _release_phone(
