@@ -188,6 +188,6 @@ ANALYSIS_INDEXES = (
     Index(
         "ix_analysis_attempts_created",
         CallAttempt.created_at,
-        postgresql_include=["status", "outcome", "dossier_id", "agency_id", "field_id"],
+        postgresql_include=["outcome", "dossier_id", "agency_id", "field_id"],
     ),
 )

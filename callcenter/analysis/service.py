@@ -37,7 +37,7 @@ from callcenter.campaign import policies
 from callcenter.core.errors import ValidationError
 from callcenter.core.outcomes import CallOutcome
 from callcenter.core.pii import PiiCipher, mask_digit_runs
-from callcenter.dialer.models import AttemptStatus, CallAttempt
+from callcenter.dialer.models import CallAttempt
 from callcenter.intake.models import Agency, Dossier, DossierStatus, Field, Timeliness
 from callcenter.ivr.models import ResponseChannel, ResponseReason, ResponseStatus, SurveyResponse
 
@@ -216,7 +216,10 @@ def _call_cells(
     if by_field:
         inner_group.append(CallAttempt.field_id)
     per_dossier = select(*inner_group, reached.label("reached"), func.count().label("attempts")).where(
-        CallAttempt.status == AttemptStatus.FINISHED.value, _in_period(CallAttempt.created_at, period)
+        # Finished attempts, told by their outcome (set exactly when an attempt finishes): the index
+        # leaves the status out so that the dialer's status changes stay HOT updates (dialer_0003).
+        CallAttempt.outcome.is_not(None),
+        _in_period(CallAttempt.created_at, period),
     )
     if agency_id is not None:
         per_dossier = per_dossier.where(CallAttempt.agency_id == agency_id)

@@ -30,7 +30,7 @@ from callcenter.dialer.context import DialerContext
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.dialer.outcomes import classify_twilio, twilio_is_final
 from callcenter.dialer.pacing import Scope
-from callcenter.dialer.state import ACTIVE_STATUSES, FINAL_STATUSES
+from callcenter.dialer.state import FINAL_STATUSES, IS_ACTIVE
 from callcenter.dialer.trunks import TrunkServer, scopes, server_named, servers
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,7 @@ def release_due(ctx: DialerContext, send: Callable[[int], None]) -> int:
             now = ctx.runtime.clock.now()
             counts = dict(
                 session.execute(
-                    select(CallAttempt.status, func.count())
-                    .where(CallAttempt.status.in_([s.value for s in ACTIVE_STATUSES]))
-                    .group_by(CallAttempt.status)
+                    select(CallAttempt.status, func.count()).where(IS_ACTIVE).group_by(CallAttempt.status)
                 ).all()
             )
             active = sum(counts.values())

@@ -32,7 +32,7 @@ from callcenter.core.pii import PiiCipher, mask_digit_runs
 from callcenter.dialer.adapters.base import DialRequest
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 from callcenter.dialer.state import (
-    ACTIVE_STATUSES,
+    IS_ACTIVE,
     LIVE_STATUSES,
     compare_and_set,
     compare_and_set_returning,
@@ -99,14 +99,7 @@ def get_attempt(session: Session, *, attempt_id: int) -> AttemptRef | None:
 
 def count_active_attempts(session: Session) -> int:
     """Attempts not yet final: each holds (or is about to hold) a channel."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(CallAttempt)
-            .where(CallAttempt.status.in_([s.value for s in ACTIVE_STATUSES]))
-        )
-        or 0
-    )
+    return int(session.scalar(select(func.count()).select_from(CallAttempt).where(IS_ACTIVE)) or 0)
 
 
 def release_due_attempts(session: Session, *, now: datetime, limit: int, trunk: str) -> list[int]:
@@ -400,7 +393,7 @@ def stale_attempts(
     """Attempts that have sat in ``status`` since before ``older_than`` (the reaper's work list)."""
     rows = session.execute(
         select(*_REF_COLUMNS)
-        .where(CallAttempt.status == status.value, CallAttempt.updated_at < older_than)
+        .where(IS_ACTIVE, CallAttempt.status == status.value, CallAttempt.updated_at < older_than)
         .order_by(CallAttempt.updated_at)
         .limit(limit)
     ).all()
@@ -411,6 +404,7 @@ def live_attempts_on(session: Session, *, trunk: str, server: str) -> list[Attem
     """Attempts a trunk owner of ``server`` may have a call for (used when an owner starts)."""
     rows = session.execute(
         select(*_REF_COLUMNS).where(
+            IS_ACTIVE,
             CallAttempt.trunk == trunk,
             CallAttempt.server == server,
             CallAttempt.status.in_([s.value for s in LIVE_STATUSES]),

@@ -37,6 +37,9 @@ FINAL_STATUSES = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 # Statuses in which a physical call may exist: the reaper must ask the trunk before ending them.
 LIVE_STATUSES = frozenset({S.DIALING, S.RINGING, S.IN_SURVEY})
 ACTIVE_STATUSES = frozenset(TRANSITIONS) - FINAL_STATUSES
+# ACTIVE_STATUSES as SQL: what PostgreSQL finds through the small partial index ix_call_attempts_active
+# (an index on the status would make every status change write into every index of the table).
+IS_ACTIVE = CallAttempt.ended_at.is_(None)
 
 
 class IllegalTransition(ValueError):
@@ -139,6 +142,18 @@ def _cas_params(
     return None, params
 
 
+def _check_final_columns(new: AttemptStatus, columns: tuple[str, ...]) -> None:
+    """``ended_at`` is written exactly when an attempt becomes final and ``outcome`` exactly when it
+    finishes: the active attempts are found by ``ended_at IS NULL`` (the partial index
+    ``ix_call_attempts_active``) and the summaries count finished attempts by their outcome."""
+    final = new in FINAL_STATUSES
+    if final != ("ended_at" in columns):
+        raise ValueError(f"a change to {new.value} {'must' if final else 'must not'} write ended_at")
+    finished = new is S.FINISHED
+    if finished != ("outcome" in columns):
+        raise ValueError(f"a change to {new.value} {'must' if finished else 'must not'} write outcome")
+
+
 @lru_cache(maxsize=16)
 def _cas_returning_statement(
     expected: frozenset[AttemptStatus],
@@ -161,6 +176,7 @@ def _cas_statement(
     per call."""
     for current in expected:
         check_transition(current, new)
+    _check_final_columns(new, columns)
     table = _ATTEMPTS
     statuses = sorted(s.value for s in expected)
     stmt = (

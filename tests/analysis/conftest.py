@@ -114,8 +114,10 @@ class Builder:
         return self.campaign_id
 
     def attempt(
-        self, dossier: Dossier, *, at: datetime, outcome: str, status: str = "finished"
+        self, dossier: Dossier, *, at: datetime, outcome: str | None, status: str = "finished"
     ) -> CallAttempt:
+        # As the dialer writes them (callcenter.dialer.state): an outcome exactly when finished.
+        assert (outcome is not None) == (status == "finished"), "only a finished attempt has an outcome"
         campaign_id = self._campaign()
         target = (
             self.session.query(CallTarget).filter_by(campaign_id=campaign_id, dossier_id=dossier.id).first()
@@ -148,6 +150,7 @@ class Builder:
             created_at=at,
             updated_at=at,
             dialed_at=at,
+            ended_at=at,
         )
         self.session.add(row)
         self.session.flush()
@@ -254,7 +257,7 @@ def populate_small_city(build: Builder) -> dict[str, Any]:
     build.attempt(on_time[11], at=_at(12), outcome="busy")
     build.attempt(on_time[12], at=_at(12), outcome="answered")
     # A cancelled attempt is never "called".
-    build.attempt(on_time[13], at=_at(12), outcome="failed", status="cancelled")
+    build.attempt(on_time[13], at=_at(12), outcome=None, status="cancelled")
     # Web answer in March for A (no dossier): counted in the combined view, no stratum.
     build.response(agency=a, fld=f1, answered_at=_at(15), satisfied=True, channel="web")
     # Local-time edges: 31 March 17:30 UTC is 1 April in Da Nang; 28 Feb 17:00 UTC is 1 March.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.models import CallTarget, Campaign
@@ -87,7 +87,9 @@ def test_compare_and_set_lets_exactly_one_racer_win(db_session: Session, cipher:
     )
     assert service.mark_dialing(db_session, attempt_id=aid, now=NOW)
     assert not service.mark_dialing(db_session, attempt_id=aid, now=NOW)
-    assert not compare_and_set(db_session, attempt_id=aid, expected=S.CLAIMED, new=S.CANCELLED, now=NOW)
+    assert not compare_and_set(
+        db_session, attempt_id=aid, expected=S.CLAIMED, new=S.CANCELLED, now=NOW, ended_at=NOW
+    )
 
 
 def test_start_dialing_moves_a_claimed_attempt_once_and_reads_what_the_call_needs(
@@ -196,6 +198,63 @@ def test_a_finish_on_postgresql_is_two_statements(pg_session: Session, cipher: P
     assert pg_session.scalar(select(Campaign.status)) == "completed"
     statuses = pg_session.scalars(select(CallAttempt.status)).all()
     assert statuses == ["finished"] * 3
+
+
+def test_a_call_s_status_changes_are_hot_updates_on_postgresql(
+    pg_session: Session, cipher: PiiCipher
+) -> None:
+    """No index holds a column that changes while a call goes on, so PostgreSQL rewrites no index entry
+    for claimed, dialing, ringing and in survey (HOT updates); only the final change touches indexes."""
+    ids = _attempts(pg_session, cipher, 3)
+    counts = text(
+        "SELECT pg_stat_get_xact_tuples_updated(CAST('call_attempts' AS regclass)),"
+        " pg_stat_get_xact_tuples_hot_updated(CAST('call_attempts' AS regclass))"
+    )
+    before = pg_session.execute(counts).one()
+    for aid in ids:
+        _dialled(pg_session, aid)
+        assert service.mark_ringing(pg_session, attempt_id=aid, now=NOW)
+        assert service.mark_answered(pg_session, attempt_id=aid, now=NOW)
+    updated, hot = (
+        after - start for after, start in zip(pg_session.execute(counts).one(), before, strict=True)
+    )
+    assert (updated, hot) == (12, 12)
+    assert service.finish_attempt(pg_session, attempt_id=ids[0], outcome=CallOutcome.ANSWERED, now=NOW)
+    updated, hot = (
+        after - start for after, start in zip(pg_session.execute(counts).one(), before, strict=True)
+    )
+    assert (updated, hot) == (13, 12)  # ended_at leaves the partial index, the outcome enters another
+
+
+def test_only_a_final_change_writes_ended_at_and_only_a_finish_writes_the_outcome(
+    db_session: Session, cipher: PiiCipher
+) -> None:
+    """The active attempts are found by ``ended_at IS NULL`` and the summaries count finished attempts
+    by their outcome: a change that would break either is refused before it reaches the database."""
+    (aid,) = _attempts(db_session, cipher, 1)
+    with pytest.raises(ValueError, match="a change to cancelled must write ended_at"):
+        compare_and_set(db_session, attempt_id=aid, expected=S.QUEUED, new=S.CANCELLED, now=NOW)
+    with pytest.raises(ValueError, match="a change to claimed must not write ended_at"):
+        compare_and_set(db_session, attempt_id=aid, expected=S.QUEUED, new=S.CLAIMED, now=NOW, ended_at=NOW)
+    with pytest.raises(ValueError, match="a change to finished must write outcome"):
+        compare_and_set(
+            db_session, attempt_id=aid, expected=S.IN_SURVEY, new=S.FINISHED, now=NOW, ended_at=NOW
+        )
+    with pytest.raises(ValueError, match="a change to cancelled must not write outcome"):
+        compare_and_set(
+            db_session,
+            attempt_id=aid,
+            expected=S.QUEUED,
+            new=S.CANCELLED,
+            now=NOW,
+            ended_at=NOW,
+            outcome="failed",
+        )
+    assert db_session.scalar(select(CallAttempt.status).where(CallAttempt.id == aid)) == "queued"
+    _dialled(db_session, aid)
+    assert service.finish_attempt(db_session, attempt_id=aid, outcome=CallOutcome.BUSY, now=NOW)
+    row = db_session.execute(select(CallAttempt.status, CallAttempt.outcome, CallAttempt.ended_at)).one()
+    assert (row.status, row.outcome, row.ended_at is not None) == ("finished", "busy", True)
 
 
 def test_a_trunk_message_quoting_the_number_is_stored_masked(db_session: Session, cipher: PiiCipher) -> None:
