@@ -102,6 +102,21 @@ def pg_backends(dbname: str) -> list[psutil.Process]:
     return out
 
 
+def steady_window(edges: list[tuple[float, float, float, int]]) -> dict[str, float] | None:
+    """CPU per call finished between the window's two edges (see ``window`` in :func:`main`)."""
+    if len(edges) < 2 or edges[1][3] <= edges[0][3]:
+        return None
+    (t0, ours0, pg0, done0), (t1, ours1, pg1, done1) = edges[:2]
+    calls = done1 - done0
+    return {
+        "from_s": round(t0, 1),
+        "to_s": round(t1, 1),
+        "calls": calls,
+        "cpu_ms_per_call_our_processes": round(1000 * (ours1 - ours0) / calls, 2),
+        "cpu_ms_per_call_with_postgres": round(1000 * (ours1 - ours0 + pg1 - pg0) / calls, 2),
+    }
+
+
 class BackendCpu:
     """CPU seconds of the PostgreSQL backends serving the dialer, each backend counted once.
 
@@ -284,6 +299,10 @@ def main() -> None:
 
         vacuum = InPlaceOfAutovacuum(name, every=args.vacuum_seconds)
         samples: list[tuple[float, int]] = []
+        # The steady window, from the end of the ramp to the moment nothing waits any more: (time, our
+        # CPU, PostgreSQL's, finished attempts) at both edges. Start-up, ramp and the last calls' tail
+        # are left out, so runs of different lengths (and code) compare like with like.
+        window: list[tuple[float, float, float, int]] = []
         waiting = args.dossiers
         last_print = 0.0
         while time.monotonic() - started < args.timeout:
@@ -301,6 +320,13 @@ def main() -> None:
                     )
                     or 0
                 )
+                if (not window and now >= args.ramp_seconds) or (len(window) == 1 and waiting == 0):
+                    backends.sample()
+                    done = session.scalar(
+                        select(func.count()).select_from(CallAttempt).where(CallAttempt.status == "finished")
+                    )
+                    pg_now = backends.total() + vacuum.cpu_seconds
+                    window.append((now, cpu_seconds(tree(roots)) - cpu_start, pg_now, int(done or 0)))
             leased = pacer.usage([global_scope])[0].in_use
             if waiting > 0:
                 samples.append((now, int(leased)))
@@ -358,6 +384,7 @@ def main() -> None:
             "cpu_ms_per_call_our_processes": round(1000 * cpu_total / max(1, finished), 2),
             "cpu_ms_per_call_with_postgres": round(1000 * (cpu_total + pg_total) / max(1, finished), 2),
             "cpu_seconds_by_process": {**by_role, "postgres_backends": round(pg_total, 1)},
+            "steady_window": steady_window(window),
             "autovacuum": vacuum.describe(),
             "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
             "settings": args.set,
