@@ -66,6 +66,7 @@ from callcenter.campaign.models import CallTarget, Campaign, CampaignStatus, Pho
 from callcenter.campaign.retry import decide, retry_key
 from callcenter.campaign.rules import CallingRules, parse_rules
 from callcenter.campaign.windows import CallingCalendar
+from callcenter.core import driver
 from callcenter.core.clock import VN_TZ
 from callcenter.core.db import sql_constant
 from callcenter.core.errors import ValidationError
@@ -402,8 +403,8 @@ def _record_result(
             "live_target": target_id,
         }
         statement = _record_result_statement(only_if[0] if only_if is not None else None)
-        won, moved_count, list_closed, other_live = connection.execute(
-            statement, params | (only_if[1] if only_if is not None else {})
+        won, moved_count, list_closed, other_live = driver.execute(
+            connection, statement, params | (only_if[1] if only_if is not None else {})
         ).one()
         if not won:
             return None

@@ -26,6 +26,7 @@ from callcenter.campaign.service import (
     split_result_context,
     with_result_context,
 )
+from callcenter.core import driver
 from callcenter.core.outcomes import CallOutcome, SurveyOutcome
 from callcenter.core.phones import national_format
 from callcenter.core.pii import PiiCipher, mask_digit_runs
@@ -93,7 +94,7 @@ _GET_ATTEMPT = select(*_REF_COLUMNS).where(CallAttempt.id == bindparam("ref_id")
 
 
 def get_attempt(session: Session, *, attempt_id: int) -> AttemptRef | None:
-    row = session.connection().execute(_GET_ATTEMPT, {"ref_id": attempt_id}).one_or_none()
+    row = driver.execute(session.connection(), _GET_ATTEMPT, {"ref_id": attempt_id}).one_or_none()
     return None if row is None else _ref(row)
 
 
@@ -315,7 +316,7 @@ def finish_attempt(
     Two statements on PostgreSQL: the read of the attempt with all it needs, and the compare-and-set
     with the campaign's bookkeeping (``record_attempt_result_if``), which happens only if the CAS won.
     """
-    row = session.connection().execute(_GET_ATTEMPT_TO_FINISH, {"ref_id": attempt_id}).one_or_none()
+    row = driver.execute(session.connection(), _GET_ATTEMPT_TO_FINISH, {"ref_id": attempt_id}).one_or_none()
     if row is None:
         return False
     attempt, rest = _ref_and_rest(row)

@@ -12,9 +12,10 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Row, Table, Update, bindparam, update
+from sqlalchemy import Connection, Row, Table, Update, bindparam, update
 from sqlalchemy.orm import Session
 
+from callcenter.core import driver
 from callcenter.core.db import sql_constant
 from callcenter.dialer.models import AttemptStatus, CallAttempt
 
@@ -75,8 +76,7 @@ def compare_and_set(
     age_column, params = _cas_params(attempt_id, now, values, created_since, changed_since)
     stmt = _cas_statement(_as_set(expected), new, tuple(sorted(values)), age_column)
     connection = session if isinstance(session, Connection) else session.connection()
-    result: CursorResult[Any] = connection.execute(stmt, params)
-    return result.rowcount == 1
+    return driver.execute(connection, stmt, params).rowcount == 1
 
 
 def compare_and_set_returning(
@@ -98,7 +98,8 @@ def compare_and_set_returning(
     """
     age_column, params = _cas_params(attempt_id, now, values, created_since, changed_since)
     stmt = _cas_returning_statement(_as_set(expected), new, tuple(sorted(values)), age_column, returning)
-    return session.connection().execute(stmt, params).one_or_none()
+    row: Row[Any] | None = driver.execute(session.connection(), stmt, params).one_or_none()
+    return row
 
 
 def compare_and_set_statement(

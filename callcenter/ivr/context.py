@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from callcenter.core import driver
 from callcenter.core.clock import to_local
 from callcenter.core.errors import NotFound
 from callcenter.intake.models import Agency, Dossier, Field
@@ -36,7 +37,7 @@ def load_call_context(session: Session, *, dossier_id: int) -> CallContext:
     # Core on the session's connection, built once: it runs for every answered call. Flushed first,
     # as an ORM query would autoflush (a no-op for a clean session).
     session.flush()
-    row = session.connection().execute(_CALL_CONTEXT, {"ctx_dossier": dossier_id}).one_or_none()
+    row = driver.execute(session.connection(), _CALL_CONTEXT, {"ctx_dossier": dossier_id}).one_or_none()
     if row is None:
         raise NotFound(f"dossier {dossier_id} does not exist")
     did, agency_id, field_id, returned_at, phone_hash, timeliness, agency_name, field_name = row

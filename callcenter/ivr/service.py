@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from callcenter.core import driver
 from callcenter.core.clock import Clock
 from callcenter.core.db import dialect_insert, session_scope
 from callcenter.core.errors import NotFound
@@ -146,11 +147,11 @@ def save_survey_progress(
     inserted: int | None = None
     if stored is None and first_save:  # None back: the row was there after all
         statement = _insert_unless_stored(connection.dialect.name)
-        inserted = connection.execute(statement, new_row()).scalar_one_or_none()
+        inserted = driver.execute(connection, statement, new_row()).scalar_one_or_none()
     if stored is None and inserted is None:
         stored = _read_stored(session, attempt_id)
         if stored is None:
-            inserted = connection.execute(_INSERT_RESPONSE, new_row()).scalar_one()
+            inserted = driver.execute(connection, _INSERT_RESPONSE, new_row()).scalar_one()
     if inserted is not None:
         stored = StoredResponse(
             int(inserted), context.dossier_id, status.value, result.satisfied, result.recording_ref,
@@ -179,7 +180,7 @@ def save_survey_progress(
             changes["completed_at"] = now
         if changes:
             params = {"resp_id": stored.id, **{f"new_{c}": v for c, v in changes.items()}}
-            session.connection().execute(_update_statement(tuple(sorted(changes))), params)
+            driver.execute(session.connection(), _update_statement(tuple(sorted(changes))), params)
             stored = replace(
                 stored,
                 status=str(changes.get("status", stored.status)),

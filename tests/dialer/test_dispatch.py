@@ -31,6 +31,7 @@ from callcenter.dialer.owner import FollowedCall, TrunkOwner
 from callcenter.dialer.settings import DialerSettings
 from callcenter.dialer.testing import seed_dossiers, start_campaign
 from callcenter.dialer.trunks import scopes, servers
+from tests.statements import sent_statements
 
 pytestmark = pytest.mark.redis
 
@@ -415,8 +416,6 @@ def test_the_claim_is_one_statement_committed_on_its_own_on_postgresql(
     scratch_pg_url: str, cipher: PiiCipher, redis_url: str, redis_prefix: str
 ) -> None:
     """place_call's CAS runs in AUTOCOMMIT (no BEGIN/COMMIT round trips) and is visible at once."""
-    from sqlalchemy import event
-
     clock = ManualClock(datetime.now(UTC))
     settings_ = Settings(env="test", database_url=scratch_pg_url, redis_url=redis_url)
     runtime = build_runtime(settings_, clock=clock)
@@ -428,15 +427,9 @@ def test_the_claim_is_one_statement_committed_on_its_own_on_postgresql(
         ctx = build_dialer_context(runtime, settings)
         sent: list[int] = []
         assert dispatch.release_due(ctx, sent.append) == 2
-        seen: list[tuple[str, bool]] = []
-
-        def record(conn, _cursor, statement, _params, _context, _many):  # type: ignore[no-untyped-def]
-            seen.append((statement.split()[0], bool(conn.connection.dbapi_connection.autocommit)))
-
-        event.listen(runtime.engine, "before_cursor_execute", record)
-        assert dispatch.place_call(ctx, sent[0]).startswith("handed to")
-        event.remove(runtime.engine, "before_cursor_execute", record)
-        assert seen == [("UPDATE", True)]
+        with sent_statements(runtime.engine) as seen:
+            assert dispatch.place_call(ctx, sent[0]).startswith("handed to")
+        assert [(s.verb, s.autocommit) for s in seen] == [("UPDATE", True)]
         # A separate connection sees the claim as soon as place_call returns (nothing left open).
         with runtime.engine.connect() as other:
             status = other.execute(select(CallAttempt.status).where(CallAttempt.id == sent[0])).scalar()

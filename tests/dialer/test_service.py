@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from callcenter.campaign.models import CallTarget, Campaign
@@ -27,6 +27,7 @@ from callcenter.ivr.call_token import call_token_key, verify_call_token
 from callcenter.ivr.context import load_call_context
 from callcenter.ivr.flow import SurveyResult
 from callcenter.ivr.service import save_survey_progress
+from tests.statements import sent_statements
 
 NOW = datetime.now(UTC)
 
@@ -174,25 +175,18 @@ def test_a_finish_on_postgresql_is_two_statements(pg_session: Session, cipher: P
     # The first dead number finds no dossier left to draw in its place: the agency's list closes.
     assert service.finish_attempt(pg_session, attempt_id=first, outcome=CallOutcome.INVALID_NUMBER, now=NOW)
     engine = pg_session.connection().engine
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, _params, _context, _many):  # type: ignore[no-untyped-def]
-        seen.append(statement.split()[0])
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with sent_statements(engine) as sent:
         assert service.finish_attempt(
             pg_session, attempt_id=second, outcome=CallOutcome.INVALID_NUMBER, now=NOW
         )
-        assert seen == ["SELECT", "WITH"]  # no replenish read, no "anything still live?" lookup
-        seen.clear()
+    # No replenish read, no "anything still live?" lookup.
+    assert [s.verb for s in sent] == ["SELECT", "WITH"]
+    with sent_statements(engine) as sent:
         # The campaign's last live target: the campaign is completed by the same finish.
         assert service.finish_attempt(
             pg_session, attempt_id=third, outcome=CallOutcome.INVALID_NUMBER, now=NOW
         )
-        assert seen[:2] == ["SELECT", "WITH"] and len(seen) > 2
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    assert [s.verb for s in sent][:2] == ["SELECT", "WITH"] and len(sent) > 2
     states = pg_session.scalars(select(CallTarget.state).order_by(CallTarget.id)).all()
     assert states == ["exhausted"] * 3
     assert pg_session.scalar(select(Campaign.status)) == "completed"

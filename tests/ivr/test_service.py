@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.core.clock import ManualClock
@@ -30,6 +30,7 @@ from callcenter.ivr.service import (
     store_comment_transcript,
     survey_outcome_for_attempt,
 )
+from tests.statements import sent_statements
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 T = TypeVar("T")
@@ -236,20 +237,12 @@ def test_a_first_save_inserts_without_reading_and_falls_back_when_the_row_exists
     ctx = load_call_context(db_session, dossier_id=dossier_factory().id)
     flow = SurveyFlow(load_questionnaire(), ctx)
     flow.start()
-    statements: list[str] = []
-    engine = db_session.get_bind()
-
-    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        statements.append(statement.split()[0])
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    engine = db_session.connection().engine
+    with sent_statements(engine) as sent:
         first = save_survey_progress(
             db_session, attempt_id=5010, context=ctx, result=flow.result, now=NOW, first_save=True
         )
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-    assert statements == ["INSERT"] and first.status == "in_progress"
+    assert [s.verb for s in sent] == ["INSERT"] and first.status == "in_progress"
     flow.handle(Keys("1"))
     again = save_survey_progress(
         db_session, attempt_id=5010, context=ctx, result=flow.result, now=NOW, first_save=True
