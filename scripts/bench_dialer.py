@@ -26,6 +26,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -100,6 +101,36 @@ def pg_backends(dbname: str) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             continue
     return out
+
+
+class SpeedProbe(threading.Thread):
+    """How fast this machine runs Python right now: every 2 s, the CPU time of a fixed loop.
+
+    This machine is a virtual one whose speed drifts by up to a fifth within minutes (the same loop
+    took 0.31 to 0.44 s within an hour): the CPU a process is charged for a given piece of work
+    drifts with it. The median over the run (``time.thread_time`` of this thread alone, so waiting
+    for the GIL does not count) is printed with the figures; runs of different codes compare best
+    at similar probe times.
+    """
+
+    LOOPS = 200_000
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="speed-probe")
+        self.samples: list[float] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(2.0):
+            start = time.thread_time()
+            total = 0
+            for i in range(self.LOOPS):
+                total += i
+            self.samples.append(1000 * (time.thread_time() - start))
+
+    def stop(self) -> float | None:
+        self._stop_event.set()
+        return round(statistics.median(self.samples), 2) if self.samples else None
 
 
 def steady_window(edges: list[tuple[float, float, float, int]]) -> dict[str, float] | None:
@@ -298,6 +329,8 @@ def main() -> None:
         load_start = os.getloadavg()[0]
 
         vacuum = InPlaceOfAutovacuum(name, every=args.vacuum_seconds)
+        probe = SpeedProbe()
+        probe.start()
         samples: list[tuple[float, int]] = []
         # The steady window, from the end of the ramp to the moment nothing waits any more: (time, our
         # CPU, PostgreSQL's, finished attempts) at both edges. Start-up, ramp and the last calls' tail
@@ -385,6 +418,7 @@ def main() -> None:
             "cpu_ms_per_call_with_postgres": round(1000 * (cpu_total + pg_total) / max(1, finished), 2),
             "cpu_seconds_by_process": {**by_role, "postgres_backends": round(pg_total, 1)},
             "steady_window": steady_window(window),
+            "speed_probe_ms": probe.stop(),
             "autovacuum": vacuum.describe(),
             "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
             "settings": args.set,

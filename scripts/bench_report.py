@@ -137,7 +137,7 @@ def load(url_dsn: str, *, attempts_goal: int, agencies: int, fields: int, seed: 
                     f"{attempt_id}\t{target_id}\t1\t{i + 1}\t{agency[i]}\t{field[i]}\tsimulator\tfinished\t"
                     f"{outcome}\t"
                     f"{'completed' if outcome == 'answered' else 'none'}\t{ts(at)}\t{ts(at + 90)}\t"
-                    f"{ts(at)}\t0\n"
+                    f"{ts(at)}\t{ts(at + 90)}\t0\n"
                 )
                 if outcome != "answered" or rng.random() > 0.88:
                     continue
@@ -180,7 +180,7 @@ def load(url_dsn: str, *, attempts_goal: int, agencies: int, fields: int, seed: 
             "call_attempts",
             "id, target_id, campaign_id, dossier_id, agency_id, field_id, trunk, status, outcome, "
             "survey_outcome, created_at, "
-            "updated_at, dialed_at, error_count",
+            "updated_at, dialed_at, ended_at, error_count",  # finished: ended, as the dialer writes them
             attempt_lines,
         )
         copy_rows(
