@@ -8,7 +8,9 @@ per dialect and, on PostgreSQL, runs it with psycopg's ``Connection.execute`` on
 SQLAlchemy holds, so in the same transaction, applying SQLAlchemy's own bind and result processors
 of the statement's types (``AwareDateTime`` …). On any other database (SQLite, the embedded default)
 it runs through SQLAlchemy as before. Both return something with the same few methods
-(``rowcount``, ``one``, ``one_or_none``, ``scalar_one``, ``scalar_one_or_none``, ``all``).
+(``rowcount``, ``one``, ``one_or_none``, ``scalar_one``, ``scalar_one_or_none``, ``all``), and
+raise the same exceptions: a driver error goes through SQLAlchemy's own handling (wrapped, a lost
+connection recognised and the pool's connections dropped).
 
 Only for statements built once (module constants, ``lru_cache``): the compiled form is kept per
 statement object and names of parameters. A statement whose parameters SQLAlchemy must rewrite at
@@ -102,22 +104,34 @@ def execute(connection: Connection, statement: ClauseElement, params: Mapping[st
         found = _compile(statement, connection.dialect, key)
     values = found.compiled.construct_params(params)
     assert values is not None
-    for name, process in found.bind_processors:
-        values[name] = process(values[name])
     driver_connection: Any = connection.connection.driver_connection
-    cursor = driver_connection.execute(found.sql, values)
-    if cursor.description is None:
-        return DriverRows([], cursor.rowcount)
-    rows = cursor.fetchall()
-    processors = found.result_processors
-    if processors:
-        if len(processors) != len(cursor.description):
-            raise RuntimeError(f"{len(cursor.description)} columns returned, {len(processors)} expected")
-        rows = [
-            tuple(v if process is None else process(v) for v, process in zip(row, processors, strict=True))
-            for row in rows
-        ]
-    return DriverRows(rows, cursor.rowcount)
+    cursor = None
+    try:
+        for name, process in found.bind_processors:
+            values[name] = process(values[name])
+        cursor = driver_connection.execute(found.sql, values)
+        if cursor.description is None:
+            return DriverRows([], cursor.rowcount)
+        rows = _processed(cursor.fetchall(), found.result_processors, len(cursor.description))
+        return DriverRows(rows, cursor.rowcount)
+    except Exception as exc:
+        # Exactly what SQLAlchemy does with an error of its own execution path: the driver's error
+        # wrapped as sqlalchemy.exc (OperationalError, DataError, IntegrityError …, a type's own
+        # ValueError as StatementError), and a lost connection recognised, the pool's connections
+        # dropped and this one invalidated. Callers (the owner's retries, the API's error mapping)
+        # see the same exceptions on both paths. Private, but the same in SQLAlchemy 2.0 and 2.1.
+        connection._handle_dbapi_exception(exc, found.sql, values, cursor, None)
+
+
+def _processed(
+    rows: list[tuple[Any, ...]], processors: tuple[Processor | None, ...], width: int
+) -> list[tuple[Any, ...]]:
+    """The rows with SQLAlchemy's result processors applied (none for a textual statement)."""
+    if not processors:
+        return rows
+    if len(processors) != width:
+        raise RuntimeError(f"{width} columns returned, {len(processors)} expected")
+    return [tuple(v if p is None else p(v) for v, p in zip(row, processors, strict=True)) for row in rows]
 
 
 def _compile(

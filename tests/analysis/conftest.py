@@ -150,7 +150,7 @@ class Builder:
             created_at=at,
             updated_at=at,
             dialed_at=at,
-            ended_at=at,
+            ended_at=at if status in ("finished", "cancelled") else None,
         )
         self.session.add(row)
         self.session.flush()

@@ -130,8 +130,7 @@ def test_the_twilio_status_callback_names_a_bad_sip_response_code(
     build = Builder(api["session"], cipher)
     agency, fld = build.agency("XD"), build.field("DD")
     dossier = build.dossier(agency, fld, returned_at=datetime(2026, 3, 1, tzinfo=UTC))
-    attempt = build.attempt(dossier, at=datetime(2026, 3, 2, 3, tzinfo=UTC), outcome="", status="dialing")
-    attempt.outcome = None
+    attempt = build.attempt(dossier, at=datetime(2026, 3, 2, 3, tzinfo=UTC), outcome=None, status="dialing")
     api["session"].flush()
     for bad in ("abc", "4O4", "9" * 5000):
         api["form"].update({"CallStatus": "failed", "SipResponseCode": bad})

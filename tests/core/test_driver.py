@@ -21,10 +21,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import DataError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from callcenter.core import driver
-from callcenter.core.db import AwareDateTime
+from callcenter.core.db import AwareDateTime, make_engine
 
 _META = MetaData()
 _PROBE = Table(
@@ -136,3 +137,39 @@ def test_one_refuses_no_row_and_one_or_none_refuses_two(pg_probe: Session) -> No
         driver.execute(connection, every, {"p_note": "x"}).one_or_none()
     with pytest.raises(Exception, match="one row expected, none returned"):
         driver.execute(connection, every, {"p_note": "y"}).one()
+
+
+def test_a_driver_error_is_the_error_sqlalchemy_would_raise(pg_probe: Session) -> None:
+    connection = pg_probe.connection()
+    too_big = {"p_id": 10**20}  # past BIGINT: SQLSTATE 22003, DataError either way
+    with pytest.raises(DataError) as through_sqlalchemy:
+        connection.execute(_READ, too_big)
+    pg_probe.rollback()
+    _META.create_all(pg_probe.connection())
+    with pytest.raises(DataError) as on_the_driver:
+        driver.execute(pg_probe.connection(), _READ, too_big)
+    assert type(on_the_driver.value.orig) is type(through_sqlalchemy.value.orig)
+    with pytest.raises(StatementError, match=r"naive datetime .* refused"):  # a type's own check too
+        driver.execute(pg_probe.connection(), _TOUCH, {"p_id": 1, "p_at": datetime(2026, 1, 1), "p_data": {}})
+
+
+def test_a_lost_connection_is_recognised_and_the_pool_dropped(pg_url: str) -> None:
+    """The owner retries a call's end on OperationalError; the pool must not hand out dead connections."""
+    one = select(bindparam("p_one", type_=Integer))
+    engine = make_engine(pg_url)
+    try:
+        with engine.connect() as victim:
+            pid = victim.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            with engine.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+                other.commit()
+            with pytest.raises(OperationalError) as lost:
+                driver.execute(victim, one, {"p_one": 1})
+            assert lost.value.connection_invalidated
+        with engine.connect() as fresh:  # a new connection, not the dead one from the pool
+            assert (
+                driver.execute(fresh, select(bindparam("p_one", type_=Integer)), {"p_one": 1}).scalar_one()
+                == 1
+            )
+    finally:
+        engine.dispose()

@@ -23,7 +23,7 @@ def test_a_constant_is_quoted_and_runs_on_both_databases(db_engine: Engine) -> N
 
 def test_the_compare_and_set_and_the_live_check_have_no_list_to_expand_per_execution() -> None:
     statements = [
-        _cas_statement(LIVE_STATUSES, S.FINISHED, ("outcome",), None),
+        _cas_statement(LIVE_STATUSES, S.FINISHED, ("ended_at", "outcome"), None),
         _cas_statement(frozenset({S.QUEUED}), S.CLAIMED, ("server",), "created_at"),
         ANY_LIVE_TARGET,
     ]
