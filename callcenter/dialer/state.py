@@ -8,11 +8,12 @@ the code base writes ``call_attempts.status``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, Update, bindparam, update
+from sqlalchemy import Connection, Table, Update, bindparam, update
 from sqlalchemy.orm import Session
 
 from callcenter.core import driver
@@ -90,15 +91,16 @@ def compare_and_set_returning(
     created_since: datetime | None = None,
     changed_since: datetime | None = None,
     **values: Any,
-) -> Row[Any] | None:
+) -> Sequence[Any] | None:
     """:func:`compare_and_set` that also reads ``returning`` (as written) in the same statement.
 
-    The row when this call won, ``None`` when it lost. ``returning`` should be a module constant:
-    the statement is built once per (shape, returning) pair.
+    The row (its values in ``returning``'s order) when this call won, ``None`` when it lost.
+    ``returning`` should be a module constant: the statement is built once per (shape, returning)
+    pair.
     """
     age_column, params = _cas_params(attempt_id, now, values, created_since, changed_since)
     stmt = _cas_returning_statement(_as_set(expected), new, tuple(sorted(values)), age_column, returning)
-    row: Row[Any] | None = driver.execute(session.connection(), stmt, params).one_or_none()
+    row: Sequence[Any] | None = driver.execute(session.connection(), stmt, params).one_or_none()
     return row
 
 
