@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import NoResultFound
+from sqlalchemy.exc import MultipleResultsFound, NoResultFound
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -73,7 +73,7 @@ class DriverRows:
 
     def one_or_none(self) -> tuple[Any, ...] | None:
         if len(self._rows) > 1:
-            raise ValueError(f"one row expected, {len(self._rows)} returned")
+            raise MultipleResultsFound(f"one row expected, {len(self._rows)} returned")
         return self._rows[0] if self._rows else None
 
     def one(self) -> tuple[Any, ...]:

@@ -21,7 +21,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import DataError, OperationalError, StatementError
+from sqlalchemy.exc import DataError, MultipleResultsFound, NoResultFound, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from callcenter.core import driver
@@ -133,9 +133,9 @@ def test_one_refuses_no_row_and_one_or_none_refuses_two(pg_probe: Session) -> No
         driver.execute(connection, _INSERT, {"id": i, "note": "x", "at": datetime.now(UTC)})
     every = select(_PROBE.c.id).where(_PROBE.c.note == bindparam("p_note")).order_by(_PROBE.c.id)
     assert driver.execute(connection, every, {"p_note": "x"}).all() == [(1,), (2,)]
-    with pytest.raises(ValueError, match="one row expected, 2 returned"):
+    with pytest.raises(MultipleResultsFound, match="one row expected, 2 returned"):
         driver.execute(connection, every, {"p_note": "x"}).one_or_none()
-    with pytest.raises(Exception, match="one row expected, none returned"):
+    with pytest.raises(NoResultFound, match="one row expected, none returned"):
         driver.execute(connection, every, {"p_note": "y"}).one()
 
 
