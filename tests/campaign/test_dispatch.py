@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import bindparam, select, update
 
 from callcenter.campaign import service
 from callcenter.campaign.errors import InvalidTransition
@@ -22,6 +22,7 @@ from callcenter.core.models import OptOut
 from callcenter.core.outcomes import CallOutcome, SurveyOutcome
 from callcenter.intake.models import Dossier
 from tests.campaign.conftest import MONDAY_9, World, make_campaign, phone_for
+from tests.statements import sent_statements
 
 BUSY = (CallOutcome.BUSY, SurveyOutcome.NONE)
 DONE = (CallOutcome.ANSWERED, SurveyOutcome.COMPLETED)
@@ -201,18 +202,10 @@ def test_a_claim_holds_its_phones_together_and_counts_each_once(world: World) ->
         ]
     )  # fmt: skip
     world.session.flush()
-    statements: list[str] = []
-
-    def record(_conn, _cursor, statement, _params, _context, _many):  # type: ignore[no-untyped-def]
-        if statement.startswith("UPDATE phone_call_guards"):
-            statements.append(statement)
-
     engine = world.session.connection().engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with sent_statements(engine) as sent:
         due = service.claim_due_targets(world.session, now=MONDAY_9, limit=10)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    statements = [s.sql for s in sent if s.sql.startswith("UPDATE phone_call_guards")]
     assert [d.target_id for d in due] == [r.id for r in rows[:4]]
     assert len(statements) == (1 if engine.dialect.name == "postgresql" else 6)
     guards = {

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.campaign.lifecycle import ANY_LIVE_TARGET, complete_if_done
@@ -25,6 +25,7 @@ from callcenter.campaign.service import claim_due_targets
 from callcenter.core.db import make_engine, make_session_factory, session_scope
 from callcenter.core.pii import PiiCipher
 from callcenter.dialer.testing import seed_dossiers, start_campaign
+from tests.statements import sent_statements
 
 
 @dataclass
@@ -59,17 +60,10 @@ def drawn(scratch_pg_url: str, cipher: PiiCipher) -> Iterator[Drawn]:
 @contextmanager
 def captured(engine: Engine, wanted: Callable[[str], bool]) -> Iterator[list[tuple[str, Any]]]:
     """The statements (and their parameters) the code under test sent, for EXPLAIN."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        if wanted(statement):
-            seen.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    seen: list[tuple[str, Any]] = []  # filled when the block ends
+    with sent_statements(engine) as sent:
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
+    seen.extend((s.sql, s.params) for s in sent if wanted(s.sql))
 
 
 def _plan(engine: Engine, statement: str, parameters: Any, *, analyze: bool) -> list[dict[str, Any]]:
